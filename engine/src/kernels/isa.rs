@@ -1,0 +1,73 @@
+//! Run-time choice of the SIMD instruction set the kernels are compiled for.
+
+use std::sync::OnceLock;
+
+/// The instruction set the CPU kernels run with on this machine.
+///
+/// All variants compute identical bits (see the module docs); they differ in speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// x86-64 with AVX-512F.
+    Avx512,
+    /// x86-64 with AVX2.
+    Avx2,
+    /// Whatever the compile target guarantees.
+    Generic,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports (detected once).
+    pub fn detect() -> Self {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            if std::env::var_os("FORGE_GENERIC_KERNELS").is_some() {
+                return Isa::Generic;
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return Isa::Avx512;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return Isa::Avx2;
+                }
+            }
+            Isa::Generic
+        })
+    }
+
+    /// Lowercase name, for logs and benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512 => "avx512",
+            Self::Avx2 => "avx2",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+/// Define `$name` as a function that runs `$body` (an `#[inline(always)]`
+/// function with the same signature) compiled for the best [`Isa`].
+macro_rules! multiversion {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
+                match $crate::kernels::Isa::detect() {
+                    // SAFETY: `Isa::detect` returned Avx512 only after
+                    // `is_x86_feature_detected!("avx512f")` said this CPU has it.
+                    $crate::kernels::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above, for "avx2".
+                    $crate::kernels::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernels::Isa::Generic => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;

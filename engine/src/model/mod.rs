@@ -1,0 +1,225 @@
+//! A loaded model: config, tokenizer, weights, and the forward pass on the
+//! chosen backend.
+
+mod backend;
+mod burn_fwd;
+mod cpu;
+mod weights;
+
+use std::path::Path;
+
+pub use backend::Backend;
+use burn_fwd::{BurnCache, BurnModel};
+use cpu::{CpuForward, KvCache};
+use weights::Weights;
+
+use crate::chat::ChatTemplate;
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result};
+use crate::gguf::GgufFile;
+use crate::kernels::RopeTable;
+use crate::tokenizer::Tokenizer;
+use crate::trace::TraceSink;
+
+/// A model ready to run.
+pub struct Model {
+    cfg: ModelConfig,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    model_id: [u8; 32],
+    weights: Weights,
+    rope: RopeTable,
+    backend: Backend,
+    burn: Option<BurnModel>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("cfg", &self.cfg).field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+/// The KV cache of one conversation with a model.
+#[derive(Debug)]
+pub struct Session {
+    cache: SessionCache,
+}
+
+#[derive(Debug)]
+enum SessionCache {
+    Cpu(KvCache),
+    Burn(BurnCache),
+}
+
+impl Session {
+    /// Positions already in the cache.
+    pub fn len(&self) -> usize {
+        match &self.cache {
+            SessionCache::Cpu(c) => c.len,
+            SessionCache::Burn(c) => c.len,
+        }
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forget positions `len..` (to reuse a shared prefix).
+    pub fn truncate(&mut self, len: usize) {
+        match &mut self.cache {
+            SessionCache::Cpu(c) => c.truncate(len),
+            SessionCache::Burn(c) => c.truncate(len),
+        }
+    }
+}
+
+impl Model {
+    /// Load a GGUF file for `backend`.
+    pub fn load(path: &Path, backend: Backend) -> Result<Self> {
+        Self::from_gguf(&GgufFile::open(path)?, backend)
+    }
+
+    /// Build from a parsed GGUF file.
+    pub fn from_gguf(file: &GgufFile, backend: Backend) -> Result<Self> {
+        let cfg = ModelConfig::from_gguf(file)?;
+        let tokenizer = Tokenizer::from_gguf(file)?;
+        if tokenizer.vocab_size() != cfg.vocab {
+            return Err(EngineError::Metadata {
+                key: "tokenizer.ggml.tokens".into(),
+                problem: format!("{} tokens but the embedding has {} rows", tokenizer.vocab_size(), cfg.vocab),
+            });
+        }
+        let template = ChatTemplate::from_gguf_template(tokenizer.chat_template()).ok();
+        let weights = Weights::load(file, &cfg)?;
+        let rope = RopeTable::new(cfg.head_dim, cfg.rope_base, cfg.context_length);
+        let burn = match backend.burn_device()? {
+            Some(device) => Some(BurnModel::new(&cfg, &weights, device, cfg.context_length)),
+            None => None,
+        };
+        Ok(Self {
+            model_id: *blake3::hash(file.data_section()).as_bytes(),
+            cfg,
+            tokenizer,
+            template,
+            weights,
+            rope,
+            backend,
+            burn,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template, if the model has a ChatML one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
+    /// blake3 of the GGUF tensor data: the model's identity in receipts.
+    pub fn model_id(&self) -> [u8; 32] {
+        self.model_id
+    }
+
+    /// The backend the model runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Bytes of weights read per decode step.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        self.weights.bytes_per_token()
+    }
+
+    /// An empty session.
+    pub fn session(&self) -> Session {
+        let cache = match self.burn {
+            Some(_) => SessionCache::Burn(BurnCache::new(self.cfg.layers)),
+            None => SessionCache::Cpu(KvCache::new(self.cfg.layers)),
+        };
+        Session { cache }
+    }
+
+    fn cpu(&self) -> CpuForward<'_> {
+        CpuForward { cfg: &self.cfg, w: &self.weights, rope: &self.rope }
+    }
+
+    /// Forward `tokens` at the session's next positions, handing each layer's
+    /// output rows to `sink`. Returns the last layer's rows (before the final
+    /// norm), `tokens.len()` rows of `d_model`.
+    pub fn forward(&self, session: &mut Session, tokens: &[u32], sink: Option<&mut dyn TraceSink>) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+            return Err(EngineError::InvalidParameter {
+                param: "tokens",
+                problem: format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab),
+            });
+        }
+        let end = session.len() + tokens.len();
+        if end > self.cfg.context_length {
+            return Err(EngineError::ContextLength {
+                prompt_tokens: end,
+                max_tokens: 0,
+                context_length: self.cfg.context_length,
+            });
+        }
+        match (&mut session.cache, &self.burn) {
+            (SessionCache::Cpu(c), None) if c.k.len() == self.cfg.layers => Ok(self.cpu().forward(tokens, c, sink)),
+            (SessionCache::Burn(c), Some(b)) => Ok(b.forward(tokens, c, sink)),
+            _ => Err(EngineError::InvalidParameter {
+                param: "session",
+                problem: "the session belongs to another model or backend".into(),
+            }),
+        }
+    }
+
+    /// Logits of one last-layer row (final norm, then LM head).
+    pub fn logits(&self, last_row: &[f32]) -> Vec<f32> {
+        match &self.burn {
+            Some(b) => b.logits(last_row),
+            None => self.cpu().logits(last_row),
+        }
+    }
+
+    /// Re-execute layer `layer` alone on the CPU kernels from its input rows
+    /// for positions `0..n` (the previous layer's outputs, or token
+    /// embeddings for layer 0). Returns the `n` output rows. On the CPU
+    /// backend these are bit-identical to the rows the full forward produced.
+    pub fn replay_layer(&self, layer: usize, inputs: &[f32]) -> Result<Vec<f32>> {
+        let d = self.cfg.d_model;
+        let lw = self.weights.layers.get(layer).ok_or(EngineError::InvalidParameter {
+            param: "layer",
+            problem: format!("{layer} >= {} layers", self.cfg.layers),
+        })?;
+        if inputs.is_empty() || inputs.len() % d != 0 || inputs.len() / d > self.cfg.context_length {
+            return Err(EngineError::InvalidParameter {
+                param: "inputs",
+                problem: format!("{} values is not 1..=context rows of {d}", inputs.len()),
+            });
+        }
+        let mut x = inputs.to_vec();
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        self.cpu().layer(lw, &mut x, &mut k, &mut v, 0);
+        Ok(x)
+    }
+
+    /// The token embedding row of `token` (the input of layer 0).
+    pub fn embedding(&self, token: u32) -> Result<Vec<f32>> {
+        if token as usize >= self.cfg.vocab {
+            return Err(EngineError::InvalidParameter { param: "token", problem: format!("{token} is outside the vocabulary") });
+        }
+        let mut row = vec![0.0; self.cfg.d_model];
+        self.weights.embed.row_f32(token as usize, &mut row);
+        Ok(row)
+    }
+}

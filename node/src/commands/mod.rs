@@ -1,0 +1,23 @@
+//! The subcommands.
+
+mod generate;
+mod pull;
+
+pub(crate) use generate::{GenerateArgs, generate};
+pub(crate) use pull::{PullArgs, pull};
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+/// The model file to use: `--model` if given, else the default model,
+/// pulled on first use.
+pub(crate) fn resolve_model(model: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = model {
+        anyhow::ensure!(p.is_file(), "--model {}: no such file", p.display());
+        return Ok(p.to_path_buf());
+    }
+    let python = std::env::var("FORGE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let (path, _) = crate::pull::ensure_model(&crate::home::models_dir()?, &python)?;
+    Ok(path)
+}

@@ -1,0 +1,59 @@
+//! `forge-node`: the Forge node binary.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod home;
+mod pull;
+
+/// A Forge inference node.
+///
+/// Exit codes: 0 success; 1 runtime failure (model missing or corrupt, download
+/// failed, generation error); 2 usage error (bad flags or arguments).
+#[derive(Debug, Parser)]
+#[command(name = "forge-node", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage error.")]
+struct Cli {
+    /// Rayon worker threads for the CPU kernels (default: all cores).
+    #[arg(long, global = true, env = "FORGE_THREADS")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fetch the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) into the model cache.
+    Pull(commands::PullArgs),
+    /// Generate an answer to one prompt.
+    Generate(commands::GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FORGE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: --threads {n}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = match cli.command {
+        Command::Pull(args) => commands::pull(args),
+        Command::Generate(args) => commands::generate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
