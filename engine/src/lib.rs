@@ -46,6 +46,7 @@ mod kernels;
 mod model;
 pub mod quant;
 mod sampling;
+pub mod testing;
 mod tokenizer;
 mod trace;
 

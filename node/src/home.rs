@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 /// The node's home directory.
-pub(crate) fn forge_home() -> Result<PathBuf> {
+pub fn forge_home() -> Result<PathBuf> {
     if let Some(h) = std::env::var_os("FORGE_HOME").filter(|h| !h.is_empty()) {
         return Ok(PathBuf::from(h));
     }
@@ -14,6 +14,6 @@ pub(crate) fn forge_home() -> Result<PathBuf> {
 }
 
 /// The model cache directory.
-pub(crate) fn models_dir() -> Result<PathBuf> {
+pub fn models_dir() -> Result<PathBuf> {
     Ok(forge_home()?.join("models"))
 }

