@@ -36,7 +36,7 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttnShape, first
     out
 }
 
-multiversion!(fn head_kernel(job: &Job<'_>, task: usize, out: &mut [f32]) => head_body);
+multiversion!(fn head_kernel / head_kernel_with(job: &Job<'_>, task: usize, out: &mut [f32]) => head_body);
 
 #[inline(always)]
 fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
@@ -65,5 +65,49 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
     }
     for o in out.iter_mut() {
         *o /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Isa;
+
+    #[test]
+    fn matches_reference_and_every_isa_gives_the_same_bits() {
+        let shape = AttnShape { heads: 4, kv_heads: 2, head_dim: 32 };
+        let (n, first) = (3, 5);
+        let kv = shape.kv_heads * shape.head_dim;
+        let val = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
+        let q: Vec<f32> = (0..n * 4 * 32).map(val).collect();
+        let k: Vec<f32> = (0..(first + n) * kv).map(|i| val(i + 17)).collect();
+        let v: Vec<f32> = (0..(first + n) * kv).map(|i| val(i + 91)).collect();
+        let out = attention(&q, &k, &v, shape, first);
+        for i in 0..n {
+            for h in 0..4 {
+                let kvh = h / 2;
+                let qh = &q[(i * 4 + h) * 32..(i * 4 + h + 1) * 32];
+                let s: Vec<f64> = (0..=first + i)
+                    .map(|j| (0..32).map(|e| f64::from(qh[e]) * f64::from(k[j * kv + kvh * 32 + e])).sum::<f64>() / 32f64.sqrt())
+                    .collect();
+                let mx = s.iter().cloned().fold(f64::MIN, f64::max);
+                let w: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+                let z: f64 = w.iter().sum();
+                for e in 0..32 {
+                    let want: f64 = w.iter().enumerate().map(|(j, p)| p * f64::from(v[j * kv + kvh * 32 + e])).sum::<f64>() / z;
+                    let got = f64::from(out[(i * 4 + h) * 32 + e]);
+                    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+                }
+            }
+        }
+        let job = Job { q: &q, k: &k, v: &v, shape, first_pos: first };
+        for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
+            for task in 0..n * 4 {
+                let mut o = vec![0.0f32; 32];
+                head_kernel_with(isa, &job, task, &mut o);
+                let want: Vec<u32> = out[task * 32..(task + 1) * 32].iter().map(|x| x.to_bits()).collect();
+                assert_eq!(o.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want, "{isa:?}");
+            }
+        }
     }
 }

@@ -47,25 +47,37 @@ impl Isa {
 }
 
 /// Define `$name` as a function that runs `$body` (an `#[inline(always)]`
-/// function with the same signature) compiled for the best [`Isa`].
+/// function with the same signature) compiled for the best [`Isa`], and
+/// `$with` that runs it for a given one (falling back to generic code when
+/// this CPU lacks it), so tests can compare the variants bit for bit.
 macro_rules! multiversion {
-    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+    ($vis:vis fn $name:ident / $with:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        #[allow(dead_code)]
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            $with($crate::kernels::Isa::detect(), $($arg),*)
+        }
+
+        #[allow(dead_code)]
+        $vis fn $with(isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 fn avx512($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
                 #[target_feature(enable = "avx2")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
-                match $crate::kernels::Isa::detect() {
-                    // SAFETY: `Isa::detect` returned Avx512 only after
-                    // `is_x86_feature_detected!("avx512f")` said this CPU has it.
-                    $crate::kernels::Isa::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above, for "avx2".
-                    $crate::kernels::Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::kernels::Isa::Generic => {}
+                match isa {
+                    $crate::kernels::Isa::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
+                        // SAFETY: the guard just checked that this CPU has AVX-512F.
+                        return unsafe { avx512($($arg),*) };
+                    }
+                    $crate::kernels::Isa::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+                        // SAFETY: the guard just checked that this CPU has AVX2.
+                        return unsafe { avx2($($arg),*) };
+                    }
+                    _ => {}
                 }
             }
+            let _ = isa;
             $body($($arg),*)
         }
     };

@@ -1,16 +1,16 @@
 //! `y = x · Wᵀ` with W kept in its GGUF block format (Q4_1, Q8_0) or f32.
 //!
 //! Per output element the reduction is: for each 32-element block b in order,
-//! `t[j] = q[j]·x[j] + q[16+j]·x[16+j]` over 16 lanes, `acc[j] += d_b·t[j]`,
-//! plus (Q4_1) `macc += m_b·Σx_b` in block order; the result is
-//! `hsum(acc) + macc`. Nibbles and bytes convert to f32 exactly, so unpacking
-//! them once per weight row and reusing them for many activation rows gives
-//! the same bits as one row at a time.
+//! `t[j] = q[j]·x[j] + q[16+j]·x[16+j]` over 16 lanes, then
+//! `acc[b mod 2][j] += d_b·t[j]`; Q4_1 adds its min term `Σ_b m_b·Σx_b` in
+//! 16 lanes of blocks. The result is `hsum(acc[0] + acc[1]) + hsum(min term)`.
+//! The order depends only on the row length, never on how many activation
+//! rows are computed together or on which thread.
 
 use half::f16;
 use rayon::prelude::*;
 
-use super::isa::multiversion;
+use super::isa::{Isa, multiversion};
 use super::{LANES, hsum};
 use crate::error::{Result, tensor_err};
 use crate::quant::{GgmlType, QK, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, dequantize_row};
@@ -130,6 +130,11 @@ impl QMatrix {
 
     /// As [`QMatrix::matmul`], for the output columns `range` only.
     pub(crate) fn matmul_rows(&self, x: &[f32], range: std::ops::Range<usize>) -> Vec<f32> {
+        self.matmul_rows_isa(Isa::detect(), x, range)
+    }
+
+    /// As [`QMatrix::matmul_rows`], on the kernels compiled for `isa`.
+    pub(crate) fn matmul_rows_isa(&self, isa: Isa, x: &[f32], range: std::ops::Range<usize>) -> Vec<f32> {
         let n = x.len() / self.cols;
         let nbr = self.cols / QK;
         // Per activation row, per block: Σ x over the block (Q4_1's min term).
@@ -146,7 +151,7 @@ impl QMatrix {
         let ctx = Ctx { m: self, x, xsum: &xsum, n, nbr };
         yt.par_chunks_mut(per_task * n).enumerate().for_each(|(c, out)| {
             let first = range.start + c * per_task;
-            rows_kernel(&ctx, first, out);
+            rows_kernel_with(isa, &ctx, first, out);
         });
         if n == 1 {
             return yt;
@@ -178,70 +183,186 @@ fn block_sum(block: &[f32]) -> f32 {
     hsum(acc)
 }
 
-multiversion!(fn rows_kernel(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) => rows_kernel_body);
+multiversion!(fn rows_kernel / rows_kernel_with(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) => rows_kernel_body);
 
 /// Fill `out` (`n` values per weight row, rows `first..`) for all activation rows.
+///
+/// Activation rows go four at a time so each weight block is unpacked once
+/// for four dot products; every dot product still runs its own accumulators
+/// through the same sequence of operations as a lone row.
 #[inline(always)]
 fn rows_kernel_body(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) {
     let (cols, nbr, n) = (ctx.m.cols, ctx.nbr, ctx.n);
-    let mut qf = vec![0.0f32; cols];
     for (k, ys) in out.chunks_exact_mut(n).enumerate() {
         let r = first + k;
-        let scales: &[f32] = match &ctx.m.blocks {
-            Blocks::Q4_1 { d, qs, .. } => {
-                let q = &qs[r * nbr * HALF..(r + 1) * nbr * HALF];
-                for b in 0..nbr {
-                    for j in 0..HALF {
-                        qf[b * QK + j] = f32::from(q[b * HALF + j] & 0x0F);
-                        qf[b * QK + HALF + j] = f32::from(q[b * HALF + j] >> 4);
+        let rb = r * nbr..(r + 1) * nbr;
+        let mut i = 0;
+        while i < n {
+            let group = if n - i >= 4 { 4 } else { 1 };
+            let xs = &ctx.x[i * cols..(i + group) * cols];
+            let dst = &mut ys[i..i + group];
+            match &ctx.m.blocks {
+                Blocks::Q4_1 { d, m, qs } => {
+                    let (q, d, m) = (&qs[rb.start * HALF..rb.end * HALF], &d[rb.clone()], &m[rb.clone()]);
+                    let sums = &ctx.xsum[i * nbr..(i + group) * nbr];
+                    if group == 4 {
+                        dot_q4_1::<4>(q, d, m, xs, sums, dst);
+                    } else {
+                        dot_q4_1::<1>(q, d, m, xs, sums, dst);
                     }
                 }
-                &d[r * nbr..(r + 1) * nbr]
-            }
-            Blocks::Q8_0 { d, qs } => {
-                for (f, q) in qf.iter_mut().zip(&qs[r * cols..(r + 1) * cols]) {
-                    *f = f32::from(*q);
-                }
-                &d[r * nbr..(r + 1) * nbr]
-            }
-            Blocks::F32 { w } => {
-                qf.copy_from_slice(&w[r * cols..(r + 1) * cols]);
-                &[]
-            }
-        };
-        for (i, y) in ys.iter_mut().enumerate() {
-            let x = &ctx.x[i * cols..(i + 1) * cols];
-            let mut acc = [0.0f32; LANES];
-            for b in 0..nbr {
-                let (q, xb) = (&qf[b * QK..(b + 1) * QK], &x[b * QK..(b + 1) * QK]);
-                let mut t = [0.0f32; LANES];
-                for j in 0..HALF {
-                    t[j] = q[j] * xb[j] + q[HALF + j] * xb[HALF + j];
-                }
-                if scales.is_empty() {
-                    for j in 0..LANES {
-                        acc[j] += t[j];
+                Blocks::Q8_0 { d, qs } => {
+                    let (q, d) = (&qs[r * cols..(r + 1) * cols], &d[rb.clone()]);
+                    if group == 4 {
+                        dot_q8_0::<4>(q, d, xs, dst);
+                    } else {
+                        dot_q8_0::<1>(q, d, xs, dst);
                     }
-                } else {
-                    let d = scales[b];
-                    for j in 0..LANES {
-                        acc[j] += d * t[j];
+                }
+                Blocks::F32 { w } => {
+                    for (y, x) in dst.iter_mut().zip(xs.chunks_exact(cols)) {
+                        *y = dot_f32(&w[r * cols..(r + 1) * cols], x);
                     }
                 }
             }
-            let mut v = hsum(acc);
-            if let Blocks::Q4_1 { m, .. } = &ctx.m.blocks {
-                let mins = &m[r * nbr..(r + 1) * nbr];
-                let sums = &ctx.xsum[i * nbr..(i + 1) * nbr];
-                let mut macc = 0.0f32;
-                for b in 0..nbr {
-                    macc += mins[b] * sums[b];
-                }
-                v += macc;
-            }
-            *y = v;
+            i += group;
         }
     }
+}
+
+/// Two accumulators (even and odd blocks) break the add latency chain; they
+/// are combined lane by lane, then in the fixed tree.
+#[inline(always)]
+fn finish(even: &[f32; LANES], odd: &[f32; LANES]) -> f32 {
+    let mut a = *even;
+    for j in 0..LANES {
+        a[j] += odd[j];
+    }
+    hsum(a)
+}
+
+/// Unpacked weights of one block: lanes for elements 0..16 and 16..32.
+type Unpacked = ([f32; HALF], [f32; HALF]);
+
+#[inline(always)]
+fn unpack_q4(qb: &[u8]) -> Unpacked {
+    let qb: &[u8; HALF] = qb.try_into().unwrap_or(&[0; HALF]);
+    let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
+    for j in 0..HALF {
+        lo[j] = f32::from(qb[j] & 0x0F);
+        hi[j] = f32::from(qb[j] >> 4);
+    }
+    (lo, hi)
+}
+
+#[inline(always)]
+fn unpack_q8(qb: &[i8]) -> Unpacked {
+    let qb: &[i8; QK] = qb.try_into().unwrap_or(&[0; QK]);
+    let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
+    for j in 0..HALF {
+        lo[j] = f32::from(qb[j]);
+        hi[j] = f32::from(qb[HALF + j]);
+    }
+    (lo, hi)
+}
+
+/// `acc[j] += d·(lo[j]·x[j] + hi[j]·x[16+j])`: one block of one dot product.
+#[inline(always)]
+fn block_step(acc: &mut [f32; LANES], w: &Unpacked, d: f32, x: &[f32]) {
+    let x: &[f32; QK] = x.try_into().unwrap_or(&[0.0; QK]);
+    for j in 0..HALF {
+        acc[j] += d * (w.0[j] * x[j] + w.1[j] * x[HALF + j]);
+    }
+}
+
+/// A weight row's blocks, unpacked on demand. (A trait rather than a
+/// closure: closures are not inlined into the `target_feature` kernels.)
+trait BlockRow {
+    fn unpack(&self, b: usize) -> Unpacked;
+}
+
+struct Q4Row<'a>(&'a [u8]);
+struct Q8Row<'a>(&'a [i8]);
+
+impl BlockRow for Q4Row<'_> {
+    #[inline(always)]
+    fn unpack(&self, b: usize) -> Unpacked {
+        unpack_q4(&self.0[b * HALF..(b + 1) * HALF])
+    }
+}
+
+impl BlockRow for Q8Row<'_> {
+    #[inline(always)]
+    fn unpack(&self, b: usize) -> Unpacked {
+        unpack_q8(&self.0[b * QK..(b + 1) * QK])
+    }
+}
+
+/// `R` dot products of one block-quantised weight row with `R` activation
+/// rows (`xs`, rows of `cols`), scales `d`. Even blocks go to the first
+/// accumulator, odd blocks to the second; they are combined by [`finish`].
+#[inline(always)]
+fn dot_blocks<const R: usize, W: BlockRow>(w: &W, d: &[f32], xs: &[f32], out: &mut [f32]) {
+    let nb = d.len();
+    let cols = nb * QK;
+    let mut even = [[0.0f32; LANES]; R];
+    let mut odd = [[0.0f32; LANES]; R];
+    let mut b = 0;
+    while b + 1 < nb {
+        let (w0, w1) = (w.unpack(b), w.unpack(b + 1));
+        for r in 0..R {
+            let x = &xs[r * cols + b * QK..r * cols + (b + 2) * QK];
+            block_step(&mut even[r], &w0, d[b], &x[..QK]);
+            block_step(&mut odd[r], &w1, d[b + 1], &x[QK..]);
+        }
+        b += 2;
+    }
+    if b < nb {
+        let w0 = w.unpack(b);
+        for r in 0..R {
+            block_step(&mut even[r], &w0, d[b], &xs[r * cols + b * QK..r * cols + (b + 1) * QK]);
+        }
+    }
+    for r in 0..R {
+        out[r] = finish(&even[r], &odd[r]);
+    }
+}
+
+/// `R` dot products of one Q4_1 weight row with `R` activation rows.
+#[inline(always)]
+fn dot_q4_1<const R: usize>(q: &[u8], d: &[f32], m: &[f32], xs: &[f32], xsum: &[f32], out: &mut [f32]) {
+    let nbr = d.len();
+    dot_blocks::<R, _>(&Q4Row(q), d, xs, out);
+    for (r, y) in out.iter_mut().enumerate().take(R) {
+        // The min term, Σ_b m_b·Σx_b, over 16 lanes of blocks.
+        let mut macc = [0.0f32; LANES];
+        for (mc, sc) in m.chunks(LANES).zip(xsum[r * nbr..(r + 1) * nbr].chunks(LANES)) {
+            for j in 0..mc.len() {
+                macc[j] += mc[j] * sc[j];
+            }
+        }
+        *y += hsum(macc);
+    }
+}
+
+/// `R` dot products of one Q8_0 weight row with `R` activation rows.
+#[inline(always)]
+fn dot_q8_0<const R: usize>(q: &[i8], d: &[f32], xs: &[f32], out: &mut [f32]) {
+    dot_blocks::<R, _>(&Q8Row(q), d, xs, out);
+}
+
+#[inline(always)]
+fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let mut acc = [[0.0f32; LANES]; 2];
+    for (b, (wb, xb)) in w.chunks_exact(QK).zip(x.chunks_exact(QK)).enumerate() {
+        let wb: &[f32; QK] = wb.try_into().unwrap_or(&[0.0; QK]);
+        let xb: &[f32; QK] = xb.try_into().unwrap_or(&[0.0; QK]);
+        let a = &mut acc[b & 1];
+        for j in 0..HALF {
+            a[j] += wb[j] * xb[j] + wb[HALF + j] * xb[HALF + j];
+        }
+    }
+    finish(&acc[0], &acc[1])
 }
 
 #[cfg(test)]
@@ -279,6 +400,12 @@ mod tests {
                 let alone = m.matmul(&x[i * cols..(i + 1) * cols]);
                 assert_eq!(alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     y[i * rows..(i + 1) * rows].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+            // Every instruction set gives the same bits.
+            for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
+                let other = m.matmul_rows_isa(isa, &x, 0..rows);
+                assert_eq!(other.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{ty:?} on {isa:?}");
             }
         }
     }
