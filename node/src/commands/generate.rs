@@ -75,14 +75,16 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<()> {
         },
         stop: args.stop.clone(),
     };
-    let mut stdout = std::io::stdout().lock();
+    let json = args.json;
     let out = run(&model, &req, None, |ev| {
-        if !args.json {
+        if !json {
+            let mut stdout = std::io::stdout();
             let _ = stdout.write_all(ev.text.as_bytes());
             let _ = stdout.flush();
         }
         ControlFlow::Continue(())
     })?;
+    let mut stdout = std::io::stdout().lock();
     if args.json {
         let v = serde_json::json!({
             "text": out.text,
