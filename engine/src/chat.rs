@@ -64,11 +64,10 @@ impl ChatTemplate {
                     problem: format!("role `{}` (system, user or assistant)", m.role),
                 });
             }
-            if i == 0 && m.role != "system" {
-                if let Some(sys) = &self.default_system {
+            if i == 0 && m.role != "system"
+                && let Some(sys) = &self.default_system {
                     out.push_str(&format!("{START}system\n{sys}{END}\n"));
                 }
-            }
             out.push_str(&format!("{START}{}\n{}{END}\n", m.role, m.content));
         }
         if add_generation_prompt {

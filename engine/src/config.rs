@@ -98,10 +98,10 @@ impl ModelConfig {
         if self.head_dim == 0 || self.heads * self.head_dim != self.d_model {
             return bad("attention.head_count", format!("{} heads do not divide d_model {}", self.heads, self.d_model));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad("attention.head_count", format!("head_dim {} is odd (RoPE rotates pairs)", self.head_dim));
         }
-        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return bad("attention.head_count_kv", format!("{} KV heads do not divide {} heads", self.kv_heads, self.heads));
         }
         Ok(())

@@ -68,7 +68,7 @@ impl GgmlType {
     /// Bytes taken by a row of `n` elements, or `None` if `n` is not a whole
     /// number of blocks (or overflows).
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        if n % self.block_elems() != 0 {
+        if !n.is_multiple_of(self.block_elems()) {
             return None;
         }
         (n / self.block_elems()).checked_mul(self.block_bytes())

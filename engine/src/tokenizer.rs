@@ -91,11 +91,10 @@ impl Tokenizer {
         // Generation stops at EOS and at the ChatML / end-of-text markers.
         let mut stop_ids = vec![eos];
         for s in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
-            if let Some(i) = tokens.iter().position(|t| t == s) {
-                if !stop_ids.contains(&(i as u32)) {
+            if let Some(i) = tokens.iter().position(|t| t == s)
+                && !stop_ids.contains(&(i as u32)) {
                     stop_ids.push(i as u32);
                 }
-            }
         }
         let chat_template = file.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
         Ok(Self { inner, eos, stop_ids, vocab: tokens.len(), chat_template })

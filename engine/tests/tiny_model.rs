@@ -244,3 +244,28 @@ fn model_id_is_the_hash_of_the_tensor_data() {
     assert_ne!(a.model_id(), b.model_id());
     assert_eq!(a.model_id(), model().model_id());
 }
+
+#[test]
+fn truncated_session_reuses_a_prefix() {
+    for backend in [Backend::Cpu, Backend::Flex] {
+        let m = model_with(&TinySpec::default(), backend);
+        let d = m.config().d_model;
+        let a: Vec<u32> = m.tokenizer().encode("the tin in").unwrap();
+        let b: Vec<u32> = m.tokenizer().encode(" the end").unwrap();
+        let mut fresh = m.session();
+        let want = m.forward(&mut fresh, &[a.clone(), b.clone()].concat(), None).unwrap();
+        // Run a, then something else, then rewind to a and continue with b.
+        let mut s = m.session();
+        m.forward(&mut s, &a, None).unwrap();
+        m.forward(&mut s, &[7, 8, 9], None).unwrap();
+        s.truncate(a.len());
+        assert_eq!(s.len(), a.len());
+        let got = m.forward(&mut s, &b, None).unwrap();
+        let want_tail = &want[want.len() - b.len() * d..];
+        if backend == Backend::Cpu {
+            assert_eq!(bits(&got), bits(want_tail));
+        } else {
+            assert!(got.iter().zip(want_tail).all(|(x, y)| (x - y).abs() < 1e-3));
+        }
+    }
+}

@@ -38,7 +38,7 @@ enum Blocks {
 impl QMatrix {
     /// Repack a GGUF tensor of `rows x cols` (GGUF dims `[cols, rows]`).
     pub(crate) fn from_gguf(name: &str, ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self> {
-        if cols % QK != 0 {
+        if !cols.is_multiple_of(QK) {
             return Err(tensor_err(name, format!("{cols} columns is not a multiple of {QK}")));
         }
         let nb = rows * cols / QK;

@@ -11,21 +11,19 @@ pub(crate) struct KvCache {
     pub(crate) k: Vec<Vec<f32>>,
     pub(crate) v: Vec<Vec<f32>>,
     pub(crate) len: usize,
+    kv_dim: usize,
 }
 
 impl KvCache {
-    pub(crate) fn new(layers: usize) -> Self {
-        Self { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers], len: 0 }
+    pub(crate) fn new(layers: usize, kv_dim: usize) -> Self {
+        Self { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers], len: 0, kv_dim }
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
-        let per = |rows: &Vec<f32>| if self.len == 0 { 0 } else { rows.len() / self.len };
-        for l in 0..self.k.len() {
-            let w = per(&self.k[l]);
-            self.k[l].truncate(len * w);
-            self.v[l].truncate(len * w);
-        }
         self.len = self.len.min(len);
+        for rows in self.k.iter_mut().chain(self.v.iter_mut()) {
+            rows.truncate(self.len * self.kv_dim);
+        }
     }
 }
 

@@ -93,10 +93,7 @@ impl Model {
         let template = ChatTemplate::from_gguf_template(tokenizer.chat_template()).ok();
         let weights = Weights::load(file, &cfg)?;
         let rope = RopeTable::new(cfg.head_dim, cfg.rope_base, cfg.context_length);
-        let burn = match backend.burn_device()? {
-            Some(device) => Some(BurnModel::new(&cfg, &weights, device, cfg.context_length)),
-            None => None,
-        };
+        let burn = backend.burn_device()?.map(|device| BurnModel::new(&cfg, &weights, device, cfg.context_length));
         Ok(Self {
             model_id: *blake3::hash(file.data_section()).as_bytes(),
             cfg,
@@ -143,7 +140,7 @@ impl Model {
     pub fn session(&self) -> Session {
         let cache = match self.burn {
             Some(_) => SessionCache::Burn(BurnCache::new(self.cfg.layers)),
-            None => SessionCache::Cpu(KvCache::new(self.cfg.layers)),
+            None => SessionCache::Cpu(KvCache::new(self.cfg.layers, self.cfg.kv_dim())),
         };
         Session { cache }
     }
@@ -201,7 +198,7 @@ impl Model {
             param: "layer",
             problem: format!("{layer} >= {} layers", self.cfg.layers),
         })?;
-        if inputs.is_empty() || inputs.len() % d != 0 || inputs.len() / d > self.cfg.context_length {
+        if inputs.is_empty() || !inputs.len().is_multiple_of(d) || inputs.len() / d > self.cfg.context_length {
             return Err(EngineError::InvalidParameter {
                 param: "inputs",
                 problem: format!("{} values is not 1..=context rows of {d}", inputs.len()),
