@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::flops::{ForwardWork, request_flops};
-use crate::model::{Model, Session};
+use crate::model::{BatchItem, Model, Session};
 use crate::sampling::{SamplingParams, sample};
 use crate::trace::TraceSink;
 
@@ -129,73 +129,180 @@ pub fn generate(
     model: &Model,
     req: &GenerateRequest,
     sink: Option<&mut dyn TraceSink>,
-    on_token: impl FnMut(&TokenEvent<'_>) -> ControlFlow<()> + Send,
+    mut on_token: impl FnMut(&TokenEvent<'_>) -> ControlFlow<()> + Send,
 ) -> Result<Generation> {
-    rayon::scope(|_| generate_here(model, req, sink, on_token))
-}
-
-fn generate_here(
-    model: &Model,
-    req: &GenerateRequest,
-    mut sink: Option<&mut dyn TraceSink>,
-    mut on_token: impl FnMut(&TokenEvent<'_>) -> ControlFlow<()>,
-) -> Result<Generation> {
-    validate(model, req)?;
-    let mut session: Session = model.session();
-    let stops = model.tokenizer().stop_ids().to_vec();
-    let mut text = TextStream::new(&req.stop);
-    let mut tokens: Vec<u32> = Vec::new();
-
-    let t0 = Instant::now();
-    let rows = model.forward(&mut session, &req.prompt, reborrow(&mut sink))?;
-    let d = model.config().d_model;
-    let mut last = rows[rows.len() - d..].to_vec();
-    let prefill_secs = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-
-    let finish = loop {
-        let logits = model.logits(&last);
-        let step = tokens.len() as u64;
-        let tok = sample(&logits, &req.sampling, &tokens, step);
-        tokens.push(tok);
-        if stops.contains(&tok) {
-            break FinishReason::Stop;
+    rayon::scope(|_| {
+        let mut seq = Sequence::new(model, req.clone(), sink)?;
+        while !seq.is_done() {
+            for ev in step(model, &mut [&mut seq])?.into_iter().flatten() {
+                let flow = on_token(&TokenEvent { index: ev.index, token: ev.token, text: &ev.text });
+                if flow.is_break() {
+                    seq.cancel();
+                }
+            }
         }
-        let piece = model.tokenizer().decode(&tokens)?;
-        let (fresh, hit_stop) = text.push(&piece);
-        let flow = on_token(&TokenEvent { index: tokens.len() - 1, token: tok, text: &fresh });
-        if hit_stop {
-            break FinishReason::Stop;
-        }
-        if flow.is_break() {
-            break FinishReason::Cancelled;
-        }
-        if tokens.len() >= req.max_tokens {
-            break FinishReason::Length;
-        }
-        let rows = model.forward(&mut session, &[tok], reborrow(&mut sink))?;
-        last = rows;
-    };
-    let decode_secs = t1.elapsed().as_secs_f64();
-    let work = ForwardWork { start: 0, end: session.len() as u64, logits: tokens.len() as u64 };
-    debug_assert_eq!(work, ForwardWork::for_request(req.prompt.len() as u64, tokens.len() as u64));
-    Ok(Generation {
-        text: text.finish(),
-        prompt_tokens: req.prompt.len(),
-        finish_reason: finish,
-        flops: request_flops(model.config(), work),
-        work,
-        tokens,
-        prefill_secs,
-        decode_secs,
+        Ok(seq.into_result(model).0)
     })
 }
 
-fn reborrow<'a>(sink: &'a mut Option<&mut dyn TraceSink>) -> Option<&'a mut dyn TraceSink> {
-    match sink {
-        Some(s) => Some(&mut **s),
-        None => None,
+/// One generation in progress. [`step`] advances any number of them together
+/// (continuous batching); each gets exactly the tokens and trace rows it would
+/// get alone.
+pub struct Sequence<S> {
+    req: GenerateRequest,
+    session: Session,
+    sink: Option<S>,
+    tokens: Vec<u32>,
+    text: TextStream,
+    /// Tokens to forward next: the prompt, then the last sampled token.
+    input: Vec<u32>,
+    finish: Option<FinishReason>,
+    prefill_secs: f64,
+    decode_secs: f64,
+}
+
+impl<S> std::fmt::Debug for Sequence<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequence")
+            .field("prompt_tokens", &self.req.prompt.len())
+            .field("tokens", &self.tokens.len())
+            .field("finish", &self.finish)
+            .finish_non_exhaustive()
     }
+}
+
+/// What one [`step`] produced for one sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepEvent {
+    /// Index of the token among the generated ones.
+    pub index: usize,
+    /// The sampled token.
+    pub token: u32,
+    /// Text that became final with it.
+    pub text: String,
+    /// Set when the sequence ended with this token.
+    pub finish: Option<FinishReason>,
+}
+
+impl<S: TraceSink> Sequence<S> {
+    /// A validated request, ready for its first step (the prefill).
+    pub fn new(model: &Model, req: GenerateRequest, sink: Option<S>) -> Result<Self> {
+        validate(model, &req)?;
+        Ok(Self {
+            session: model.session(),
+            text: TextStream::new(&req.stop),
+            input: req.prompt.clone(),
+            req,
+            sink,
+            tokens: Vec::new(),
+            finish: None,
+            prefill_secs: 0.0,
+            decode_secs: 0.0,
+        })
+    }
+
+    /// Whether it has ended.
+    pub fn is_done(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Why it ended, if it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// End it now (the client went away); the tokens so far stand.
+    pub fn cancel(&mut self) {
+        self.finish.get_or_insert(FinishReason::Cancelled);
+    }
+
+    /// Tokens sampled so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// The request.
+    pub fn request(&self) -> &GenerateRequest {
+        &self.req
+    }
+
+    /// The result, and the sink back.
+    pub fn into_result(self, model: &Model) -> (Generation, Option<S>) {
+        let work = ForwardWork { start: 0, end: self.session.len() as u64, logits: self.tokens.len() as u64 };
+        let generation = Generation {
+            text: self.text.finish(),
+            prompt_tokens: self.req.prompt.len(),
+            finish_reason: self.finish.unwrap_or(FinishReason::Cancelled),
+            flops: request_flops(model.config(), work),
+            work,
+            tokens: self.tokens,
+            prefill_secs: self.prefill_secs,
+            decode_secs: self.decode_secs,
+        };
+        (generation, self.sink)
+    }
+
+    /// Record the token sampled from this step's logits; returns its event.
+    fn accept(&mut self, model: &Model, tok: u32) -> Result<StepEvent> {
+        self.tokens.push(tok);
+        let index = self.tokens.len() - 1;
+        let mut text = String::new();
+        if model.tokenizer().stop_ids().contains(&tok) {
+            self.finish = Some(FinishReason::Stop);
+        } else {
+            let (fresh, hit_stop) = self.text.push(&model.tokenizer().decode(&self.tokens)?);
+            text = fresh;
+            if hit_stop {
+                self.finish = Some(FinishReason::Stop);
+            } else if self.tokens.len() >= self.req.max_tokens {
+                self.finish = Some(FinishReason::Length);
+            }
+        }
+        self.input = vec![tok];
+        Ok(StepEvent { index, token: tok, text, finish: self.finish })
+    }
+}
+
+/// Advance every unfinished sequence by one token: one batched forward pass
+/// (prompts of new sequences and last tokens of running ones together), one
+/// batched LM head, then sampling. Returns an event per sequence (`None` for
+/// those already done).
+pub fn step<S: TraceSink>(model: &Model, seqs: &mut [&mut Sequence<S>]) -> Result<Vec<Option<StepEvent>>> {
+    let start = Instant::now();
+    let d = model.config().d_model;
+    let rows = {
+        let mut items: Vec<BatchItem<'_>> = seqs
+            .iter_mut()
+            .filter(|s| !s.is_done())
+            .map(|s| {
+                let Sequence { session, sink, input, .. } = &mut **s;
+                BatchItem { session, tokens: input.as_slice(), sink: sink.as_mut().map(|s| s as &mut dyn TraceSink) }
+            })
+            .collect();
+        model.forward_batch(&mut items)?
+    };
+    let last: Vec<f32> = rows.iter().flat_map(|r| r[r.len() - d..].iter().copied()).collect();
+    let logits = model.logits_batch(&last);
+    let secs = start.elapsed().as_secs_f64();
+    let vocab = model.config().vocab;
+    let mut events = Vec::with_capacity(seqs.len());
+    let mut k = 0;
+    for seq in seqs.iter_mut() {
+        if seq.is_done() {
+            events.push(None);
+            continue;
+        }
+        if seq.tokens.is_empty() {
+            seq.prefill_secs += secs;
+        } else {
+            seq.decode_secs += secs;
+        }
+        let l = &logits[k * vocab..(k + 1) * vocab];
+        let tok = sample(l, &seq.req.sampling, &seq.tokens, seq.tokens.len() as u64);
+        events.push(Some(seq.accept(model, tok)?));
+        k += 1;
+    }
+    Ok(events)
 }
 
 /// Turns the decoded text of all tokens so far into final pieces: holds back

@@ -56,9 +56,9 @@ pub use error::{EngineError, Result};
 pub use flops::{
     FLOPS_PER_CU, ForwardWork, cu_f64, lm_head_flops, milli_cu, position_flops, projection_flops, request_flops,
 };
-pub use generate::{FinishReason, GenerateRequest, Generation, TokenEvent, generate, validate};
+pub use generate::{FinishReason, GenerateRequest, Generation, Sequence, StepEvent, TokenEvent, generate, step, validate};
 pub use kernels::Isa;
-pub use model::{Backend, Model, Session};
+pub use model::{Backend, BatchItem, Model, Session};
 pub use sampling::{SamplingParams, argmax, sample, uniform};
 pub use tokenizer::Tokenizer;
 pub use trace::{TRACE_DTYPE, TraceRecorder, TraceSink};

@@ -16,6 +16,12 @@ pub trait TraceSink: Send {
     fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]);
 }
 
+impl<T: TraceSink + ?Sized> TraceSink for &mut T {
+    fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
+        (**self).record(layer, first_pos, rows);
+    }
+}
+
 /// A sink that keeps every row in memory, keyed by (layer, position).
 #[derive(Clone, Debug, Default)]
 pub struct TraceRecorder {
@@ -55,5 +61,14 @@ impl TraceSink for TraceRecorder {
         for (i, r) in rows.chunks_exact(self.d_model).enumerate() {
             self.rows.insert((layer, first_pos + i), r.to_vec());
         }
+    }
+}
+
+/// Reborrow an optional sink for a shorter lifetime (`as_deref_mut` cannot
+/// shorten the trait object's own lifetime, a coercion can).
+pub(crate) fn reborrow<'s>(sink: &'s mut Option<&mut dyn TraceSink>) -> Option<&'s mut dyn TraceSink> {
+    match sink {
+        Some(s) => Some(&mut **s),
+        None => None,
     }
 }

@@ -269,3 +269,45 @@ fn truncated_session_reuses_a_prefix() {
         }
     }
 }
+
+#[test]
+fn batched_sequences_match_each_alone() {
+    use forge_engine::{Sequence, step};
+    let m = model();
+    let d = m.config().d_model;
+    let reqs: Vec<GenerateRequest> = [("the tin", 7u64, 9usize), ("in the end the", 8, 5), ("t", 9, 12), ("the", 10, 1)]
+        .iter()
+        .map(|(p, seed, n)| request(&m, p, *n, sampled(*seed)))
+        .collect();
+    let alone: Vec<_> = reqs.iter().map(|r| run(&m, r)).collect();
+    // All four together; the last one joins two steps late (continuous batching).
+    let mut seqs: Vec<Sequence<TraceRecorder>> = reqs[..3]
+        .iter()
+        .map(|r| Sequence::new(&m, r.clone(), Some(TraceRecorder::new(d))).unwrap())
+        .collect();
+    let mut late = None;
+    for round in 0.. {
+        if round == 2 {
+            late = Some(Sequence::new(&m, reqs[3].clone(), Some(TraceRecorder::new(d))).unwrap());
+        }
+        let mut refs: Vec<&mut Sequence<TraceRecorder>> = seqs.iter_mut().chain(late.iter_mut()).collect();
+        if refs.iter().all(|s| s.is_done()) {
+            break;
+        }
+        step(&m, &mut refs).unwrap();
+    }
+    seqs.extend(late);
+    for (seq, (want, want_rows)) in seqs.into_iter().zip(&alone) {
+        let (got, rows) = seq.into_result(&m);
+        let rows = rows.unwrap();
+        assert_eq!(got.tokens, want.tokens);
+        assert_eq!(got.text, want.text);
+        assert_eq!(got.flops, want.flops);
+        assert_eq!(got.finish_reason, want.finish_reason);
+        assert_eq!(rows.len(), want_rows.len());
+        for ((ka, va), (kb, vb)) in rows.rows().zip(want_rows.rows()) {
+            assert_eq!(ka, kb);
+            assert_eq!(bits(va), bits(vb), "row {ka:?}");
+        }
+    }
+}

@@ -33,43 +33,92 @@ pub(crate) struct CpuForward<'a> {
     pub(crate) rope: &'a RopeTable,
 }
 
+/// One sequence of a batched forward pass: its new rows start at position
+/// `first` and its cache is extended in place.
+pub(crate) struct Segment<'c> {
+    pub(crate) tokens: &'c [u32],
+    pub(crate) cache: &'c mut KvCache,
+    pub(crate) sink: Option<&'c mut dyn TraceSink>,
+}
+
+/// A segment's view of one layer's cache.
+struct LayerSlot<'c> {
+    first: usize,
+    n: usize,
+    k: &'c mut Vec<f32>,
+    v: &'c mut Vec<f32>,
+}
+
 impl CpuForward<'_> {
-    /// Forward `tokens` at positions `cache.len..`; returns the last layer's
-    /// rows (`tokens.len()` rows of d_model), before the final norm.
-    pub(crate) fn forward(&self, tokens: &[u32], cache: &mut KvCache, mut sink: Option<&mut dyn TraceSink>) -> Vec<f32> {
+    /// Forward every segment's tokens at positions `cache.len..` in one pass:
+    /// the matrix products run over all rows at once (the kernels give each
+    /// row the bits it would have alone); attention runs per segment. Returns
+    /// each segment's last-layer rows, before the final norm.
+    pub(crate) fn forward(&self, segs: &mut [Segment<'_>]) -> Vec<Vec<f32>> {
         let d = self.cfg.d_model;
-        let first = cache.len;
-        let mut x = vec![0.0f32; tokens.len() * d];
-        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+        let total: usize = segs.iter().map(|s| s.tokens.len()).sum();
+        let mut x = vec![0.0f32; total * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(segs.iter().flat_map(|s| s.tokens)) {
             self.w.embed.row_f32(t as usize, row);
         }
         for (l, lw) in self.w.layers.iter().enumerate() {
-            self.layer(lw, &mut x, &mut cache.k[l], &mut cache.v[l], first);
-            if let Some(s) = sink.as_deref_mut() {
-                s.record(l, first, &x);
+            let mut slots: Vec<LayerSlot<'_>> = segs
+                .iter_mut()
+                .map(|s| LayerSlot { first: s.cache.len, n: s.tokens.len(), k: &mut s.cache.k[l], v: &mut s.cache.v[l] })
+                .collect();
+            self.layer(lw, &mut x, &mut slots);
+            let mut offset = 0;
+            for s in segs.iter_mut() {
+                let rows = &x[offset * d..(offset + s.tokens.len()) * d];
+                if let Some(sink) = s.sink.as_deref_mut() {
+                    sink.record(l, s.cache.len, rows);
+                }
+                offset += s.tokens.len();
             }
         }
-        cache.len += tokens.len();
+        let mut out = Vec::with_capacity(segs.len());
+        let mut offset = 0;
+        for s in segs.iter_mut() {
+            let n = s.tokens.len();
+            out.push(x[offset * d..(offset + n) * d].to_vec());
+            s.cache.len += n;
+            offset += n;
+        }
+        out
+    }
+
+    /// Layer `lw` alone over `inputs` (rows for positions `0..`), with a
+    /// fresh cache: a verifier's re-execution.
+    pub(crate) fn replay(&self, lw: &LayerWeights, inputs: &[f32]) -> Vec<f32> {
+        let mut x = inputs.to_vec();
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        let n = inputs.len() / self.cfg.d_model;
+        self.layer(lw, &mut x, &mut [LayerSlot { first: 0, n, k: &mut k, v: &mut v }]);
         x
     }
 
-    /// One transformer block over rows `x` at positions `first..`, appending
-    /// to this layer's cache `k`/`v`.
-    pub(crate) fn layer(&self, lw: &LayerWeights, x: &mut [f32], k: &mut Vec<f32>, v: &mut Vec<f32>, first: usize) {
+    /// One transformer block over the rows `x` of all slots, in slot order.
+    fn layer(&self, lw: &LayerWeights, x: &mut [f32], slots: &mut [LayerSlot<'_>]) {
         let cfg = self.cfg;
         let (dh, qdim, kvdim) = (cfg.head_dim, cfg.d_model, cfg.kv_dim());
         let h = rms_norm(x, &lw.attn_norm, cfg.rms_eps);
         let mut q = lw.wq.matmul(&h);
         let mut kn = lw.wk.matmul(&h);
         let vn = lw.wv.matmul(&h);
-        rope_in_place(&mut q, dh, qdim, first, self.rope);
-        rope_in_place(&mut kn, dh, kvdim, first, self.rope);
-        k.truncate(first * kvdim);
-        v.truncate(first * kvdim);
-        k.extend_from_slice(&kn);
-        v.extend_from_slice(&vn);
         let shape = AttnShape { heads: cfg.heads, kv_heads: cfg.kv_heads, head_dim: dh };
-        let a = attention(&q, k, v, shape, first);
+        let mut a = Vec::with_capacity(q.len());
+        let mut row = 0;
+        for slot in slots.iter_mut() {
+            let (qs, ks) = (row * qdim..(row + slot.n) * qdim, row * kvdim..(row + slot.n) * kvdim);
+            rope_in_place(&mut q[qs.clone()], dh, qdim, slot.first, self.rope);
+            rope_in_place(&mut kn[ks.clone()], dh, kvdim, slot.first, self.rope);
+            slot.k.truncate(slot.first * kvdim);
+            slot.v.truncate(slot.first * kvdim);
+            slot.k.extend_from_slice(&kn[ks.clone()]);
+            slot.v.extend_from_slice(&vn[ks]);
+            a.extend_from_slice(&attention(&q[qs], slot.k, slot.v, shape, slot.first));
+            row += slot.n;
+        }
         add_in_place(x, &lw.wo.matmul(&a));
         let h = rms_norm(x, &lw.ffn_norm, cfg.rms_eps);
         let mut g = lw.w_gate.matmul(&h);

@@ -10,7 +10,7 @@ use std::path::Path;
 
 pub use backend::Backend;
 use burn_fwd::{BurnCache, BurnModel};
-use cpu::{CpuForward, KvCache};
+use cpu::{CpuForward, KvCache, Segment};
 use weights::Weights;
 
 use crate::chat::ChatTemplate;
@@ -19,7 +19,7 @@ use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
 use crate::kernels::RopeTable;
 use crate::tokenizer::Tokenizer;
-use crate::trace::TraceSink;
+use crate::trace::{TraceSink, reborrow};
 
 /// A model ready to run.
 pub struct Model {
@@ -37,6 +37,20 @@ impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model").field("cfg", &self.cfg).field("backend", &self.backend).finish_non_exhaustive()
     }
+}
+
+/// One session's share of a batched forward pass.
+pub struct BatchItem<'a> {
+    /// The session to extend.
+    pub session: &'a mut Session,
+    /// The tokens to forward at its next positions.
+    pub tokens: &'a [u32],
+    /// Where its layer rows go.
+    pub sink: Option<&'a mut dyn TraceSink>,
+}
+
+fn foreign_session() -> EngineError {
+    EngineError::InvalidParameter { param: "session", problem: "the session belongs to another model or backend".into() }
 }
 
 /// The KV cache of one conversation with a model.
@@ -153,9 +167,42 @@ impl Model {
     /// output rows to `sink`. Returns the last layer's rows (before the final
     /// norm), `tokens.len()` rows of `d_model`.
     pub fn forward(&self, session: &mut Session, tokens: &[u32], sink: Option<&mut dyn TraceSink>) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Ok(Vec::new());
+        let mut sink = sink;
+        let mut items = [BatchItem { session, tokens, sink: reborrow(&mut sink) }];
+        Ok(self.forward_batch(&mut items)?.pop().unwrap_or_default())
+    }
+
+    /// Forward several sessions at once (continuous batching): on the CPU
+    /// backend the matrix products run over all sessions' rows together,
+    /// and every row has exactly the bits it would have had alone. Returns
+    /// each item's last-layer rows.
+    pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> Result<Vec<Vec<f32>>> {
+        for it in items.iter() {
+            self.check_input(it.session, it.tokens)?;
         }
+        if let Some(b) = &self.burn {
+            return items
+                .iter_mut()
+                .map(|it| match &mut it.session.cache {
+                    SessionCache::Burn(c) if !it.tokens.is_empty() => Ok(b.forward(it.tokens, c, reborrow(&mut it.sink))),
+                    SessionCache::Burn(_) => Ok(Vec::new()),
+                    SessionCache::Cpu(_) => Err(foreign_session()),
+                })
+                .collect();
+        }
+        let mut segs = Vec::with_capacity(items.len());
+        for it in items.iter_mut() {
+            match &mut it.session.cache {
+                SessionCache::Cpu(c) if c.k.len() == self.cfg.layers => {
+                    segs.push(Segment { tokens: it.tokens, cache: c, sink: reborrow(&mut it.sink) })
+                }
+                _ => return Err(foreign_session()),
+            }
+        }
+        Ok(self.cpu().forward(&mut segs))
+    }
+
+    fn check_input(&self, session: &Session, tokens: &[u32]) -> Result<()> {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
             return Err(EngineError::InvalidParameter {
                 param: "tokens",
@@ -170,13 +217,16 @@ impl Model {
                 context_length: self.cfg.context_length,
             });
         }
-        match (&mut session.cache, &self.burn) {
-            (SessionCache::Cpu(c), None) if c.k.len() == self.cfg.layers => Ok(self.cpu().forward(tokens, c, sink)),
-            (SessionCache::Burn(c), Some(b)) => Ok(b.forward(tokens, c, sink)),
-            _ => Err(EngineError::InvalidParameter {
-                param: "session",
-                problem: "the session belongs to another model or backend".into(),
-            }),
+        Ok(())
+    }
+
+    /// Logits of several last-layer rows at once (`rows.len() / d_model`
+    /// rows), `vocab` values per row; each row's logits are those
+    /// [`Model::logits`] gives it alone.
+    pub fn logits_batch(&self, rows: &[f32]) -> Vec<f32> {
+        match &self.burn {
+            Some(b) => rows.chunks_exact(self.cfg.d_model).flat_map(|r| b.logits(r)).collect(),
+            None => self.cpu().logits(rows),
         }
     }
 
@@ -204,10 +254,7 @@ impl Model {
                 problem: format!("{} values is not 1..=context rows of {d}", inputs.len()),
             });
         }
-        let mut x = inputs.to_vec();
-        let (mut k, mut v) = (Vec::new(), Vec::new());
-        self.cpu().layer(lw, &mut x, &mut k, &mut v, 0);
-        Ok(x)
+        Ok(self.cpu().replay(lw, inputs))
     }
 
     /// The token embedding row of `token` (the input of layer 0).
