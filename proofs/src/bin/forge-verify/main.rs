@@ -1,0 +1,102 @@
+//! `forge-verify`: check a Forge receipt offline.
+//!
+//! ```text
+//! forge-verify --vk cu.vk [--vk-hash HEX] [--model model.gguf] [--json] receipt.bin
+//! ```
+//!
+//! Prints a checklist on stderr (and, with `--json`, the outcome and the
+//! receipt as JSON on stdout). Exit codes are a contract:
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | every check passed |
+//! | 1 | the receipt is rejected: a check failed, or it carries a failed audit |
+//! | 2 | usage or I/O error: nothing was concluded about the receipt |
+
+mod audits;
+mod outcome;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use forge_engine::{Backend, Model};
+use forge_proofs::{ModelDims, Receipt, TrustAnchor};
+use outcome::Outcome;
+
+/// Verify a Forge receipt offline: format, FLOPs, signature, CU proof, audits.
+#[derive(Debug, Parser)]
+#[command(name = "forge-verify", version)]
+struct Args {
+    /// The receipt (binary, `FRGR` v1).
+    receipt: PathBuf,
+    /// The CU verifying key (compressed arkworks bytes, as `forge-node setup` writes it).
+    #[arg(long, value_name = "FILE")]
+    vk: PathBuf,
+    /// The pinned blake3 of the verifying key (hex); the key file is refused if it differs.
+    #[arg(long, value_name = "HEX")]
+    vk_hash: Option<String>,
+    /// The model (GGUF): pins its id and dimensions and re-executes every
+    /// audit's openings with its weights.
+    #[arg(long, value_name = "GGUF")]
+    model: Option<PathBuf>,
+    /// Print the outcome and the receipt as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(outcome) => {
+            outcome.print(args.json);
+            if outcome.verified() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(msg) => {
+            eprintln!("forge-verify: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Everything but printing. `Err` is a usage or I/O error (exit 2).
+fn run(args: &Args) -> Result<Outcome, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let bytes = read(&args.receipt)?;
+    let vk = forge_circuits::vk_from_bytes(&read(&args.vk)?).map_err(|e| format!("{}: {e}", args.vk.display()))?;
+    let vk_hash = forge_circuits::vk_hash(&vk);
+    if let Some(pin) = &args.vk_hash {
+        let actual: String = vk_hash.iter().map(|b| format!("{b:02x}")).collect();
+        if !pin.eq_ignore_ascii_case(&actual) {
+            return Err(format!("{} has blake3 {actual}, not the pinned {pin}", args.vk.display()));
+        }
+    }
+    let model = match &args.model {
+        Some(p) => Some(Model::load(p, Backend::Cpu).map_err(|e| e.to_string())?),
+        None => None,
+    };
+
+    let mut out = Outcome::new(&bytes);
+    let receipt = match Receipt::from_bytes(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            out.fail(format!("canonical encoding: {e}"));
+            return Ok(out);
+        }
+    };
+    let mut anchor = TrustAnchor::new(vk);
+    if let Some(m) = &model {
+        let dims = ModelDims::from_engine(m.config()).ok_or("the model's dimensions do not fit in u32")?;
+        anchor = anchor.with_model(m.model_id(), dims);
+    }
+    match receipt.verify_offline(&anchor) {
+        Ok(report) => {
+            report.checks.iter().for_each(|c| out.pass(c.describe().to_string()));
+            out.report = Some(report);
+            audits::recheck(&receipt, model.as_ref(), &mut out);
+        }
+        Err(e) => out.fail(e.to_string()),
+    }
+    out.receipt = Some(receipt);
+    Ok(out)
+}

@@ -1,0 +1,133 @@
+//! The finished commitment: the Merkle tree and the rows behind it.
+
+use super::store::{RowStore, Slot};
+use super::worker::LayerTrace;
+use super::{CommitError, RangeOpening};
+use crate::merkle::{DType, Hash, MerkleTree};
+
+/// A Merkle commitment to every layer's rows at every forwarded position.
+///
+/// Leaf `layer * positions + (pos - start)` is row `pos` of `layer`; the rows
+/// are kept (in memory or spilled to a temp file) so that any range can be
+/// opened later.
+#[derive(Debug)]
+pub struct Commitment {
+    tree: MerkleTree,
+    layers: usize,
+    start: usize,
+    positions: usize,
+    d_model: usize,
+    dtype: DType,
+    slots: Vec<Slot>,
+    store: RowStore,
+}
+
+impl Commitment {
+    pub(crate) fn build(d_model: usize, dtype: DType, layers: Vec<LayerTrace>, store: RowStore) -> Result<Self, CommitError> {
+        let first = layers.first().filter(|l| !l.leaves.is_empty()).ok_or(CommitError::Empty)?;
+        let (start, positions) = (first.start, first.leaves.len());
+        for (layer, lt) in layers.iter().enumerate() {
+            if lt.start != start || lt.leaves.len() != positions {
+                return Err(CommitError::Uneven {
+                    layer,
+                    start: lt.start,
+                    end: lt.start + lt.leaves.len(),
+                    expected_start: start,
+                    expected_end: start + positions,
+                });
+            }
+        }
+        let n_layers = layers.len();
+        let mut leaves = Vec::with_capacity(n_layers * positions);
+        let mut slots = Vec::with_capacity(n_layers * positions);
+        for lt in layers {
+            leaves.extend(lt.leaves);
+            slots.extend(lt.slots);
+        }
+        Ok(Self {
+            tree: MerkleTree::from_leaves(leaves),
+            layers: n_layers,
+            start,
+            positions,
+            d_model,
+            dtype,
+            slots,
+            store,
+        })
+    }
+
+    /// The activation root.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// Layers committed (L).
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// Positions committed per layer (T).
+    pub fn positions(&self) -> usize {
+        self.positions
+    }
+
+    /// First committed position (0 unless a cached prefix was reused).
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Row width.
+    pub fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    /// Element type of the rows.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The Merkle tree over the leaves.
+    pub fn tree(&self) -> &MerkleTree {
+        &self.tree
+    }
+
+    /// Rows that did not fit the memory bound and live in the spill file.
+    pub fn spilled_rows(&self) -> u64 {
+        self.store.spilled_rows()
+    }
+
+    /// Leaf index of row `pos` of `layer`.
+    pub fn leaf_index(&self, layer: usize, pos: usize) -> Result<usize, CommitError> {
+        self.check(layer, pos, pos)?;
+        Ok(layer * self.positions + (pos - self.start))
+    }
+
+    /// The committed row `pos` of `layer`.
+    pub fn row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
+        let i = self.leaf_index(layer, pos)?;
+        self.store.read(self.slots[i]).map_err(CommitError::Spill)
+    }
+
+    /// Rows `first_pos..=last_pos` of `layer` with the proof that they are
+    /// the committed ones.
+    pub fn open_range(&self, layer: usize, first_pos: usize, last_pos: usize) -> Result<RangeOpening, CommitError> {
+        self.check(layer, first_pos, last_pos)?;
+        let a = layer * self.positions + (first_pos - self.start);
+        let b = a + (last_pos - first_pos);
+        let proof = self.tree.prove_range(a, b)?;
+        let rows = (a..=b)
+            .map(|i| self.store.read(self.slots[i]).map_err(CommitError::Spill))
+            .collect::<Result<Vec<_>, _>>()?;
+        // `check` bounded layer and positions by the committed ones, which fit in u32.
+        Ok(RangeOpening { layer: layer as u32, first_pos: first_pos as u32, rows, proof })
+    }
+
+    fn check(&self, layer: usize, first: usize, last: usize) -> Result<(), CommitError> {
+        let end = self.start + self.positions;
+        if layer < self.layers && first <= last && first >= self.start && last < end {
+            Ok(())
+        } else {
+            Err(CommitError::NotCommitted { layer, first, last, layers: self.layers, start: self.start, end })
+        }
+    }
+}

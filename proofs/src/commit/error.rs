@@ -1,0 +1,83 @@
+//! Errors of the trace commitment.
+
+use thiserror::Error;
+
+use crate::MerkleError;
+
+/// Why a trace could not be committed or opened.
+#[derive(Debug, Error)]
+pub enum CommitError {
+    /// The hashing thread could not be started.
+    #[error("cannot start the hashing thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The hashing thread panicked.
+    #[error("the hashing thread panicked")]
+    WorkerPanicked,
+    /// Spilling rows to, or reading them back from, the temp file failed.
+    #[error("row spill file: {0}")]
+    Spill(#[source] std::io::Error),
+    /// A `record` call handed a slice that is not whole rows.
+    #[error("layer {layer}: {len} values is not whole rows of {d_model}")]
+    RaggedRows {
+        /// The layer recorded.
+        layer: usize,
+        /// Values handed over.
+        len: usize,
+        /// Row width.
+        d_model: usize,
+    },
+    /// Positions of a layer did not arrive in order without gaps.
+    #[error("layer {layer}: rows for position {got} arrived, expected position {expected}")]
+    OutOfOrder {
+        /// The layer recorded.
+        layer: usize,
+        /// The next position the layer needed.
+        expected: usize,
+        /// The first position handed over.
+        got: usize,
+    },
+    /// A layer or position does not fit the receipt's `u32` fields.
+    #[error("layer {layer} position {pos} does not fit in u32")]
+    TooLarge {
+        /// The layer.
+        layer: usize,
+        /// The position.
+        pos: usize,
+    },
+    /// Nothing was recorded.
+    #[error("no rows were recorded")]
+    Empty,
+    /// Layers covered different positions (every layer must cover the same ones).
+    #[error("layer {layer} covers positions {start}..{end}, layer 0 covers {expected_start}..{expected_end}")]
+    Uneven {
+        /// The layer that differs.
+        layer: usize,
+        /// Its first position.
+        start: usize,
+        /// One past its last position.
+        end: usize,
+        /// Layer 0's first position.
+        expected_start: usize,
+        /// One past layer 0's last position.
+        expected_end: usize,
+    },
+    /// An opening asked for rows that were not committed.
+    #[error("layer {layer}, positions {first}..={last} are not in the commitment ({layers} layers, positions {start}..{end})")]
+    NotCommitted {
+        /// Requested layer.
+        layer: usize,
+        /// First requested position.
+        first: usize,
+        /// Last requested position.
+        last: usize,
+        /// Layers committed.
+        layers: usize,
+        /// First committed position.
+        start: usize,
+        /// One past the last committed position.
+        end: usize,
+    },
+    /// A range proof could not be produced or was rejected.
+    #[error(transparent)]
+    Merkle(#[from] MerkleError),
+}

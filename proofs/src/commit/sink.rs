@@ -1,0 +1,93 @@
+//! The engine-facing sink: copies rows into a bounded channel.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use forge_engine::TraceSink;
+
+use super::store::RowStore;
+use super::worker::{self, Batch, Recorded};
+use super::{CommitError, Commitment};
+use crate::merkle::DType;
+
+/// How a [`CommitmentSink`] buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// Bytes of raw rows kept in memory for openings; rows beyond it are
+    /// spilled to an anonymous temp file.
+    pub memory_limit: usize,
+    /// Directory of the spill file (the system temp dir when `None`).
+    pub spill_dir: Option<PathBuf>,
+    /// `record` calls that may wait in the channel before `record` blocks.
+    pub channel_capacity: usize,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        Self { memory_limit: 256 << 20, spill_dir: None, channel_capacity: 64 }
+    }
+}
+
+/// A [`TraceSink`] that commits to every row it receives.
+///
+/// `record` only copies the rows into a bounded channel; a worker thread
+/// computes the leaf hashes and keeps the rows for later openings.
+/// [`CommitmentSink::finish`] joins it and builds the Merkle tree over the
+/// leaves in layer-major order.
+#[derive(Debug)]
+pub struct CommitmentSink {
+    d_model: usize,
+    tx: Option<SyncSender<Batch>>,
+    worker: Option<JoinHandle<Recorded>>,
+    disconnected: bool,
+}
+
+impl CommitmentSink {
+    /// A sink for rows of `d_model` floats, with default options.
+    pub fn new(d_model: usize) -> Result<Self, CommitError> {
+        Self::with_options(d_model, SinkOptions::default())
+    }
+
+    /// A sink for rows of `d_model` floats.
+    pub fn with_options(d_model: usize, opts: SinkOptions) -> Result<Self, CommitError> {
+        let (tx, rx) = sync_channel(opts.channel_capacity);
+        let store = RowStore::new(d_model, opts.memory_limit, opts.spill_dir);
+        let worker = std::thread::Builder::new()
+            .name("forge-commit".into())
+            .spawn(move || worker::run(rx, d_model, DType::F32, store))
+            .map_err(CommitError::Spawn)?;
+        Ok(Self { d_model, tx: Some(tx), worker: Some(worker), disconnected: false })
+    }
+
+    /// Row width.
+    pub fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    /// Waits for the worker and builds the commitment.
+    pub fn finish(mut self) -> Result<Commitment, CommitError> {
+        drop(self.tx.take());
+        let recorded = match self.worker.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) | None => return Err(CommitError::WorkerPanicked),
+        };
+        if let Some(e) = recorded.error {
+            return Err(e);
+        }
+        if self.disconnected {
+            return Err(CommitError::WorkerPanicked);
+        }
+        Commitment::build(self.d_model, DType::F32, recorded.layers, recorded.store)
+    }
+}
+
+impl TraceSink for CommitmentSink {
+    fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
+        if let Some(tx) = &self.tx
+            && tx.send(Batch { layer, first_pos, rows: rows.to_vec() }).is_err()
+        {
+            self.disconnected = true;
+        }
+    }
+}

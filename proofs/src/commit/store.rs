@@ -1,0 +1,96 @@
+//! Raw rows kept for later openings: in memory up to a byte bound, then in
+//! an anonymous temp file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+/// Where one row lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Row index in the memory buffer.
+    Memory(usize),
+    /// Row index in the spill file.
+    Disk(u64),
+}
+
+/// Rows of `d` floats, appended while recording and read back afterwards.
+#[derive(Debug)]
+pub(crate) struct RowStore {
+    d: usize,
+    memory: Vec<f32>,
+    memory_rows_max: usize,
+    spill_dir: Option<PathBuf>,
+    writer: Option<BufWriter<File>>,
+    file: Option<File>,
+    disk_rows: u64,
+}
+
+impl RowStore {
+    /// A store that keeps at most `memory_bytes` of rows in memory, spilling
+    /// the rest to a temp file in `spill_dir` (or the system temp dir).
+    pub(crate) fn new(d: usize, memory_bytes: usize, spill_dir: Option<PathBuf>) -> Self {
+        Self {
+            d,
+            memory: Vec::new(),
+            memory_rows_max: memory_bytes / (d * 4).max(1),
+            spill_dir,
+            writer: None,
+            file: None,
+            disk_rows: 0,
+        }
+    }
+
+    /// Rows that went to disk.
+    pub(crate) fn spilled_rows(&self) -> u64 {
+        self.disk_rows
+    }
+
+    /// Appends one row.
+    pub(crate) fn push(&mut self, row: &[f32]) -> std::io::Result<Slot> {
+        let in_memory = self.memory.len() / self.d.max(1);
+        if in_memory < self.memory_rows_max {
+            self.memory.extend_from_slice(row);
+            return Ok(Slot::Memory(in_memory));
+        }
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let file = match &self.spill_dir {
+                    Some(dir) => tempfile::tempfile_in(dir)?,
+                    None => tempfile::tempfile()?,
+                };
+                self.writer.insert(BufWriter::with_capacity(1 << 20, file))
+            }
+        };
+        for v in row {
+            writer.write_all(&v.to_le_bytes())?;
+        }
+        self.disk_rows += 1;
+        Ok(Slot::Disk(self.disk_rows - 1))
+    }
+
+    /// Ends recording: flushes the spill file so rows can be read back.
+    pub(crate) fn seal(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.writer.take() {
+            self.file = Some(w.into_inner().map_err(|e| e.into_error())?);
+        }
+        self.memory.shrink_to_fit();
+        Ok(())
+    }
+
+    /// Reads one row of a sealed store.
+    pub(crate) fn read(&self, slot: Slot) -> std::io::Result<Vec<f32>> {
+        let d = self.d;
+        match slot {
+            Slot::Memory(i) => Ok(self.memory[i * d..(i + 1) * d].to_vec()),
+            Slot::Disk(i) => {
+                let file = self.file.as_ref().ok_or_else(|| std::io::Error::other("spill file not sealed"))?;
+                let mut bytes = vec![0u8; d * 4];
+                file.read_exact_at(&mut bytes, i * (d as u64) * 4)?;
+                Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            }
+        }
+    }
+}

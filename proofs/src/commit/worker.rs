@@ -1,0 +1,77 @@
+//! The hashing thread: leaf hashes and row storage, off the decode path.
+
+use std::sync::mpsc::Receiver;
+
+use super::CommitError;
+use super::store::{RowStore, Slot};
+use crate::merkle::{DType, Hash, leaf_hash};
+
+/// Rows of one `record` call.
+pub(crate) struct Batch {
+    pub(crate) layer: usize,
+    pub(crate) first_pos: usize,
+    pub(crate) rows: Vec<f32>,
+}
+
+/// What one layer received: positions `start..start + leaves.len()`.
+#[derive(Debug, Default)]
+pub(crate) struct LayerTrace {
+    pub(crate) start: usize,
+    pub(crate) leaves: Vec<Hash>,
+    pub(crate) slots: Vec<Slot>,
+}
+
+/// Everything the thread built.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    pub(crate) layers: Vec<LayerTrace>,
+    pub(crate) store: RowStore,
+    /// The first error; batches after it are drained and dropped.
+    pub(crate) error: Option<CommitError>,
+}
+
+/// Runs until every sender is gone.
+pub(crate) fn run(rx: Receiver<Batch>, d: usize, dtype: DType, store: RowStore) -> Recorded {
+    let mut out = Recorded { layers: Vec::new(), store, error: None };
+    for batch in rx {
+        if out.error.is_none()
+            && let Err(e) = absorb(&mut out, d, dtype, batch)
+        {
+            out.error = Some(e);
+        }
+    }
+    if out.error.is_none()
+        && let Err(e) = out.store.seal()
+    {
+        out.error = Some(CommitError::Spill(e));
+    }
+    out
+}
+
+fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<(), CommitError> {
+    let Batch { layer, first_pos, rows } = batch;
+    if d == 0 || rows.len() % d != 0 {
+        return Err(CommitError::RaggedRows { layer, len: rows.len(), d_model: d });
+    }
+    if out.layers.len() <= layer {
+        out.layers.resize_with(layer + 1, LayerTrace::default);
+    }
+    let lt = &mut out.layers[layer];
+    if lt.leaves.is_empty() {
+        lt.start = first_pos;
+    } else if first_pos != lt.start + lt.leaves.len() {
+        return Err(CommitError::OutOfOrder { layer, expected: lt.start + lt.leaves.len(), got: first_pos });
+    }
+    let n = rows.len() / d;
+    let layer32 = u32::try_from(layer).map_err(|_| CommitError::TooLarge { layer, pos: first_pos })?;
+    let last = first_pos.checked_add(n).and_then(|e| u32::try_from(e).ok());
+    if last.is_none() {
+        return Err(CommitError::TooLarge { layer, pos: first_pos.saturating_add(n) });
+    }
+    for (i, row) in rows.chunks_exact(d).enumerate() {
+        let pos = (first_pos + i) as u32; // < `last`, which fits in u32
+        lt.leaves.push(leaf_hash(layer32, pos, dtype, row));
+        lt.slots.push(out.store.push(row).map_err(CommitError::Spill)?);
+    }
+    Ok(())
+}

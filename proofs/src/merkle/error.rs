@@ -1,0 +1,46 @@
+//! Errors of Merkle trees and range proofs.
+
+use thiserror::Error;
+
+use super::Hash;
+
+/// Why a range could not be proved or a range proof was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MerkleError {
+    /// The tree (or the claimed tree) has no leaves.
+    #[error("the tree has no leaves")]
+    EmptyTree,
+    /// The range holds no leaves.
+    #[error("the range is empty")]
+    EmptyRange,
+    /// The range does not lie inside the tree.
+    #[error("range {first}..={last} is outside a tree of {n_leaves} leaves")]
+    OutOfBounds {
+        /// First leaf index of the range.
+        first: u64,
+        /// Last leaf index of the range.
+        last: u64,
+        /// Leaves in the tree.
+        n_leaves: u64,
+    },
+    /// The proof has fewer sibling hashes than the range needs.
+    #[error("the proof is missing sibling hashes (it has {provided})")]
+    MissingSiblings {
+        /// Siblings in the proof.
+        provided: u64,
+    },
+    /// The proof has more sibling hashes than the range needs.
+    #[error("the proof has {extra} sibling hashes too many")]
+    ExtraSiblings {
+        /// Siblings left over.
+        extra: u64,
+    },
+    /// The recomputed root differs from the expected one.
+    #[error("root mismatch: expected {}, computed {}", crate::hex::encode(expected), crate::hex::encode(computed))]
+    RootMismatch {
+        /// The root the verifier trusts.
+        expected: Hash,
+        /// The root the range and proof give.
+        computed: Hash,
+    },
+}

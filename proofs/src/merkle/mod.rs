@@ -1,0 +1,25 @@
+//! Binary blake3 Merkle trees over activation rows, with range proofs.
+//!
+//! Leaves and internal nodes are hashed under different blake3 keys
+//! (`forge.act.v1`, `forge.node.v1`), so a leaf can never pass for a node.
+//! A level with an odd number of nodes promotes its last node unchanged.
+
+mod error;
+mod hash;
+mod range;
+mod tree;
+
+pub use error::MerkleError;
+pub use hash::{DType, Hash, empty_root, leaf_hash, node_hash};
+pub use range::{RangeProof, verify_range};
+pub use tree::MerkleTree;
+
+/// The siblings that a contiguous range `lo..=hi` of a level of `n` nodes
+/// needs to compute its parents: the left neighbour of an odd `lo`, and the
+/// right neighbour of an even `hi` unless `hi` is the level's promoted last
+/// node.
+fn boundary(lo: usize, hi: usize, n: usize) -> (Option<usize>, Option<usize>) {
+    let left = (lo % 2 == 1).then(|| lo - 1);
+    let right = (hi.is_multiple_of(2) && hi + 1 < n).then_some(hi + 1);
+    (left, right)
+}

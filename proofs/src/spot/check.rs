@@ -1,0 +1,187 @@
+//! The verifier's side: re-executing challenged cells with the real weights.
+
+use forge_engine::{Model, sample};
+use serde::Serialize;
+
+use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
+use crate::commit::RangeOpening;
+use crate::digest::{output_hash, prompt_hash};
+use crate::receipt::{ModelDims, Receipt};
+
+/// What a passed spot check established, per cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpotReport {
+    /// Whether rows had to match bit for bit (a batch-invariant backend).
+    pub exact: bool,
+    /// One entry per checked cell.
+    pub cells: Vec<CellResult>,
+}
+
+/// The outcome of one cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellResult {
+    /// Layer.
+    pub layer: u32,
+    /// Position.
+    pub pos: u32,
+    /// ‖replayed − committed‖ / ‖committed‖ (0 when bit-identical).
+    pub rel_l2: f64,
+    /// The generation step whose token was re-sampled, for a last-layer
+    /// cell that produced one.
+    pub token_step: Option<u32>,
+}
+
+/// Checks a provider's openings against the verifier's copy of the model.
+#[derive(Debug)]
+pub struct SpotChecker<'a> {
+    model: &'a Model,
+    tolerance: f64,
+}
+
+/// Backend tags whose rows are batch-invariant, so replay must be exact.
+const EXACT_BACKENDS: [&str; 1] = ["cpu-f32"];
+
+impl<'a> SpotChecker<'a> {
+    /// A checker with the real weights (any backend: replay always runs on
+    /// the engine's exact CPU kernels) and a relative-L2 tolerance of 1e-3
+    /// for receipts from backends that are not batch-invariant.
+    pub fn new(model: &'a Model) -> Self {
+        Self { model, tolerance: 1e-3 }
+    }
+
+    /// Sets the tolerance for receipts from non-batch-invariant backends.
+    pub fn with_tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Derives the cells `seed` challenges and checks `openings` against them.
+    pub fn check(&self, receipt: &Receipt, seed: &[u8; 32], count: u32, openings: &SpotOpenings) -> Result<SpotReport, SpotError> {
+        let cells = challenge_cells(receipt, seed, count)?;
+        self.check_cells(receipt, &cells, openings)
+    }
+
+    /// Checks `openings` for the given cells.
+    pub fn check_cells(&self, receipt: &Receipt, cells: &[(u32, u32)], openings: &SpotOpenings) -> Result<SpotReport, SpotError> {
+        self.check_receipt(receipt, openings)?;
+        for index in 0..cells.len().max(openings.cells.len()) {
+            let expected = cells.get(index).copied();
+            let received = openings.cells.get(index).map(|c| (c.layer, c.pos));
+            if expected != received {
+                return Err(SpotError::CellsMismatch { index, expected, received });
+            }
+        }
+        let exact = EXACT_BACKENDS.contains(&receipt.request.backend.as_str());
+        let tolerance = if exact { 0.0 } else { self.tolerance };
+        let tokens: Vec<u32> = openings.prompt.iter().chain(&openings.output).copied().collect();
+        let cells = openings
+            .cells
+            .iter()
+            .map(|c| self.check_cell(receipt, &tokens, &openings.output, c, tolerance))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SpotReport { exact, cells })
+    }
+
+    /// Model identity, token hashes, and a committed prefix.
+    fn check_receipt(&self, receipt: &Receipt, openings: &SpotOpenings) -> Result<(), SpotError> {
+        receipt.check_shape().map_err(SpotError::Receipt)?;
+        let (q, model) = (&receipt.request, self.model);
+        if q.model_id != model.model_id() {
+            return Err(SpotError::WrongModel { expected: model.model_id(), received: q.model_id });
+        }
+        let dims = ModelDims::from_engine(model.config());
+        if dims != Some(receipt.config) {
+            let expected = dims.unwrap_or(receipt.config);
+            return Err(SpotError::ConfigMismatch { expected, received: receipt.config });
+        }
+        if openings.prompt.len() != q.n_prompt as usize || prompt_hash(&openings.prompt) != q.prompt_hash {
+            return Err(SpotError::TokensMismatch { which: "prompt" });
+        }
+        if openings.output.len() != q.n_gen as usize || output_hash(&openings.output) != receipt.output.tokens_hash {
+            return Err(SpotError::TokensMismatch { which: "output" });
+        }
+        if q.forwarded.start != 0 {
+            return Err(SpotError::PrefixNotCommitted { start: q.forwarded.start });
+        }
+        Ok(())
+    }
+
+    fn check_cell(
+        &self,
+        receipt: &Receipt,
+        tokens: &[u32],
+        output: &[u32],
+        c: &CellOpening,
+        tolerance: f64,
+    ) -> Result<CellResult, SpotError> {
+        let (layer, pos) = (c.layer, c.pos);
+        let t = &receipt.trace;
+        let d = self.model.config().d_model;
+        let malformed = |problem| SpotError::MalformedOpening { layer, pos, problem };
+        if layer >= t.layers || pos >= t.positions {
+            return Err(malformed("the cell is outside the trace"));
+        }
+        let verify = |o: &RangeOpening| {
+            o.verify(&t.root, t.layers, receipt.request.forwarded.start, t.positions, t.dtype)
+                .map_err(|source| SpotError::Opening { layer, pos, source })
+        };
+        let committed = &c.output;
+        if (committed.layer, committed.first_pos, committed.rows.len()) != (layer, pos, 1) || committed.rows[0].len() != d {
+            return Err(malformed("the output opening is not row t of layer l"));
+        }
+        verify(committed)?;
+        let inputs: Vec<f32> = match (layer, &c.inputs) {
+            (0, None) => {
+                let mut rows = Vec::with_capacity((pos as usize + 1) * d);
+                for &tok in &tokens[..=pos as usize] {
+                    rows.extend(self.model.embedding(tok)?);
+                }
+                rows
+            }
+            (l, Some(o)) if l > 0 => {
+                if (o.layer, o.first_pos, o.rows.len()) != (l - 1, 0, pos as usize + 1) || o.rows.iter().any(|r| r.len() != d) {
+                    return Err(malformed("the input opening is not rows 0..=t of layer l-1"));
+                }
+                verify(o)?;
+                o.rows.concat()
+            }
+            _ => return Err(malformed("layer 0 takes no input opening, other layers need one")),
+        };
+        let replayed = self.model.replay_layer(layer as usize, &inputs)?;
+        let row = &replayed[pos as usize * d..(pos as usize + 1) * d];
+        let rel_l2 = relative_l2(row, &committed.rows[0]);
+        let same_bits = row.iter().zip(&committed.rows[0]).all(|(a, b)| a.to_bits() == b.to_bits());
+        if !(same_bits || (tolerance > 0.0 && rel_l2 <= tolerance)) {
+            return Err(SpotError::ReplayMismatch { layer, pos, rel_l2, tolerance });
+        }
+        // The last layer's row at position p samples the token at p + 1; it is
+        // a generated token from p = n_prompt - 1 on.
+        let n_prompt = receipt.request.n_prompt;
+        let mut token_step = None;
+        if layer + 1 == t.layers && pos + 1 >= n_prompt {
+            let step = pos + 1 - n_prompt;
+            let logits = self.model.logits(&committed.rows[0]);
+            let history = &output[..step as usize];
+            let expected = sample(&logits, &receipt.request.sampling.to_engine(), history, step.into());
+            let received = output[step as usize];
+            if expected != received {
+                return Err(SpotError::TokenMismatch { step, expected, received });
+            }
+            token_step = Some(step);
+        }
+        Ok(CellResult { layer, pos, rel_l2: if same_bits { 0.0 } else { rel_l2 }, token_step })
+    }
+}
+
+/// ‖a − b‖ / ‖b‖ in f64 (infinite when `b` is zero and `a` is not, NaN-safe:
+/// any NaN gives infinity).
+fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let diff = f64::from(*x) - f64::from(*y);
+        num += diff * diff;
+        den += f64::from(*y) * f64::from(*y);
+    }
+    let r = (num / den).sqrt();
+    if r.is_nan() { if num == 0.0 { 0.0 } else { f64::INFINITY } } else { r }
+}

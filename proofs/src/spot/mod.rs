@@ -1,0 +1,15 @@
+//! Spot checks (DESIGN.md section 6): challenge cells from a merlin
+//! transcript, open them from a commitment, and re-execute them against the
+//! real weights.
+
+mod challenge;
+mod check;
+mod error;
+mod openings;
+mod respond;
+
+pub use challenge::{SPOT_TRANSCRIPT_LABEL, challenge_cells};
+pub use check::{CellResult, SpotChecker, SpotReport};
+pub use error::SpotError;
+pub use openings::{CellOpening, SpotOpenings};
+pub use respond::open_cells;

@@ -1,0 +1,139 @@
+//! A provider's answer to a challenge, and its canonical encoding.
+
+use serde::Serialize;
+
+use crate::codec::{DecodeError, EncodeError, Reader, Writer};
+use crate::commit::RangeOpening;
+use crate::merkle::RangeProof;
+use crate::receipt::MAX_AUDIT_CELLS;
+
+const MAGIC: [u8; 4] = *b"FRGO";
+const VERSION: u16 = 1;
+/// Most tokens in the prompt or the output.
+const MAX_TOKENS: u32 = 1 << 24;
+/// Widest row.
+const MAX_ROW: u32 = 1 << 16;
+/// Most rows in one opening.
+const MAX_ROWS: u32 = 1 << 24;
+/// Most siblings in a range proof (two per level of a tree of < 2^64 leaves).
+const MAX_SIBLINGS: u32 = 128;
+
+/// The rows that check one cell (l, t).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellOpening {
+    /// The cell's layer.
+    pub layer: u32,
+    /// The cell's position.
+    pub pos: u32,
+    /// Rows `0..=t` of layer `l - 1` (the layer's inputs); `None` for layer 0,
+    /// whose inputs are token embeddings.
+    pub inputs: Option<RangeOpening>,
+    /// Row `t` of layer `l`.
+    pub output: RangeOpening,
+}
+
+/// Everything a provider sends back for one challenge.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpotOpenings {
+    /// The prompt token ids (checked against the receipt's prompt hash).
+    pub prompt: Vec<u32>,
+    /// The generated token ids (checked against the output hash).
+    pub output: Vec<u32>,
+    /// One opening per challenged cell, in challenge order.
+    pub cells: Vec<CellOpening>,
+}
+
+impl SpotOpenings {
+    /// Canonical encoding: magic `FRGO`, u16 version 1, then the fields.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut w = Writer::new();
+        w.array(&MAGIC);
+        w.u16(VERSION);
+        for (field, tokens) in [("openings.prompt", &self.prompt), ("openings.output", &self.output)] {
+            w.count(field, tokens.len(), MAX_TOKENS)?;
+            tokens.iter().for_each(|&t| w.u32(t));
+        }
+        w.count("openings.cells", self.cells.len(), MAX_AUDIT_CELLS)?;
+        for c in &self.cells {
+            w.u32(c.layer);
+            w.u32(c.pos);
+            match &c.inputs {
+                None => w.u8(0),
+                Some(o) => {
+                    w.u8(1);
+                    encode_range(&mut w, o)?;
+                }
+            }
+            encode_range(&mut w, &c.output)?;
+        }
+        Ok(w.into_bytes())
+    }
+
+    /// Strict decoding.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.magic(MAGIC)?;
+        r.version(VERSION)?;
+        let prompt = decode_tokens(&mut r, "openings.prompt")?;
+        let output = decode_tokens(&mut r, "openings.output")?;
+        let n = r.count("openings.cells", MAX_AUDIT_CELLS, 9)?;
+        let cells = (0..n)
+            .map(|_| {
+                let layer = r.u32("openings.cell.layer")?;
+                let pos = r.u32("openings.cell.pos")?;
+                let inputs = match r.u8("openings.cell.has_inputs")? {
+                    0 => None,
+                    1 => Some(decode_range(&mut r)?),
+                    tag => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "openings.cell.has_inputs",
+                            problem: format!("{tag} is not 0 or 1"),
+                        });
+                    }
+                };
+                Ok(CellOpening { layer, pos, inputs, output: decode_range(&mut r)? })
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        r.finish()?;
+        Ok(Self { prompt, output, cells })
+    }
+}
+
+fn decode_tokens(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u32>, DecodeError> {
+    let n = r.count(field, MAX_TOKENS, 4)?;
+    (0..n).map(|_| r.u32(field)).collect()
+}
+
+/// layer u32, first_pos u32, row width u32, row count u32, the rows as f32
+/// bits, sibling count u32, the siblings.
+fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
+    let d = o.rows.first().map_or(0, Vec::len);
+    if o.rows.iter().any(|r| r.len() != d) {
+        return Err(EncodeError::Inconsistent { field: "opening.rows", problem: "rows of different widths" });
+    }
+    w.u32(o.layer);
+    w.u32(o.first_pos);
+    w.count("opening.row_width", d, MAX_ROW)?;
+    w.count("opening.rows", o.rows.len(), MAX_ROWS)?;
+    o.rows.iter().flatten().for_each(|v| w.u32(v.to_bits()));
+    w.count("opening.siblings", o.proof.siblings.len(), MAX_SIBLINGS)?;
+    o.proof.siblings.iter().for_each(|s| w.array(s));
+    Ok(())
+}
+
+fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
+    let layer = r.u32("opening.layer")?;
+    let first_pos = r.u32("opening.first_pos")?;
+    let d = r.u32("opening.row_width")?;
+    if d == 0 || d > MAX_ROW {
+        return Err(DecodeError::Oversize { field: "opening.row_width", len: d.into(), max: MAX_ROW.into() });
+    }
+    let d = d as usize;
+    let n = r.count("opening.rows", MAX_ROWS, d * 4)?;
+    let rows = (0..n)
+        .map(|_| (0..d).map(|_| r.u32("opening.rows").map(f32::from_bits)).collect())
+        .collect::<Result<Vec<Vec<f32>>, _>>()?;
+    let n = r.count("opening.siblings", MAX_SIBLINGS, 32)?;
+    let siblings = (0..n).map(|_| r.array("opening.siblings")).collect::<Result<Vec<_>, _>>()?;
+    Ok(RangeOpening { layer, first_pos, rows, proof: RangeProof { siblings } })
+}

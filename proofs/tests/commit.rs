@@ -1,0 +1,172 @@
+//! The commitment sink on a real (tiny) model.
+
+use std::ops::ControlFlow;
+
+use forge_engine::{GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate};
+use forge_proofs::{CommitError, Commitment, CommitmentSink, DType, MerkleTree, SinkOptions, leaf_hash};
+
+use crate::common::{self, D_MODEL, LAYERS};
+
+fn request(model: &Model) -> GenerateRequest {
+    GenerateRequest {
+        prompt: model.tokenizer().encode("<|im_start|>user\nhello there<|im_end|>").unwrap(),
+        max_tokens: 6,
+        sampling: SamplingParams { seed: 5, ..SamplingParams::default() },
+        stop: vec![],
+    }
+}
+
+fn run(model: &Model, sink: &mut dyn TraceSink) -> Generation {
+    generate(model, &request(model), Some(sink), |_| ControlFlow::Continue(())).unwrap()
+}
+
+fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
+    let mut sink = CommitmentSink::with_options(D_MODEL, opts).unwrap();
+    let generation = run(model, &mut sink);
+    (generation, sink.finish().unwrap())
+}
+
+/// The root by the definition, from a recorder's rows (already layer-major).
+fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
+    let leaves = rec.rows().map(|((l, t), row)| leaf_hash(l as u32, t as u32, DType::F32, row)).collect();
+    MerkleTree::from_leaves(leaves).root()
+}
+
+#[test]
+fn the_root_is_deterministic_and_equals_the_recorders_tree() {
+    let (model, _dir) = common::tiny_model(1);
+    let (generation, a) = committed(&model, SinkOptions::default());
+    let (_, b) = committed(&model, SinkOptions::default());
+    assert_eq!(a.root(), b.root(), "same model, same request, same root");
+
+    let t = generation.prompt_tokens + generation.tokens.len() - 1;
+    assert_eq!(generation.work.positions() as usize, t);
+    assert_eq!((a.layers(), a.positions(), a.start()), (LAYERS, t, 0));
+    assert_eq!(a.tree().len(), LAYERS * t);
+
+    let mut rec = TraceRecorder::new(D_MODEL);
+    run(&model, &mut rec);
+    assert_eq!(rec.len(), LAYERS * t);
+    assert_eq!(a.root(), recorder_root(&rec));
+    for ((l, p), row) in rec.rows() {
+        assert_eq!(a.row(l, p).unwrap(), row, "row {l},{p}");
+    }
+
+    let (_, other) = committed(&common::tiny_model(2).0, SinkOptions::default());
+    assert_ne!(a.root(), other.root(), "other weights, other root");
+}
+
+#[test]
+fn one_flipped_bit_in_one_row_changes_the_root() {
+    let (model, _dir) = common::tiny_model(1);
+    let mut rec = TraceRecorder::new(D_MODEL);
+    run(&model, &mut rec);
+    let feed = |flip: Option<(usize, usize, usize)>| {
+        let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+        for ((l, p), row) in rec.rows() {
+            let mut row = row.to_vec();
+            if let Some((fl, fp, bit)) = flip
+                && (fl, fp) == (l, p)
+            {
+                row[bit % D_MODEL] = f32::from_bits(row[bit % D_MODEL].to_bits() ^ (1 << (bit % 32)));
+            }
+            sink.record(l, p, &row);
+        }
+        sink.finish().unwrap().root()
+    };
+    let honest = feed(None);
+    assert_eq!(honest, recorder_root(&rec));
+    for (l, p, bit) in [(0, 0, 0), (LAYERS - 1, 3, 31), (1, 2, 77)] {
+        assert_ne!(feed(Some((l, p, bit))), honest, "flip at layer {l} pos {p} bit {bit}");
+    }
+}
+
+#[test]
+fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
+    let (model, _dir) = common::tiny_model(1);
+    let spill_dir = tempfile::tempdir().unwrap();
+    let small = SinkOptions {
+        memory_limit: 5 * D_MODEL * 4,
+        spill_dir: Some(spill_dir.path().to_path_buf()),
+        channel_capacity: 1,
+    };
+    let (_, spilled) = committed(&model, small);
+    let (_, in_memory) = committed(&model, SinkOptions::default());
+    assert_eq!(in_memory.spilled_rows(), 0);
+    assert_eq!(spilled.spilled_rows() as usize, LAYERS * spilled.positions() - 5);
+    assert_eq!(spilled.root(), in_memory.root());
+    for l in 0..LAYERS {
+        for p in 0..spilled.positions() {
+            assert_eq!(spilled.row(l, p).unwrap(), in_memory.row(l, p).unwrap());
+        }
+    }
+    let t = spilled.positions() as u32;
+    let opening = spilled.open_range(1, 0, 4).unwrap();
+    assert_eq!(opening, in_memory.open_range(1, 0, 4).unwrap());
+    opening.verify(&spilled.root(), LAYERS as u32, 0, t, DType::F32).unwrap();
+}
+
+#[test]
+fn openings_verify_and_tampered_openings_do_not() {
+    let (model, _dir) = common::tiny_model(1);
+    let (_, c) = committed(&model, SinkOptions::default());
+    let (root, l, t) = (c.root(), LAYERS as u32, c.positions() as u32);
+    for layer in 0..LAYERS {
+        for a in 0..c.positions() {
+            for b in a..c.positions() {
+                let o = c.open_range(layer, a, b).unwrap();
+                assert_eq!(o.rows.len(), b - a + 1);
+                o.verify(&root, l, 0, t, DType::F32).unwrap();
+            }
+        }
+    }
+    let o = c.open_range(2, 1, 3).unwrap();
+    let mut bad = o.clone();
+    bad.rows[1][5] += 1e-6;
+    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "changed value");
+    let mut bad = o.clone();
+    bad.layer = 1;
+    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "claimed for another layer");
+    let mut bad = o.clone();
+    bad.first_pos = 2;
+    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "claimed for other positions");
+    let mut bad = o.clone();
+    bad.rows.pop();
+    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "a row dropped");
+    assert!(o.verify(&root, l, 0, t + 1, DType::F32).is_err(), "another trace shape");
+    assert!(o.verify(&root, 2, 0, t, DType::F32).is_err(), "layer outside the trace");
+    assert!(matches!(c.open_range(LAYERS, 0, 0), Err(CommitError::NotCommitted { .. })));
+    assert!(matches!(c.open_range(0, 2, 1), Err(CommitError::NotCommitted { .. })));
+    assert!(matches!(c.row(0, c.positions()), Err(CommitError::NotCommitted { .. })));
+}
+
+#[test]
+fn malformed_recordings_are_typed_errors() {
+    let row = vec![0.5f32; D_MODEL];
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record(0, 0, &row[..D_MODEL - 1]);
+    assert!(matches!(s.finish(), Err(CommitError::RaggedRows { layer: 0, .. })));
+
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record(0, 0, &row);
+    s.record(0, 2, &row);
+    assert!(matches!(s.finish(), Err(CommitError::OutOfOrder { layer: 0, expected: 1, got: 2 })));
+
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record(0, 0, &[row.clone(), row.clone()].concat());
+    s.record(1, 0, &row);
+    assert!(matches!(s.finish(), Err(CommitError::Uneven { layer: 1, end: 1, expected_end: 2, .. })));
+
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record(1, 0, &row);
+    assert!(matches!(s.finish(), Err(CommitError::Empty)), "layer 0 missing");
+    assert!(matches!(CommitmentSink::new(D_MODEL).unwrap().finish(), Err(CommitError::Empty)));
+
+    // A later prefix (positions starting past 0) is fine as long as every layer agrees.
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record(0, 7, &row);
+    s.record(1, 7, &row);
+    let c = s.finish().unwrap();
+    assert_eq!((c.start(), c.positions(), c.layers()), (7, 1, 2));
+    assert_eq!(c.leaf_index(1, 7).unwrap(), 1);
+}

@@ -1,0 +1,198 @@
+//! Spot checks: challenges, openings, re-execution against the real weights.
+
+use std::ops::ControlFlow;
+
+use forge_engine::{GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate};
+use forge_proofs::{
+    AuditEntry, Check, Commitment, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotError, SpotOpenings,
+    TrustAnchor, Verdict, challenge_cells, open_cells,
+};
+
+use crate::common::{self, D_MODEL, LAYERS};
+
+fn request(model: &Model) -> GenerateRequest {
+    GenerateRequest {
+        prompt: model.tokenizer().encode("<|im_start|>user\nspot me<|im_end|>").unwrap(),
+        max_tokens: 6,
+        sampling: SamplingParams { temperature: 0.8, top_k: 50, top_p: 0.95, seed: 3, presence_penalty: 0.5, ..SamplingParams::default() },
+        stop: vec![],
+    }
+}
+
+fn generate_into(model: &Model, req: &GenerateRequest, sink: &mut dyn TraceSink) -> Generation {
+    generate(model, req, Some(sink), |_| ControlFlow::Continue(())).unwrap()
+}
+
+fn commit(model: &Model, req: &GenerateRequest) -> (Generation, Commitment) {
+    let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+    let generation = generate_into(model, req, &mut sink);
+    (generation, sink.finish().unwrap())
+}
+
+fn build(claimed: &Model, req: &GenerateRequest, generation: &Generation, commitment: &Commitment) -> Receipt {
+    let key = NodeKey::from_secret(&[42; 32]);
+    ReceiptBuilder::new(claimed, &key, &common::cu_keys().0).build([1; 16], req, generation, commitment).unwrap()
+}
+
+fn all_cells(r: &Receipt) -> Vec<(u32, u32)> {
+    (0..r.trace.layers).flat_map(|l| (0..r.trace.positions).map(move |t| (l, t))).collect()
+}
+
+/// Checks every cell on its own; returns the failures.
+fn failing_cells(checker: &SpotChecker<'_>, r: &Receipt, c: &Commitment, req: &GenerateRequest, output: &[u32]) -> Vec<((u32, u32), SpotError)> {
+    all_cells(r)
+        .into_iter()
+        .filter_map(|cell| {
+            let openings = open_cells(c, &req.prompt, output, &[cell]).unwrap();
+            checker.check_cells(r, &[cell], &openings).err().map(|e| (cell, e))
+        })
+        .collect()
+}
+
+#[test]
+fn every_cell_of_an_honest_run_replays_bit_exactly() {
+    let (model, _dir) = common::tiny_model(1);
+    let req = request(&model);
+    let (generation, c) = commit(&model, &req);
+    let r = build(&model, &req, &generation, &c);
+    let cells = all_cells(&r);
+    let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
+    let report = SpotChecker::new(&model).check_cells(&r, &cells, &openings).unwrap();
+    assert!(report.exact);
+    assert!(report.cells.iter().all(|c| c.rel_l2 == 0.0));
+    let steps: Vec<u32> = report.cells.iter().filter_map(|c| c.token_step).collect();
+    assert_eq!(steps, (0..generation.tokens.len() as u32).collect::<Vec<_>>(), "every generated token re-sampled");
+    assert_eq!(cells.len(), LAYERS * c.positions());
+}
+
+#[test]
+fn a_challenge_is_answered_checked_and_signed_into_the_receipt() {
+    let (model, _dir) = common::tiny_model(1);
+    let req = request(&model);
+    let (generation, c) = commit(&model, &req);
+    let mut r = build(&model, &req, &generation, &c);
+
+    let seed = [7; 32];
+    let cells = challenge_cells(&r, &seed, 8).unwrap();
+    assert_eq!(cells, challenge_cells(&r, &seed, 8).unwrap(), "deterministic");
+    assert_ne!(cells, challenge_cells(&r, &[8; 32], 8).unwrap(), "seed-dependent");
+    assert!(cells.iter().all(|&(l, t)| l < r.trace.layers && t < r.trace.positions));
+    let spread: std::collections::BTreeSet<u32> = challenge_cells(&r, &seed, 64).unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(spread.len(), LAYERS, "all layers get challenged");
+
+    // Provider answers; the bytes travel; the auditor checks and signs.
+    let bytes = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap().to_bytes().unwrap();
+    let openings = SpotOpenings::from_bytes(&bytes).unwrap();
+    let report = SpotChecker::new(&model).check(&r, &seed, 8, &openings).unwrap();
+    assert_eq!(report.cells.len(), 8);
+    let auditor = NodeKey::from_secret(&[9; 32]);
+    let entry = AuditEntry::signed(&r.header_hash().unwrap(), seed, cells, bytes, Verdict::Pass, &auditor).unwrap();
+    r.audits.push(entry);
+    let verified = r.verify_offline(&TrustAnchor::new(common::cu_keys().1.clone())).unwrap();
+    assert!(verified.checks.contains(&Check::AuditSignatures));
+    // Appending the audit does not change the challenge (it hangs off the header hash).
+    assert_eq!(challenge_cells(&r, &seed, 8).unwrap(), r.audits[0].cells);
+    // The stored openings still check.
+    let stored = SpotOpenings::from_bytes(&r.audits[0].openings).unwrap();
+    SpotChecker::new(&model).check(&r, &seed, 8, &stored).unwrap();
+}
+
+#[test]
+fn a_different_model_fails_every_cell() {
+    let (claimed, _d1) = common::tiny_model(1);
+    let (actual, _d2) = common::tiny_model(2);
+    let req = request(&claimed);
+    let (generation, c) = commit(&actual, &req);
+    // The provider ran `actual` but signs and proves a receipt naming `claimed`.
+    let r = build(&claimed, &req, &generation, &c);
+    let failures = failing_cells(&SpotChecker::new(&claimed), &r, &c, &req, &generation.tokens);
+    assert_eq!(failures.len(), all_cells(&r).len());
+    assert!(failures.iter().all(|(_, e)| matches!(e, SpotError::ReplayMismatch { .. } | SpotError::TokenMismatch { .. })));
+    let cells = [(0, 0)];
+    let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
+    assert!(matches!(SpotChecker::new(&actual).check_cells(&r, &cells, &openings), Err(SpotError::WrongModel { .. })));
+}
+
+#[test]
+fn a_skipped_layer_fails_the_cells_that_touch_it() {
+    let (model, _dir) = common::tiny_model(1);
+    let req = request(&model);
+    let mut rec = TraceRecorder::new(D_MODEL);
+    let generation = generate_into(&model, &req, &mut rec);
+    // Layer 1 "skipped": its output committed as its input.
+    let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+    for ((l, t), row) in rec.rows() {
+        let row = if l == 1 { rec.row(0, t).unwrap() } else { row };
+        sink.record(l, t, row);
+    }
+    let c = sink.finish().unwrap();
+    let r = build(&model, &req, &generation, &c);
+    let failures = failing_cells(&SpotChecker::new(&model), &r, &c, &req, &generation.tokens);
+    let failed: Vec<(u32, u32)> = failures.iter().map(|f| f.0).collect();
+    let expected: Vec<(u32, u32)> = all_cells(&r).into_iter().filter(|&(l, _)| l >= 1).collect();
+    assert_eq!(failed, expected);
+    assert!(failures.iter().all(|(_, e)| matches!(e, SpotError::ReplayMismatch { .. })));
+}
+
+#[test]
+fn a_forged_token_fails_at_its_sampling_step() {
+    let (model, _dir) = common::tiny_model(1);
+    let req = request(&model);
+    let (mut generation, c) = commit(&model, &req);
+    let last = generation.tokens.len() - 1;
+    generation.tokens[last] = (generation.tokens[last] + 1) % 259;
+    let r = build(&model, &req, &generation, &c);
+    let failures = failing_cells(&SpotChecker::new(&model), &r, &c, &req, &generation.tokens);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let ((l, t), e) = &failures[0];
+    assert_eq!((*l, *t), (LAYERS as u32 - 1, r.trace.positions - 1));
+    assert!(matches!(e, SpotError::TokenMismatch { step, received, .. } if *step as usize == last && *received == generation.tokens[last]));
+}
+
+#[test]
+fn tampered_or_mismatched_openings_are_rejected() {
+    let (model, _dir) = common::tiny_model(1);
+    let req = request(&model);
+    let (generation, c) = commit(&model, &req);
+    let r = build(&model, &req, &generation, &c);
+    let checker = SpotChecker::new(&model);
+    let cells = vec![(2, 3), (0, 1)];
+    let honest = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
+    checker.check_cells(&r, &cells, &honest).unwrap();
+
+    let mut bad = honest.clone();
+    bad.cells[0].output.rows[0][0] += 0.5;
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { layer: 2, pos: 3, .. })));
+    let mut bad = honest.clone();
+    bad.cells[0].inputs.as_mut().unwrap().rows[1][7] *= 2.0;
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { .. })));
+    let mut bad = honest.clone();
+    bad.cells[0].inputs.as_mut().unwrap().rows.pop();
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { .. })));
+    let mut bad = honest.clone();
+    bad.cells[1].inputs = bad.cells[0].inputs.clone();
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { layer: 0, .. })));
+    let mut bad = honest.clone();
+    bad.cells.swap(0, 1);
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::CellsMismatch { index: 0, .. })));
+    let mut bad = honest.clone();
+    bad.cells.pop();
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::CellsMismatch { index: 1, received: None, .. })));
+    let mut bad = honest.clone();
+    bad.prompt[0] += 1;
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::TokensMismatch { which: "prompt" })));
+    let mut bad = honest.clone();
+    bad.output.push(1);
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::TokensMismatch { which: "output" })));
+
+    let mut inflated = r.clone();
+    inflated.trace.positions += 100;
+    assert!(matches!(checker.check_cells(&inflated, &cells, &honest), Err(SpotError::Receipt(_))), "shape checked, no panic");
+
+    let bytes = honest.to_bytes().unwrap();
+    assert_eq!(SpotOpenings::from_bytes(&bytes).unwrap(), honest);
+    for cut in 0..bytes.len() {
+        assert!(SpotOpenings::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
+    }
+    assert!(SpotOpenings::from_bytes(&[bytes.clone(), vec![0]].concat()).is_err());
+}
