@@ -39,6 +39,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod canonical;
 mod circuit;
 mod error;
 mod flops;
@@ -46,6 +47,7 @@ mod snark;
 mod statement;
 
 pub use ark_bn254::Fr;
+pub use canonical::{CANONICAL_VK_HASH, canonical_pk, canonical_vk};
 pub use circuit::{constraints_satisfied, num_constraints};
 pub use error::CircuitError;
 pub use flops::{FlopConfig, flops};

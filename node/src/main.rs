@@ -27,6 +27,8 @@ enum Command {
     Pull(commands::PullArgs),
     /// Generate an answer to one prompt.
     Generate(commands::GenerateArgs),
+    /// Generate a new Groth16 key pair for the CU circuit (one-party setup).
+    Setup(commands::SetupArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pull(args) => commands::pull(args),
         Command::Generate(args) => commands::generate(args),
+        Command::Setup(args) => commands::setup(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

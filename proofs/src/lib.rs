@@ -70,6 +70,7 @@ pub use receipt::{
     VerifyError,
 };
 pub use spot::{
+    FIAT_SHAMIR_DOMAIN, SelfAuditError, attach_self_audit, fiat_shamir_seed,
     CellOpening, CellResult, SPOT_TRANSCRIPT_LABEL, SpotChecker, SpotError, SpotOpenings, SpotReport, challenge_cells,
     open_cells,
 };

@@ -2,9 +2,11 @@
 
 mod generate;
 mod pull;
+mod setup;
 
 pub(crate) use generate::{GenerateArgs, generate};
 pub(crate) use pull::{PullArgs, pull};
+pub(crate) use setup::{SetupArgs, setup};
 
 use std::path::{Path, PathBuf};
 

@@ -5,11 +5,13 @@
 mod challenge;
 mod check;
 mod error;
+mod noninteractive;
 mod openings;
 mod respond;
 
 pub use challenge::{SPOT_TRANSCRIPT_LABEL, challenge_cells};
 pub use check::{CellResult, SpotChecker, SpotReport};
 pub use error::SpotError;
+pub use noninteractive::{FIAT_SHAMIR_DOMAIN, SelfAuditError, attach_self_audit, fiat_shamir_seed};
 pub use openings::{CellOpening, SpotOpenings};
 pub use respond::open_cells;

@@ -1,7 +1,7 @@
 //! Audit entries: verdicts, and with the model, their openings re-executed.
 
 use forge_engine::Model;
-use forge_proofs::{Receipt, SpotChecker, SpotOpenings, Verdict, challenge_cells};
+use forge_proofs::{Receipt, SpotChecker, SpotOpenings, Verdict, challenge_cells, fiat_shamir_seed};
 
 use crate::outcome::Outcome;
 
@@ -9,11 +9,19 @@ use crate::outcome::Outcome;
 /// re-execute to the committed values, reject the receipt.
 pub(crate) fn recheck(receipt: &Receipt, model: Option<&Model>, out: &mut Outcome) {
     for (i, a) in receipt.audits.iter().enumerate() {
-        let who = &a.auditor.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>();
+        let fs = fiat_shamir_seed(receipt).is_ok_and(|s| s == a.seed);
+        let who = format!(
+            "{}..{}",
+            a.auditor.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>(),
+            if fs { " (non-interactive)" } else { "" }
+        );
         let Some(model) = model else {
             match a.verdict {
-                Verdict::Pass => out.pass(format!("audit {i} by {who}..: verdict pass (openings not re-executed: pass --model)")),
-                Verdict::Fail => out.fail(format!("audit {i} by {who}..: signed verdict FAIL")),
+                Verdict::Pass => out.not_checked(format!(
+                    "audit {i} by {who}: {} cells claimed to pass, NOT re-executed (needs --model)",
+                    a.cells.len()
+                )),
+                Verdict::Fail => out.fail(format!("audit {i} by {who}: signed verdict FAIL")),
             }
             continue;
         };
@@ -21,7 +29,7 @@ pub(crate) fn recheck(receipt: &Receipt, model: Option<&Model>, out: &mut Outcom
         match challenge_cells(receipt, &a.seed, count) {
             Ok(cells) if cells == a.cells => {}
             _ => {
-                out.fail(format!("audit {i} by {who}..: its cells are not the ones its seed selects"));
+                out.fail(format!("audit {i} by {who}: its cells are not the ones its seed selects"));
                 continue;
             }
         }
@@ -35,9 +43,9 @@ pub(crate) fn recheck(receipt: &Receipt, model: Option<&Model>, out: &mut Outcom
                     Verdict::Pass => "verdict pass confirmed",
                     Verdict::Fail => "the auditor's FAIL verdict is contradicted",
                 };
-                out.pass(format!("audit {i} by {who}..: {} cells re-executed {how}; {note}", r.cells.len()));
+                out.pass(format!("audit {i} by {who}: {} cells re-executed {how}; {note}", r.cells.len()));
             }
-            (Err(e), _) => out.fail(format!("audit {i} by {who}..: {e}")),
+            (Err(e), _) => out.fail(format!("audit {i} by {who}: {e}")),
         }
     }
 }

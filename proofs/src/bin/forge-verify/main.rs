@@ -1,7 +1,7 @@
 //! `forge-verify`: check a Forge receipt offline.
 //!
 //! ```text
-//! forge-verify --vk cu.vk [--vk-hash HEX] [--model model.gguf] [--json] receipt.bin
+//! forge-verify [--vk cu.vk] [--vk-hash HEX] [--model model.gguf] [--json] receipt.bin
 //! ```
 //!
 //! Prints a checklist on stderr (and, with `--json`, the outcome and the
@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | 0 | every check passed |
 //! | 1 | the receipt is rejected: a check failed, or it carries a failed audit |
-//! | 2 | usage or I/O error: nothing was concluded about the receipt |
+//! | 2 | usage, I/O or decode error: the file is not a well-formed receipt, or nothing could be concluded |
 
 mod audits;
 mod outcome;
@@ -26,13 +26,20 @@ use outcome::Outcome;
 
 /// Verify a Forge receipt offline: format, FLOPs, signature, CU proof, audits.
 #[derive(Debug, Parser)]
-#[command(name = "forge-verify", version)]
+#[command(
+    name = "forge-verify",
+    version,
+    after_help = "Exit codes: 0 every check passed; 1 the receipt is rejected (a check failed, or a failed audit); \
+                  2 usage, I/O or decode error (not a well-formed receipt).\n\
+                  Without --model the audits' openings are not re-executed and are reported as not checked."
+)]
 struct Args {
     /// The receipt (binary, `FRGR` v1).
     receipt: PathBuf,
-    /// The CU verifying key (compressed arkworks bytes, as `forge-node setup` writes it).
+    /// The CU verifying key (compressed arkworks bytes, as `forge-node setup`
+    /// writes it). Default: the project's canonical key, embedded.
     #[arg(long, value_name = "FILE")]
-    vk: PathBuf,
+    vk: Option<PathBuf>,
     /// The pinned blake3 of the verifying key (hex); the key file is refused if it differs.
     #[arg(long, value_name = "HEX")]
     vk_hash: Option<String>,
@@ -50,7 +57,13 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(outcome) => {
             outcome.print(args.json);
-            if outcome.verified() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if outcome.is_malformed() {
+                ExitCode::from(2)
+            } else if outcome.verified() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(msg) => {
             eprintln!("forge-verify: error: {msg}");
@@ -63,12 +76,18 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<Outcome, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let bytes = read(&args.receipt)?;
-    let vk = forge_circuits::vk_from_bytes(&read(&args.vk)?).map_err(|e| format!("{}: {e}", args.vk.display()))?;
+    let (vk, vk_name) = match &args.vk {
+        Some(p) => (
+            forge_circuits::vk_from_bytes(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (forge_circuits::canonical_vk().clone(), "the canonical verifying key".to_string()),
+    };
     let vk_hash = forge_circuits::vk_hash(&vk);
     if let Some(pin) = &args.vk_hash {
         let actual: String = vk_hash.iter().map(|b| format!("{b:02x}")).collect();
         if !pin.eq_ignore_ascii_case(&actual) {
-            return Err(format!("{} has blake3 {actual}, not the pinned {pin}", args.vk.display()));
+            return Err(format!("{vk_name} has blake3 {actual}, not the pinned {pin}"));
         }
     }
     let model = match &args.model {
@@ -80,7 +99,7 @@ fn run(args: &Args) -> Result<Outcome, String> {
     let receipt = match Receipt::from_bytes(&bytes) {
         Ok(r) => r,
         Err(e) => {
-            out.fail(format!("canonical encoding: {e}"));
+            out.malformed(format!("canonical encoding: {e}"));
             return Ok(out);
         }
     };
