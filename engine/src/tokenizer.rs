@@ -65,6 +65,15 @@ impl Tokenizer {
             Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
+        // A merge whose parts or result are not tokens would only fail later,
+        // inside `encode`: refuse the file now, naming the merge.
+        let known: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
+        if let Some((a, b)) = merges
+            .iter()
+            .find(|(a, b)| !known.contains(a.as_str()) || !known.contains(b.as_str()) || !known.contains(format!("{a}{b}").as_str()))
+        {
+            return Err(meta_err("tokenizer.ggml.merges", format!("merge `{a} {b}` uses or makes a token missing from the vocabulary")));
+        }
         let vocab: tokenizers::models::bpe::Vocab =
             tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(tok_err)?;

@@ -81,3 +81,23 @@ fn random_byte_flips_never_panic() {
         let _ = load(b); // Ok or Err, but no panic.
     }
 }
+
+#[test]
+fn merges_outside_the_vocabulary_are_refused_at_load() {
+    let bytes = tiny_model_gguf(&TinySpec { layers: 1, ..TinySpec::default() }).unwrap();
+    let file = GgufFile::parse(bytes).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in file.metadata() {
+        let v = if k == "tokenizer.ggml.merges" { GgufValue::Array(vec![GgufValue::String("q z".into())]) } else { v.clone() };
+        w.meta(k, v);
+    }
+    for t in file.tensors() {
+        let mut vals = vec![0.0f32; t.elems()];
+        for (row, chunk) in vals.chunks_exact_mut(t.dims[0]).zip(file.tensor_bytes(t).chunks_exact(t.ty.row_bytes(t.dims[0]).unwrap())) {
+            forge_engine::quant::dequantize_row(t.ty, chunk, row);
+        }
+        w.tensor(&t.name, &t.dims, t.ty, &vals).unwrap();
+    }
+    let err = load(w.to_bytes()).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.ggml.merges") && err.contains("q z"), "{err}");
+}
