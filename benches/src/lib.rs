@@ -1,1 +1,21 @@
-//! Placeholder: this crate is filled in by its own issue.
+//! # forge-benches
+//!
+//! Forge's benchmarks. The `forge-bench` binary produces the tables of the
+//! paper (`papers/results/`); the criterion benches (`cargo bench -p
+//! forge-benches`) time the engine's kernels on a tiny random model and, when
+//! it is present, on SmolLM2.
+//!
+//! - [`decode`]: `forge-bench decode`, our engine vs llama.cpp on the same
+//!   GGUF, prefill and decode throughput, trace-hook overhead, peak memory;
+//! - [`sink`]: [`sink::BenchHashSink`], the benchmark's stand-in for the
+//!   commitment sink of `forge-proofs`;
+//! - [`llama_cpp`]: the llama.cpp reference, run through llama-cpp-python;
+//! - [`prompts`], [`mem`], [`util`]: the prompt set, `/proc` memory figures,
+//!   small helpers.
+
+pub mod decode;
+pub mod llama_cpp;
+pub mod mem;
+pub mod prompts;
+pub mod sink;
+pub mod util;

@@ -1,0 +1,112 @@
+//! Criterion benches of forge-engine's CPU backend.
+//!
+//! - `tiny/*`: a tiny random Llama (`forge_engine::testing`, 4 layers,
+//!   d=128, FFN 384) written as a real GGUF in memory: one decode step
+//!   (forward of one token at position 32, plus its logits) and a 64-token
+//!   prefill;
+//! - `smollm2/decode_step@64`: one decode step on SmolLM2-135M-Instruct Q4_1
+//!   when `$FORGE_HOME/models` has it (skipped with a message otherwise; fetch
+//!   it with `cargo run --release -p forge-node -- pull`).
+//!
+//! rayon runs on `FORGE_BENCH_THREADS` threads (default 2). Sample counts are
+//! small: the whole bench takes well under two minutes on two cores.
+//!
+//! `cargo bench -p forge-benches --bench engine`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use forge_engine::gguf::GgufFile;
+use forge_engine::testing::{TinySpec, tiny_model_gguf};
+use forge_benches::util::default_model_path;
+use forge_engine::{Backend, Model};
+
+fn pin_threads() {
+    let n = std::env::var("FORGE_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2);
+    // Fails only if the global pool already exists (a second bench function).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+}
+
+/// Token ids 3.. (past the control tokens), cycling below `vocab`.
+fn prompt(len: usize, vocab: usize) -> Vec<u32> {
+    (0..len)
+        .map(|i| (3 + (i * 37) % (vocab - 3)) as u32)
+        .collect()
+}
+
+/// One decode step at position `at`: the session keeps `at` positions of
+/// prompt; each iteration forwards one more token and takes its logits.
+fn decode_step(c: &mut Criterion, group: &str, name: &str, model: &Model, at: usize) {
+    let vocab = model.config().vocab;
+    let mut session = model.session();
+    model
+        .forward(&mut session, &prompt(at, vocab), None)
+        .expect("prefill");
+    let tok = prompt(at + 1, vocab)[at];
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            session.truncate(at);
+            let row = model
+                .forward(&mut session, &[tok], None)
+                .expect("decode step");
+            black_box(model.logits(&row))
+        })
+    });
+    g.finish();
+}
+
+fn tiny(c: &mut Criterion) {
+    pin_threads();
+    let spec = TinySpec { layers: 4, d_model: 128, heads: 4, kv_heads: 2, ffn: 384, ..TinySpec::default() };
+    let file = GgufFile::parse(tiny_model_gguf(&spec).expect("tiny model")).expect("tiny GGUF parses");
+    let model = Model::from_gguf(&file, Backend::Cpu).expect("tiny model loads");
+    decode_step(c, "tiny", "decode_step@32", &model, 32);
+
+    let p = prompt(64, model.config().vocab);
+    let mut session = model.session();
+    let mut g = c.benchmark_group("tiny");
+    g.throughput(Throughput::Elements(p.len() as u64));
+    g.bench_function("prefill_64", |b| {
+        b.iter(|| {
+            session.truncate(0);
+            black_box(model.forward(&mut session, &p, None).expect("prefill"))
+        })
+    });
+    g.finish();
+}
+
+fn smollm2(c: &mut Criterion) {
+    pin_threads();
+    let Some(path) = default_model_path().filter(|p| p.is_file()) else {
+        eprintln!(
+            "smollm2/decode_step@64: skipped, SmolLM2 not found under $FORGE_HOME/models \
+             (fetch it with `cargo run --release -p forge-node -- pull`)"
+        );
+        return;
+    };
+    let model = Model::load(&path, Backend::Cpu).expect("load SmolLM2");
+    decode_step(c, "smollm2", "decode_step@64", &model, 64);
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = tiny, smollm2
+}
+criterion_main!(benches);
