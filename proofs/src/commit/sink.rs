@@ -29,6 +29,13 @@ impl Default for SinkOptions {
     }
 }
 
+/// Rows buffered before one hand-over to the worker. One message per
+/// `record` call (30 per decoded token on SmolLM2) wakes the worker that
+/// often, and on two busy cores each wake-up costs the engine its core
+/// (measured by `forge-bench decode`: 3-13% of decode time); batches of 256
+/// rows bring that to about 1%.
+const FLUSH_ROWS: usize = 256;
+
 /// A [`TraceSink`] that commits to every row it receives.
 ///
 /// `record` only copies the rows into a bounded channel; a worker thread
@@ -38,9 +45,11 @@ impl Default for SinkOptions {
 #[derive(Debug)]
 pub struct CommitmentSink {
     d_model: usize,
-    tx: Option<SyncSender<Batch>>,
+    tx: Option<SyncSender<Vec<Batch>>>,
     worker: Option<JoinHandle<Recorded>>,
     disconnected: bool,
+    pending: Vec<Batch>,
+    pending_rows: usize,
 }
 
 impl CommitmentSink {
@@ -57,7 +66,7 @@ impl CommitmentSink {
             .name("forge-commit".into())
             .spawn(move || worker::run(rx, d_model, DType::F32, store))
             .map_err(CommitError::Spawn)?;
-        Ok(Self { d_model, tx: Some(tx), worker: Some(worker), disconnected: false })
+        Ok(Self { d_model, tx: Some(tx), worker: Some(worker), disconnected: false, pending: Vec::new(), pending_rows: 0 })
     }
 
     /// Row width.
@@ -67,6 +76,7 @@ impl CommitmentSink {
 
     /// Waits for the worker and builds the commitment.
     pub fn finish(mut self) -> Result<Commitment, CommitError> {
+        self.flush();
         drop(self.tx.take());
         let recorded = match self.worker.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
@@ -82,12 +92,27 @@ impl CommitmentSink {
     }
 }
 
-impl TraceSink for CommitmentSink {
-    fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
+impl CommitmentSink {
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batches = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
         if let Some(tx) = &self.tx
-            && tx.send(Batch { layer, first_pos, rows: rows.to_vec() }).is_err()
+            && tx.send(batches).is_err()
         {
             self.disconnected = true;
+        }
+    }
+}
+
+impl TraceSink for CommitmentSink {
+    fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
+        self.pending.push(Batch { layer, first_pos, rows: rows.to_vec() });
+        self.pending_rows += rows.len() / self.d_model.max(1);
+        if self.pending_rows >= FLUSH_ROWS {
+            self.flush();
         }
     }
 }

@@ -7,6 +7,7 @@ use super::store::{RowStore, Slot};
 use crate::merkle::{DType, Hash, leaf_hash};
 
 /// Rows of one `record` call.
+#[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) layer: usize,
     pub(crate) first_pos: usize,
@@ -31,9 +32,9 @@ pub(crate) struct Recorded {
 }
 
 /// Runs until every sender is gone.
-pub(crate) fn run(rx: Receiver<Batch>, d: usize, dtype: DType, store: RowStore) -> Recorded {
+pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowStore) -> Recorded {
     let mut out = Recorded { layers: Vec::new(), store, error: None };
-    for batch in rx {
+    for batch in rx.into_iter().flatten() {
         if out.error.is_none()
             && let Err(e) = absorb(&mut out, d, dtype, batch)
         {
