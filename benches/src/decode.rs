@@ -272,7 +272,7 @@ fn measure(model: &Model, prompt: &[u32], n: usize, trace: Option<usize>) -> Res
 }
 
 /// Resolve `--model`, or the default path; a clear error when missing.
-fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn model_path(arg: Option<&Path>) -> Result<PathBuf> {
     let path = match arg {
         Some(p) => p.to_path_buf(),
         None => util::default_model_path()

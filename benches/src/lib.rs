@@ -14,6 +14,7 @@
 //!   small helpers.
 
 pub mod decode;
+pub mod proofs;
 pub mod llama_cpp;
 pub mod mem;
 pub mod prompts;

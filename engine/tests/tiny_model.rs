@@ -111,6 +111,8 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
                 .collect();
             let replay = m.replay_layer(l, &inputs).unwrap();
             assert_eq!(bits(&replay[t * d..]), bits(rec.row(l, t).unwrap()), "replay of ({l},{t})");
+            let last = m.replay_layer_last(l, &inputs).unwrap();
+            assert_eq!(bits(&last), bits(rec.row(l, t).unwrap()), "last-row replay of ({l},{t})");
         }
     }
 }

@@ -121,6 +121,8 @@ fn replayed_layers_reproduce_committed_rows() {
         let want: Vec<u32> = rec.row(l, t).unwrap().iter().map(|x| x.to_bits()).collect();
         let got: Vec<u32> = replay[t * d..].iter().map(|x| x.to_bits()).collect();
         assert_eq!(got, want, "cell ({l},{t})");
+        let last: Vec<u32> = m.replay_layer_last(l, &inputs).unwrap().iter().map(|x| x.to_bits()).collect();
+        assert_eq!(last, want, "last-row replay of cell ({l},{t})");
     }
     // The last layer's row at the last forwarded position yields the last token.
     let last = rec.row(29, t_total - 1).unwrap();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use forge_benches::decode::{self, DecodeArgs};
+use forge_benches::proofs::{self, ProofsArgs};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_STATUS: &str = "\
@@ -31,6 +32,10 @@ enum Command {
     /// GGUF, trace-hook overhead, and peak memory.
     #[command(after_help = EXIT_STATUS)]
     Decode(DecodeArgs),
+    /// What receipts cost: commitment overhead on decode, CU proof prove and
+    /// verify, receipt sizes, offline verification, spot-check re-execution.
+    #[command(after_help = EXIT_STATUS)]
+    Proofs(ProofsArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         .init();
     let result = match &cli.command {
         Command::Decode(args) => decode::run(args).map(|_| ()),
+        Command::Proofs(args) => proofs::run(args).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,6 +97,31 @@ impl CpuForward<'_> {
         x
     }
 
+    /// Layer `lw`'s output for the last row of `inputs` alone (positions
+    /// `0..n`): keys and values for every row, everything else for the last.
+    /// The same operations on the same row values as in [`Self::layer`], so
+    /// the same bits.
+    pub(crate) fn replay_last(&self, lw: &LayerWeights, inputs: &[f32]) -> Vec<f32> {
+        let cfg = self.cfg;
+        let (d, dh, kvdim) = (cfg.d_model, cfg.head_dim, cfg.kv_dim());
+        let t = inputs.len() / d - 1;
+        let h = rms_norm(inputs, &lw.attn_norm, cfg.rms_eps);
+        let mut k = lw.wk.matmul(&h);
+        let v = lw.wv.matmul(&h);
+        rope_in_place(&mut k, dh, kvdim, 0, self.rope);
+        let mut q = lw.wq.matmul(&h[t * d..]);
+        rope_in_place(&mut q, dh, d, t, self.rope);
+        let shape = AttnShape { heads: cfg.heads, kv_heads: cfg.kv_heads, head_dim: dh };
+        let a = attention(&q, &k, &v, shape, t);
+        let mut x = inputs[t * d..].to_vec();
+        add_in_place(&mut x, &lw.wo.matmul(&a));
+        let h = rms_norm(&x, &lw.ffn_norm, cfg.rms_eps);
+        let mut g = lw.w_gate.matmul(&h);
+        silu_mul(&mut g, &lw.w_up.matmul(&h));
+        add_in_place(&mut x, &lw.w_down.matmul(&g));
+        x
+    }
+
     /// One transformer block over the rows `x` of all slots, in slot order.
     fn layer(&self, lw: &LayerWeights, x: &mut [f32], slots: &mut [LayerSlot<'_>]) {
         let cfg = self.cfg;

@@ -243,6 +243,19 @@ impl Model {
     /// embeddings for layer 0). Returns the `n` output rows. On the CPU
     /// backend these are bit-identical to the rows the full forward produced.
     pub fn replay_layer(&self, layer: usize, inputs: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.cpu().replay(self.replay_weights(layer, inputs)?, inputs))
+    }
+
+    /// The output row of the last input position only: what a spot check
+    /// needs. Keys and values are computed for every input row, the query,
+    /// attention and FFN for the last one alone (about 16x less work than
+    /// [`Model::replay_layer`] on SmolLM2), with the same bits as that row of
+    /// the full re-execution.
+    pub fn replay_layer_last(&self, layer: usize, inputs: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.cpu().replay_last(self.replay_weights(layer, inputs)?, inputs))
+    }
+
+    fn replay_weights(&self, layer: usize, inputs: &[f32]) -> Result<&weights::LayerWeights> {
         let d = self.cfg.d_model;
         let lw = self.weights.layers.get(layer).ok_or(EngineError::InvalidParameter {
             param: "layer",
@@ -254,7 +267,7 @@ impl Model {
                 problem: format!("{} values is not 1..=context rows of {d}", inputs.len()),
             });
         }
-        Ok(self.cpu().replay(lw, inputs))
+        Ok(lw)
     }
 
     /// The token embedding row of `token` (the input of layer 0).

@@ -1,0 +1,205 @@
+//! `forge-bench proofs`: what receipts cost on SmolLM2: commitment overhead
+//! on decode, CU proof prove/verify, receipt sizes, offline verification,
+//! spot-check re-execution.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, TraceSink, generate};
+use forge_proofs::{CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotOpenings, TrustAnchor, attach_self_audit};
+use serde::Serialize;
+
+use crate::prompts::prompt_set;
+use crate::util::{self, median};
+
+/// Arguments of `forge-bench proofs`.
+#[derive(Debug, Args)]
+pub struct ProofsArgs {
+    /// GGUF model (default: the pulled SmolLM2 under $FORGE_HOME/models).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// rayon threads for the engine.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Tokens generated per prompt (greedy).
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Spot-check cells embedded per receipt.
+    #[arg(long, default_value_t = 8)]
+    pub checks: u32,
+    /// Repetitions of each timed step; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Markdown output (the JSON goes next to it).
+    #[arg(long, default_value = "papers/results/proofs.md")]
+    pub out: PathBuf,
+}
+
+/// One prompt's figures.
+#[derive(Debug, Serialize)]
+pub struct ProofsRow {
+    prompt: String,
+    prompt_tokens: usize,
+    generated: usize,
+    decode_tps_off: f64,
+    decode_tps_on: f64,
+    commit_overhead_pct: f64,
+    commit_finish_ms: f64,
+    receipt_bytes: usize,
+    receipt_bytes_with_openings: usize,
+    build_ms: f64,
+    verify_offline_ms: f64,
+    spot_ms_total: f64,
+    spot_ms_per_cell: f64,
+    spot_pct_of_generation: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct ProofsReport {
+    rows: Vec<ProofsRow>,
+    cu_prove_ms: f64,
+    cu_verify_ms: f64,
+    threads: usize,
+    checks: u32,
+    date: String,
+    command: String,
+}
+
+fn ms(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Run the benchmark and write its table.
+pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
+    let path = crate::decode::model_path(args.model.as_deref())?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build().context("rayon pool")?;
+    let model = Model::load(&path, Backend::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    let key_dir = tempfile::tempdir()?;
+    let key = NodeKey::load_or_create(key_dir.path())?;
+    let pk = forge_circuits::canonical_pk();
+    let anchor = TrustAnchor::new(forge_circuits::canonical_vk().clone());
+    let d = model.config().d_model;
+    let mut rows = Vec::new();
+    let mut prove = Vec::new();
+    let mut verify = Vec::new();
+    for p in prompt_set() {
+        let req = GenerateRequest {
+            prompt: model.tokenizer().encode(&p.render(&model)?)?,
+            max_tokens: args.max_tokens,
+            // Penalise the stop token away so every prompt decodes the full length.
+            sampling: SamplingParams { logit_bias: model.tokenizer().stop_ids().iter().map(|&t| (t, -100.0)).collect(), ..SamplingParams::greedy() },
+            stop: vec![],
+        };
+        let (mut off, mut on, mut fin) = (Vec::new(), Vec::new(), Vec::new());
+        let mut last = None;
+        for _ in 0..args.runs {
+            let g = pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(())))?;
+            off.push(g.decode_tps());
+            let mut sink = CommitmentSink::new(d)?;
+            let g = pool.install(|| generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| ControlFlow::Continue(())))?;
+            let t = Instant::now();
+            let c = sink.finish()?;
+            fin.push(t.elapsed().as_secs_f64() * 1e3);
+            on.push(g.decode_tps());
+            last = Some((g, c));
+        }
+        let (g, commitment) = last.context("--runs must be at least 1")?;
+        let gen_secs = g.prefill_secs + g.decode_secs;
+        let t = Instant::now();
+        let receipt = ReceiptBuilder::new(&model, &key, pk).build([7; 16], &req, &g, &commitment)?;
+        let build_ms = t.elapsed().as_secs_f64() * 1e3;
+        let plain = receipt.to_bytes()?;
+        let header = receipt.header_hash()?;
+        let stmt = receipt.cu_statement(header);
+        let mut rng = <forge_circuits::ChaCha20Rng as forge_circuits::rand_core::SeedableRng>::from_seed([1; 32]);
+        for _ in 0..args.runs.max(5) {
+            prove.push(ms(|| drop(forge_circuits::prove(pk, &stmt, &mut rng))));
+        }
+        let proof = forge_circuits::CuProof::from_bytes(&receipt.cu_proof)?;
+        for _ in 0..args.runs.max(20) {
+            verify.push(ms(|| drop(forge_circuits::verify(forge_circuits::canonical_vk(), &stmt, &proof))));
+        }
+        let mut audited = receipt.clone();
+        attach_self_audit(&mut audited, &commitment, &req.prompt, &g.tokens, &key, args.checks)?;
+        let full = audited.to_bytes()?;
+        let decoded = Receipt::from_bytes(&full)?;
+        let verify_offline_ms = median(&(0..args.runs.max(5)).map(|_| ms(|| drop(decoded.verify_offline(&anchor)))).collect::<Vec<_>>()).unwrap_or(0.0);
+        let audit = &decoded.audits[0];
+        let openings = SpotOpenings::from_bytes(&audit.openings)?;
+        let checker = SpotChecker::new(&model);
+        let spot: Vec<f64> = (0..args.runs)
+            .map(|_| pool.install(|| ms(|| drop(checker.check(&decoded, &audit.seed, args.checks, &openings)))))
+            .collect();
+        checker.check(&decoded, &audit.seed, args.checks, &openings).context("the honest spot check must pass")?;
+        let spot_ms_total = median(&spot).unwrap_or(0.0);
+        let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
+        rows.push(ProofsRow {
+            prompt: p.name.to_string(),
+            prompt_tokens: req.prompt.len(),
+            generated: g.tokens.len(),
+            decode_tps_off: off,
+            decode_tps_on: on,
+            commit_overhead_pct: if on > 0.0 { (off / on - 1.0) * 100.0 } else { 0.0 },
+            commit_finish_ms: median(&fin).unwrap_or(0.0),
+            receipt_bytes: plain.len(),
+            receipt_bytes_with_openings: full.len(),
+            build_ms,
+            verify_offline_ms,
+            spot_ms_total,
+            spot_ms_per_cell: spot_ms_total / f64::from(args.checks.max(1)),
+            spot_pct_of_generation: spot_ms_total / (gen_secs * 1e3) * 100.0,
+        });
+    }
+    let report = ProofsReport {
+        rows,
+        cu_prove_ms: median(&prove).unwrap_or(0.0),
+        cu_verify_ms: median(&verify).unwrap_or(0.0),
+        threads: args.threads,
+        checks: args.checks,
+        date: util::utc_now(),
+        command: util::command_line(),
+    };
+    write(args, &report)?;
+    Ok(report)
+}
+
+fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
+    let mut md = String::from("# Receipt costs on SmolLM2-135M-Instruct (Q4_1)\n\n");
+    md += &format!(
+        "{} engine threads, greedy, {} spot-check cells per receipt, medians. {}\n\n",
+        r.threads, r.checks, r.date
+    );
+    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation |\n";
+    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    for x in &r.rows {
+        md += &format!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% |\n",
+            x.prompt, x.prompt_tokens, x.generated, x.decode_tps_off, x.decode_tps_on, x.commit_overhead_pct,
+            x.commit_finish_ms, x.receipt_bytes, x.receipt_bytes_with_openings, x.build_ms, x.verify_offline_ms,
+            x.spot_ms_total, x.spot_ms_per_cell, x.spot_pct_of_generation
+        );
+    }
+    md += &format!(
+        "\nCU proof (Groth16, BN254, {} constraints): prove {:.2} ms, verify {:.2} ms (medians).\n\n",
+        forge_circuits::num_constraints(),
+        r.cu_prove_ms,
+        r.cu_verify_ms
+    );
+    md += "Commitment overhead = decode tok/s without a sink over decode tok/s with forge-proofs' `CommitmentSink` attached, minus 1 (wall time on a shared machine: noisy). ";
+    md += "Verify, no model = `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures), what `forge-verify` does without `--model`. ";
+    md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time.\n\n";
+    md += &format!("Command: `{}`\n", r.command);
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &md)?;
+    std::fs::write(args.out.with_extension("json"), serde_json::to_string_pretty(r)?)?;
+    println!("{md}");
+    Ok(())
+}
