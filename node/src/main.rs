@@ -29,6 +29,10 @@ enum Command {
     Generate(commands::GenerateArgs),
     /// Generate a new Groth16 key pair for the CU circuit (one-party setup).
     Setup(commands::SetupArgs),
+    /// Serve the OpenAI-compatible API (chat, completions, receipts, accounts).
+    Serve(commands::ServeArgs),
+    /// Manage API-key accounts and their CU balances in the ledger.
+    Account(commands::AccountArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pull(args) => commands::pull(args),
         Command::Generate(args) => commands::generate(args),
+        Command::Serve(args) => commands::serve(args),
+        Command::Account(args) => commands::account(args),
         Command::Setup(args) => commands::setup(args),
     };
     match result {

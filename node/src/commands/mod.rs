@@ -1,11 +1,15 @@
 //! The subcommands.
 
+mod account;
 mod generate;
 mod pull;
+mod serve;
 mod setup;
 
 pub(crate) use generate::{GenerateArgs, generate};
 pub(crate) use pull::{PullArgs, pull};
+pub(crate) use account::{AccountArgs, account};
+pub(crate) use serve::{ServeArgs, serve};
 pub(crate) use setup::{SetupArgs, setup};
 
 use std::path::{Path, PathBuf};

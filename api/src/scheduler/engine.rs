@@ -1,0 +1,153 @@
+//! The engine thread: continuous batching over every active sequence.
+//!
+//! It owns the decode loop. New jobs are admitted between steps (up to
+//! `max_concurrent` active sequences, the rest wait in the bounded queue);
+//! each step forwards all active sequences together with
+//! [`forge_engine::step`]; sequences whose client went away or whose time ran
+//! out are cancelled (their work so far is still receipted); finished ones go
+//! to the receipt workers.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::time::Instant;
+
+use forge_engine::{Model, Sequence, StepEvent, step};
+use forge_proofs::CommitmentSink;
+
+use super::job::{Done, Event, Finished, Job};
+use crate::metrics::Metrics;
+
+struct Active {
+    job: Job,
+    /// Bytes of text sent so far.
+    emitted: usize,
+    last_token: Option<Instant>,
+    timed_out: bool,
+}
+
+/// Runs until every sender of `rx` is gone.
+pub(crate) fn run(
+    model: Arc<Model>,
+    rx: Receiver<Job>,
+    finisher: SyncSender<Finished>,
+    max_concurrent: usize,
+    metrics: Arc<Metrics>,
+) {
+    let mut rx = rx;
+    // Block (outside the rayon pool) until there is work, then drive the
+    // batch on a rayon worker so this thread computes its share of every
+    // parallel kernel instead of waiting for the pool.
+    while let Ok(first) = rx.recv() {
+        let model = Arc::clone(&model);
+        let finisher = finisher.clone();
+        let metrics = Arc::clone(&metrics);
+        rx = rayon::scope(move |_| {
+            let mut active = Vec::new();
+            admit(&mut active, first, &metrics);
+            while !active.is_empty() {
+                while active.len() < max_concurrent {
+                    match rx.try_recv() {
+                        Ok(job) => admit(&mut active, job, &metrics),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+                step_all(&model, &mut active, &metrics);
+                retire(&model, &mut active, &finisher, &metrics);
+            }
+            rx
+        });
+    }
+}
+
+fn admit(active: &mut Vec<Active>, job: Job, metrics: &Metrics) {
+    metrics.queue_depth.dec();
+    metrics.active.inc();
+    active.push(Active { job, emitted: 0, last_token: None, timed_out: false });
+}
+
+fn step_all(model: &Model, active: &mut [Active], metrics: &Metrics) {
+    let now = Instant::now();
+    for a in active.iter_mut() {
+        if a.job.events.is_closed() {
+            a.job.seq.cancel();
+        } else if now >= a.job.deadline && !a.job.seq.is_done() {
+            a.timed_out = true;
+            a.job.seq.cancel();
+        }
+    }
+    // `step` returns one event per sequence passed in, in order.
+    let stepped: Vec<usize> = (0..active.len()).filter(|&i| !active[i].job.seq.is_done()).collect();
+    if stepped.is_empty() {
+        return;
+    }
+    let mut seqs: Vec<&mut Sequence<CommitmentSink>> =
+        active.iter_mut().map(|a| &mut a.job.seq).filter(|s| !s.is_done()).collect();
+    let started = Instant::now();
+    match step(model, &mut seqs) {
+        Ok(events) => {
+            metrics.engine_steps.inc();
+            metrics.batch_rows.observe(seqs.len() as f64);
+            metrics.step_seconds.observe(started.elapsed().as_secs_f64());
+            drop(seqs);
+            for (i, ev) in stepped.into_iter().zip(events) {
+                if let Some(ev) = ev {
+                    deliver(&mut active[i], ev, metrics);
+                }
+            }
+        }
+        Err(e) => {
+            // A step fails only on inputs `validate` already refused; if it
+            // happens anyway, every sequence in the batch is failed.
+            tracing::error!(error = %e, "engine step failed");
+            drop(seqs);
+            for a in active.iter_mut().filter(|a| !a.job.seq.is_done()) {
+                let _ = a.job.events.send(Event::Failed(format!("the engine failed: {e}")));
+                a.job.seq.cancel();
+            }
+        }
+    }
+}
+
+fn deliver(a: &mut Active, ev: StepEvent, metrics: &Metrics) {
+    let now = Instant::now();
+    match a.last_token {
+        None => metrics.ttft.observe(now.duration_since(a.job.submitted).as_secs_f64()),
+        Some(t) => metrics.itl.observe(now.duration_since(t).as_secs_f64()),
+    }
+    a.last_token = Some(now);
+    metrics.completion_tokens.inc();
+    if !ev.text.is_empty() {
+        a.emitted += ev.text.len();
+        let _ = a.job.events.send(Event::Token(ev.text));
+    }
+}
+
+fn retire(model: &Model, active: &mut Vec<Active>, finisher: &SyncSender<Finished>, metrics: &Metrics) {
+    let mut i = 0;
+    while i < active.len() {
+        if !active[i].job.seq.is_done() {
+            i += 1;
+            continue;
+        }
+        let a = active.swap_remove(i);
+        metrics.active.dec();
+        let Job { id, seq, events, charge, .. } = a.job;
+        let request = seq.request().clone();
+        let (generation, sink) = seq.into_result(model);
+        let tail = generation.text.get(a.emitted..).unwrap_or("").to_string();
+        if !generation.tokens.is_empty() {
+            metrics.prompt_tokens.add(generation.prompt_tokens as u64);
+        }
+        let _ = events.send(Event::Done(Done {
+            finish: generation.finish_reason,
+            timed_out: a.timed_out,
+            tail,
+            prompt_tokens: generation.prompt_tokens,
+            completion_tokens: generation.tokens.len(),
+        }));
+        let finished = Finished { id, request, generation, sink, events, charge };
+        if let Err(e) = finisher.send(finished) {
+            let _ = e.0.events.send(Event::Receipt(Err("the receipt workers have stopped".into())));
+        }
+    }
+}

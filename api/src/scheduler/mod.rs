@@ -1,0 +1,70 @@
+//! The scheduler: one engine thread doing continuous batching, fed by a
+//! bounded queue, and receipt workers behind it.
+
+mod engine;
+mod finisher;
+mod job;
+
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+
+pub(crate) use finisher::{Finisher, charge_for, hex};
+pub(crate) use job::{Done, Event, Job};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Sizes of the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_concurrent: usize,
+    pub(crate) max_queue: usize,
+    pub(crate) receipt_workers: usize,
+    pub(crate) retry_after_secs: u64,
+}
+
+/// The handlers' side of the scheduler.
+pub(crate) struct Scheduler {
+    tx: SyncSender<Job>,
+    metrics: Arc<Metrics>,
+    retry_after_secs: u64,
+}
+
+impl Scheduler {
+    /// Starts the engine thread and the receipt workers.
+    pub(crate) fn start(finisher: Finisher, limits: Limits) -> std::io::Result<Self> {
+        let metrics = Arc::clone(&finisher.metrics);
+        let model = Arc::clone(&finisher.model);
+        let (tx, rx) = sync_channel::<Job>(limits.max_queue);
+        let (ftx, frx) = sync_channel(limits.max_concurrent + limits.max_queue);
+        let frx = Arc::new(Mutex::new(frx));
+        let finisher = Arc::new(finisher);
+        for i in 0..limits.receipt_workers.max(1) {
+            let (f, rx) = (Arc::clone(&finisher), Arc::clone(&frx));
+            std::thread::Builder::new().name(format!("forge-receipts-{i}")).spawn(move || f.run(&rx))?;
+        }
+        let m = Arc::clone(&metrics);
+        let max_concurrent = limits.max_concurrent.max(1);
+        std::thread::Builder::new()
+            .name("forge-engine".into())
+            .spawn(move || engine::run(model, rx, ftx, max_concurrent, m))?;
+        Ok(Self { tx, metrics, retry_after_secs: limits.retry_after_secs })
+    }
+
+    /// Queues `job`, or answers 429 when the wait queue is full.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), ApiError> {
+        self.metrics.queue_depth.inc();
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.queue_depth.dec();
+                self.metrics.rejected_full.inc();
+                Err(ApiError::overloaded(self.retry_after_secs))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.metrics.queue_depth.dec();
+                Err(ApiError::internal("the engine thread has stopped"))
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The scheduler: continuous batching, a bounded queue, disconnects, metrics.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use forge_api::ServerOptions;
+use forge_engine::testing::TinySpec;
+use http_body_util::BodyExt;
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::common::*;
+
+fn forced(max_tokens: u64, seed: u64) -> serde_json::Value {
+    // Never stops early: the stop tokens are biased away; sampled at temperature 1.
+    json!({"model": MODEL, "messages": [{"role": "user", "content": "the tin"}], "max_tokens": max_tokens,
+        "seed": seed, "logit_bias": {"0": -100, "2": -100}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_are_batched_and_match_solo_runs() {
+    let app = app();
+    let solo: Vec<String> = {
+        let mut v = Vec::new();
+        for s in 0..4 {
+            v.push(chat(&app.router, &forced(24, s)).await.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string());
+        }
+        v
+    };
+    let before = metric(&get(&app.router, "/metrics").await.text(), "forge_engine_steps_total");
+    let tasks: Vec<_> = (0..4)
+        .map(|s| {
+            let r = app.router.clone();
+            tokio::spawn(async move { chat(&r, &forced(24, s)).await.json() })
+        })
+        .collect();
+    for (s, t) in tasks.into_iter().enumerate() {
+        let v = t.await.unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"].as_str().unwrap(), solo[s], "seed {s}: batching changed the answer");
+    }
+    let m = get(&app.router, "/metrics").await.text();
+    let steps = metric(&m, "forge_engine_steps_total") - before;
+    assert!(steps < 4.0 * 24.0, "4 x 24 tokens took {steps} steps: not batched");
+    assert!(metric(&m, "forge_receipts_issued_total") >= 8.0);
+    assert!(metric(&m, "forge_time_to_first_token_seconds_count") >= 8.0);
+    assert!(metric(&m, "forge_inter_token_latency_seconds_count") >= 8.0 * 23.0);
+    assert!(metric(&m, "forge_cu_served_milli_total") > 0.0);
+    assert_eq!(metric(&m, "forge_queue_depth"), 0.0);
+    assert!(m.contains("forge_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"}"));
+}
+
+/// A model slow enough that a long generation is still running when the next request comes.
+fn slow_spec() -> TinySpec {
+    TinySpec { layers: 4, d_model: 256, heads: 4, kv_heads: 2, ffn: 512, context_length: 2048, ..TinySpec::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_queue_is_429_with_retry_after_and_disconnect_frees_the_slot() {
+    let opts = ServerOptions { max_concurrent: 1, max_queue: 0, ..ServerOptions::default() };
+    let app = app_with(opts, &slow_spec(), |_| {});
+    let mut long = forced(1800, 1);
+    long["stream"] = json!(true);
+    let res = app.router.clone().oneshot(request(Method::POST, "/v1/chat/completions", Some(&long), None)).await.unwrap();
+    let mut body = res.into_body();
+    // Wait for the first content so the sequence is surely running.
+    let mut seen = String::new();
+    while !seen.contains("\"content\":\"") || seen.matches("data:").count() < 3 {
+        let frame = body.frame().await.unwrap().unwrap();
+        if let Ok(d) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&d));
+        }
+    }
+    let busy = chat(&app.router, &forced(2, 2)).await;
+    assert!(busy.headers.contains_key("retry-after"), "{:?}", busy.headers);
+    assert_eq!(busy.error(StatusCode::TOO_MANY_REQUESTS)["code"], "rate_limit_exceeded");
+
+    // The client goes away: the sequence is cancelled, the slot freed, the work done so far receipted.
+    drop(body);
+    let start = Instant::now();
+    loop {
+        let m = get(&app.router, "/metrics").await.text();
+        if metric(&m, "forge_active_sequences") == 0.0 && metric(&m, "forge_receipts_issued_total") >= 1.0 {
+            assert!(metric(&m, "forge_completion_tokens_total") < 1800.0, "generation ran on after the disconnect");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the slot was not freed: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ok = chat(&app.router, &forced(2, 2)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+}
