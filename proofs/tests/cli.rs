@@ -139,7 +139,11 @@ fn audits_are_listed_and_re_executed_with_the_model() {
     assert!(stderr.contains("FAIL verdict is contradicted"), "{stderr}");
 
     // Openings for seed 7 filed under seed 8: other cells were challenged.
+    // That needs no weights: rejected without the model too.
     let wrong = f.write(&f.audit(Verdict::Pass, [8; 32]));
+    let (code, _, stderr) = verify(&wrong, &["--vk", vk]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("✗ audit 0") && stderr.contains("challenged"), "{stderr}");
     let (code, _, stderr) = verify(&wrong, &["--vk", vk, "--model", model]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("✗ audit 0"), "{stderr}");

@@ -8,6 +8,7 @@ mod error;
 mod noninteractive;
 mod openings;
 mod respond;
+mod structure;
 
 pub use challenge::{SPOT_TRANSCRIPT_LABEL, challenge_cells};
 pub use check::{CellResult, SpotChecker, SpotReport};
@@ -15,3 +16,4 @@ pub use error::SpotError;
 pub use noninteractive::{FIAT_SHAMIR_DOMAIN, SelfAuditError, attach_self_audit, fiat_shamir_seed};
 pub use openings::{CellOpening, SpotOpenings};
 pub use respond::open_cells;
+pub use structure::verify_openings;

@@ -1,7 +1,7 @@
 //! Audit entries: verdicts, and with the model, their openings re-executed.
 
 use forge_engine::Model;
-use forge_proofs::{Receipt, SpotChecker, SpotOpenings, Verdict, challenge_cells, fiat_shamir_seed};
+use forge_proofs::{Receipt, SpotChecker, SpotOpenings, Verdict, challenge_cells, fiat_shamir_seed, verify_openings};
 
 use crate::outcome::Outcome;
 
@@ -16,6 +16,19 @@ pub(crate) fn recheck(receipt: &Receipt, model: Option<&Model>, out: &mut Outcom
             if fs { " (non-interactive)" } else { "" }
         );
         let Some(model) = model else {
+            let count = u32::try_from(a.cells.len()).unwrap_or(u32::MAX);
+            let structure = SpotOpenings::from_bytes(&a.openings)
+                .map_err(|e| format!("openings do not decode: {e}"))
+                .and_then(|o| verify_openings(receipt, &a.seed, count, &o).map_err(|e| e.to_string()));
+            match structure {
+                Ok(n) => out.pass(format!(
+                    "audit {i} by {who}: tokens match the receipt, the {n} cells are the seed's, every opened row is in the committed tree"
+                )),
+                Err(e) => {
+                    out.fail(format!("audit {i} by {who}: {e}"));
+                    continue;
+                }
+            }
             match a.verdict {
                 Verdict::Pass => out.not_checked(format!(
                     "audit {i} by {who}: {} cells claimed to pass, NOT re-executed (needs --model)",
