@@ -19,30 +19,11 @@ pub(crate) struct ChatRequest {
 const CHAT_KEYS: &[&str] = &["messages", "max_completion_tokens", "logprobs", "response_format"];
 
 impl ApiRequest for ChatRequest {
-    const KNOWN: &'static [&'static str] = &[
-        "model",
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "seed",
-        "stop",
-        "stream",
-        "stream_options",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "n",
-        "user",
-        "top_logprobs",
-        "messages",
-        "max_completion_tokens",
-        "logprobs",
-        "response_format",
-    ];
+    fn is_known(key: &str) -> bool {
+        COMMON_KEYS.contains(&key) || CHAT_KEYS.contains(&key)
+    }
 
     fn from_object(obj: &Map<String, Value>) -> Result<Self, ApiError> {
-        debug_assert!(COMMON_KEYS.iter().chain(CHAT_KEYS).all(|k| Self::KNOWN.contains(k)));
         let messages = messages(obj.get("messages"))?;
         let params = Params::from_object(obj)?;
         match obj.get("logprobs") {

@@ -27,31 +27,11 @@ pub(crate) struct CompletionRequest {
 const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
 
 impl ApiRequest for CompletionRequest {
-    const KNOWN: &'static [&'static str] = &[
-        "model",
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "seed",
-        "stop",
-        "stream",
-        "stream_options",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "n",
-        "user",
-        "top_logprobs",
-        "prompt",
-        "logprobs",
-        "echo",
-        "suffix",
-        "best_of",
-    ];
+    fn is_known(key: &str) -> bool {
+        COMMON_KEYS.contains(&key) || COMPLETION_KEYS.contains(&key)
+    }
 
     fn from_object(obj: &Map<String, Value>) -> Result<Self, ApiError> {
-        debug_assert!(COMMON_KEYS.iter().chain(COMPLETION_KEYS).all(|k| Self::KNOWN.contains(k)));
         let prompt = prompt(obj.get("prompt"))?;
         let params = Params::from_object(obj)?;
         let unused = |k: &str, ok: fn(&Value) -> bool| match obj.get(k) {
