@@ -10,8 +10,9 @@
 //! rare, and the worker hands the emptied buffers back for reuse, so that
 //! copying rows does not page-fault fresh memory. Leaf = `blake3` in derive-key mode with the context [`LEAF_CONTEXT`] over
 //! `(layer u32 LE, position u64 LE, dtype tag, row bytes)`. It builds no
-//! Merkle tree and its leaf encoding is not normative: once `forge-proofs`
-//! has its sink, the benchmark should use that one instead.
+//! Merkle tree and its leaf encoding is not normative. Like the real sink it
+//! also takes every layer's key/value rows (`record_kv`); their leaves mark
+//! the layer with [`KV_LAYER_FLAG`].
 
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
@@ -22,6 +23,9 @@ use forge_engine::{TRACE_DTYPE, TraceSink};
 /// Domain of the stand-in's leaf hashes (blake3 derive-key context).
 pub const LEAF_CONTEXT: &str = "forge.act.v1";
 
+/// Set in the layer field of a key/value row's leaf.
+pub const KV_LAYER_FLAG: u32 = 1 << 31;
+
 /// Default bound of the channel, in batches.
 pub const DEFAULT_CHANNEL_BOUND: usize = 64;
 
@@ -29,14 +33,14 @@ pub const DEFAULT_CHANNEL_BOUND: usize = 64;
 /// model; a prefill of more rows than this is sent layer by layer.
 pub const FLUSH_ROWS: usize = 256;
 
-/// Rows of several `record` calls: `(layer, first_pos, rows)` segments over
-/// one flat buffer.
+/// Rows of several `record` calls: `(layer, first_pos, rows, width)`
+/// segments over one flat buffer.
 /// Leaves, bytes hashed, time spent hashing.
 type WorkerResult = (Vec<[u8; 32]>, u64, Duration);
 
 #[derive(Default)]
 struct Batch {
-    segments: Vec<(u32, u64, usize)>,
+    segments: Vec<(u32, u64, usize, usize)>,
     rows: Vec<f32>,
 }
 
@@ -162,11 +166,21 @@ impl Drop for BenchHashSink {
 
 impl TraceSink for BenchHashSink {
     fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
-        debug_assert_eq!(rows.len() % self.d_model, 0);
+        self.push(layer as u32, first_pos, self.d_model, rows);
+    }
+
+    fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        self.push(layer as u32 | KV_LAYER_FLAG, first_pos, width, rows);
+    }
+}
+
+impl BenchHashSink {
+    fn push(&mut self, layer: u32, first_pos: usize, width: usize, rows: &[f32]) {
+        debug_assert!(width > 0 && rows.len() % width == 0);
         let t = Instant::now();
         self.pending
             .segments
-            .push((layer as u32, first_pos as u64, rows.len() / self.d_model));
+            .push((layer, first_pos as u64, rows.len() / width.max(1), width));
         self.pending.rows.extend_from_slice(rows);
         if self.pending.rows.len() >= FLUSH_ROWS * self.d_model {
             self.flush();
@@ -196,9 +210,11 @@ fn hash_worker(rx: Receiver<Batch>, back: Sender<Vec<f32>>, d_model: usize) -> W
     let mut scratch = Vec::with_capacity(16 + d_model * 4);
     for batch in rx {
         let t = Instant::now();
-        let mut rows = batch.rows.chunks_exact(d_model);
-        for (layer, first_pos, n) in batch.segments {
-            for (i, row) in rows.by_ref().take(n).enumerate() {
+        let mut offset = 0;
+        for (layer, first_pos, n, width) in batch.segments {
+            let segment = &batch.rows[offset..offset + n * width];
+            offset += n * width;
+            for (i, row) in segment.chunks_exact(width).enumerate() {
                 leaves.push(leaf_hash(layer, first_pos + i as u64, row, &mut scratch));
                 bytes += (row.len() * 4) as u64;
             }
@@ -249,6 +265,24 @@ mod tests {
                     &mut scratch,
                 ));
             }
+        }
+        assert_eq!(s.digest, *h.finalize().as_bytes());
+    }
+
+    #[test]
+    fn key_value_rows_of_another_width_are_hashed_too() {
+        let mut sink = BenchHashSink::new(4, 2);
+        for pos in 0..3 {
+            sink.record_kv(0, pos, 6, &[pos as f32; 6]);
+            sink.record(0, pos, &[pos as f32; 4]);
+        }
+        let s = sink.finish();
+        assert_eq!((s.leaves, s.bytes), (6, 3 * (6 + 4) * 4));
+        let mut scratch = Vec::new();
+        let mut h = blake3::Hasher::new();
+        for pos in 0..3u64 {
+            h.update(&leaf_hash(KV_LAYER_FLAG, pos, &[pos as f32; 6], &mut scratch));
+            h.update(&leaf_hash(0, pos, &[pos as f32; 4], &mut scratch));
         }
         assert_eq!(s.digest, *h.finalize().as_bytes());
     }

@@ -58,7 +58,7 @@ pub use flops::{
 };
 pub use generate::{FinishReason, GenerateRequest, Generation, Sequence, StepEvent, TokenEvent, generate, step, validate};
 pub use kernels::Isa;
-pub use model::{Backend, BatchItem, Model, Session};
+pub use model::{Backend, BatchItem, CellReplay, Model, Session};
 pub use sampling::{SamplingParams, argmax, sample, uniform};
 pub use tokenizer::Tokenizer;
 pub use trace::{TRACE_DTYPE, TraceRecorder, TraceSink};

@@ -4,21 +4,38 @@
 /// f32 little-endian.
 pub const TRACE_DTYPE: &str = "f32";
 
-/// Receives the residual stream after every layer at every forwarded position.
+/// Receives the residual stream after every layer at every forwarded
+/// position, and the keys and values each layer's attention used.
 ///
 /// For layer `l` and position `t` the row is exactly what layer `l + 1` (or,
 /// for the last layer, the final norm) consumed. Calls for one forward pass
-/// come layer by layer; a prefill hands a whole block of positions at once.
-/// With no sink attached the engine does no extra work.
+/// come layer by layer, `record_kv` before `record` for each layer; a
+/// prefill hands a whole block of positions at once. With no sink attached
+/// the engine does no extra work.
 pub trait TraceSink: Send {
     /// `rows` holds `rows.len() / d_model` rows for positions
     /// `first_pos..`, the output of `layer`.
     fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]);
+
+    /// `rows` holds one row of `width = 2 * kv_dim` floats per position
+    /// `first_pos..`: the key (after RoPE) then the value that `layer`
+    /// computed there, exactly
+    /// the values its attention read from the cache. A verifier that trusts
+    /// committed keys and values re-executes a layer at one position without
+    /// recomputing them for the whole prefix. Sinks that only want the
+    /// residual stream ignore it (the default).
+    fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        let _ = (layer, first_pos, width, rows);
+    }
 }
 
 impl<T: TraceSink + ?Sized> TraceSink for &mut T {
     fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
         (**self).record(layer, first_pos, rows);
+    }
+
+    fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        (**self).record_kv(layer, first_pos, width, rows);
     }
 }
 
@@ -27,17 +44,23 @@ impl<T: TraceSink + ?Sized> TraceSink for &mut T {
 pub struct TraceRecorder {
     d_model: usize,
     rows: std::collections::BTreeMap<(usize, usize), Vec<f32>>,
+    kv: std::collections::BTreeMap<(usize, usize), Vec<f32>>,
 }
 
 impl TraceRecorder {
     /// A recorder for rows of `d_model` floats.
     pub fn new(d_model: usize) -> Self {
-        Self { d_model, rows: Default::default() }
+        Self { d_model, rows: Default::default(), kv: Default::default() }
     }
 
     /// The row of `layer` at `pos`, if it was recorded.
     pub fn row(&self, layer: usize, pos: usize) -> Option<&[f32]> {
         self.rows.get(&(layer, pos)).map(Vec::as_slice)
+    }
+
+    /// The key-and-value row of `layer` at `pos`, if it was recorded.
+    pub fn kv_row(&self, layer: usize, pos: usize) -> Option<&[f32]> {
+        self.kv.get(&(layer, pos)).map(Vec::as_slice)
     }
 
     /// Number of rows recorded.
@@ -54,12 +77,23 @@ impl TraceRecorder {
     pub fn rows(&self) -> impl Iterator<Item = ((usize, usize), &[f32])> {
         self.rows.iter().map(|(k, v)| (*k, v.as_slice()))
     }
+
+    /// Every key-and-value row, ordered by (layer, position).
+    pub fn kv_rows(&self) -> impl Iterator<Item = ((usize, usize), &[f32])> {
+        self.kv.iter().map(|(k, v)| (*k, v.as_slice()))
+    }
 }
 
 impl TraceSink for TraceRecorder {
     fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
         for (i, r) in rows.chunks_exact(self.d_model).enumerate() {
             self.rows.insert((layer, first_pos + i), r.to_vec());
+        }
+    }
+
+    fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        for (i, r) in rows.chunks_exact(width.max(1)).enumerate() {
+            self.kv.insert((layer, first_pos + i), r.to_vec());
         }
     }
 }

@@ -101,6 +101,10 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
             let want = bits(rec.row(l, t).unwrap());
             assert_eq!(bits(block.row(l, t).unwrap()), want, "block vs generate at ({l},{t})");
             assert_eq!(bits(single.row(l, t).unwrap()), want, "1-thread decode vs generate at ({l},{t})");
+            let kv = bits(rec.kv_row(l, t).expect("keys and values recorded"));
+            assert_eq!(kv.len(), 2 * cfg.kv_dim());
+            assert_eq!(bits(block.kv_row(l, t).unwrap()), kv, "block vs generate keys/values at ({l},{t})");
+            assert_eq!(bits(single.kv_row(l, t).unwrap()), kv, "1-thread decode vs generate keys/values at ({l},{t})");
         }
     }
     // 3. A verifier re-executing layer l for rows 0..=t from the committed inputs.
@@ -113,8 +117,18 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
             assert_eq!(bits(&replay[t * d..]), bits(rec.row(l, t).unwrap()), "replay of ({l},{t})");
             let last = m.replay_layer_last(l, &inputs).unwrap();
             assert_eq!(bits(&last), bits(rec.row(l, t).unwrap()), "last-row replay of ({l},{t})");
+            // 4. One position from its input row and the committed keys/values of 0..t.
+            let prefix: Vec<f32> = (0..t).flat_map(|p| rec.kv_row(l, p).unwrap().to_vec()).collect();
+            let cell = m.replay_cell(l, &inputs[t * d..], &prefix).unwrap();
+            assert_eq!(bits(&cell.kv), bits(rec.kv_row(l, t).unwrap()), "cell keys/values of ({l},{t})");
+            assert_eq!(bits(&cell.output), bits(rec.row(l, t).unwrap()), "cell replay of ({l},{t})");
         }
     }
+    // Ragged key/value prefixes and wrong input widths are errors, not panics.
+    let kvw = 2 * cfg.kv_dim();
+    assert!(m.replay_cell(0, &vec![0.0; d], &vec![0.0; kvw + 1]).is_err());
+    assert!(m.replay_cell(0, &vec![0.0; d - 1], &[]).is_err());
+    assert!(m.replay_cell(cfg.layers, &vec![0.0; d], &[]).is_err());
 }
 
 #[test]

@@ -49,6 +49,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod check_id;
 mod codec;
 mod commit;
 mod digest;
@@ -58,11 +59,12 @@ mod merkle;
 mod receipt;
 mod spot;
 
+pub use check_id::CheckId;
 pub use codec::{DecodeError, EncodeError, Reader, Writer};
 pub use commit::{CommitError, Commitment, CommitmentSink, RangeOpening, SinkOptions};
 pub use digest::{AUDIT_DOMAIN, OUTPUT_DOMAIN, PROMPT_DOMAIN, RECEIPT_DOMAIN, domain_hash, output_hash, prompt_hash};
 pub use key::{KeyError, NodeKey, SignatureError, verify_signature};
-pub use merkle::{DType, Hash, MerkleError, MerkleTree, RangeProof, empty_root, leaf_hash, node_hash, verify_range};
+pub use merkle::{DType, Hash, MerkleError, MerkleTree, RangeProof, empty_root, kv_leaf_hash, leaf_hash, node_hash, verify_range};
 pub use receipt::{
     AuditEntry, BuildError, CU_PROOF_BYTES, Check, Cost, Forwarded, KnownModel, MAX_AUDIT_CELLS, MAX_AUDITS,
     MAX_BACKEND_TAG, MAX_LOGIT_BIAS, MAX_OPENINGS_BYTES, ModelDims, OutputInfo, Provider, RECEIPT_MAGIC,

@@ -3,7 +3,7 @@
 use std::ops::ControlFlow;
 
 use forge_engine::{GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate};
-use forge_proofs::{CommitError, Commitment, CommitmentSink, DType, MerkleTree, SinkOptions, leaf_hash};
+use forge_proofs::{CommitError, Commitment, CommitmentSink, DType, MerkleTree, SinkOptions, kv_leaf_hash, leaf_hash};
 
 use crate::common::{self, D_MODEL, LAYERS};
 
@@ -26,10 +26,22 @@ fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
     (generation, sink.finish().unwrap())
 }
 
-/// The root by the definition, from a recorder's rows (already layer-major).
+/// The root by the definition, from a recorder's rows (already layer-major):
+/// every layer's output rows, then every layer's key/value rows.
 fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
-    let leaves = rec.rows().map(|((l, t), row)| leaf_hash(l as u32, t as u32, DType::F32, row)).collect();
-    MerkleTree::from_leaves(leaves).root()
+    let outputs = rec.rows().map(|((l, t), row)| leaf_hash(l as u32, t as u32, DType::F32, row));
+    let kv = rec.kv_rows().map(|((l, t), row)| kv_leaf_hash(l as u32, t as u32, DType::F32, row));
+    MerkleTree::from_leaves(outputs.chain(kv).collect()).root()
+}
+
+/// Feeds a recorder's rows to `sink` as the engine would, layer by layer.
+fn replay(rec: &TraceRecorder, sink: &mut dyn TraceSink) {
+    for ((l, p), row) in rec.kv_rows() {
+        sink.record_kv(l, p, row.len(), row);
+    }
+    for ((l, p), row) in rec.rows() {
+        sink.record(l, p, row);
+    }
 }
 
 #[test]
@@ -42,15 +54,23 @@ fn the_root_is_deterministic_and_equals_the_recorders_tree() {
     let t = generation.prompt_tokens + generation.tokens.len() - 1;
     assert_eq!(generation.work.positions() as usize, t);
     assert_eq!((a.layers(), a.positions(), a.start()), (LAYERS, t, 0));
-    assert_eq!(a.tree().len(), LAYERS * t);
+    assert_eq!(a.tree().len(), 2 * LAYERS * t, "output rows and key/value rows");
 
     let mut rec = TraceRecorder::new(D_MODEL);
     run(&model, &mut rec);
     assert_eq!(rec.len(), LAYERS * t);
+    assert_eq!(rec.kv_rows().count(), LAYERS * t);
     assert_eq!(a.root(), recorder_root(&rec));
     for ((l, p), row) in rec.rows() {
         assert_eq!(a.row(l, p).unwrap(), row, "row {l},{p}");
     }
+    for ((l, p), row) in rec.kv_rows() {
+        assert_eq!(a.kv_row(l, p).unwrap(), row, "kv row {l},{p}");
+    }
+
+    let mut replayed = CommitmentSink::new(D_MODEL).unwrap();
+    replay(&rec, &mut replayed);
+    assert_eq!(replayed.finish().unwrap().root(), a.root(), "the root does not depend on how calls interleave");
 
     let (_, other) = committed(&common::tiny_model(2).0, SinkOptions::default());
     assert_ne!(a.root(), other.root(), "other weights, other root");
@@ -61,23 +81,31 @@ fn one_flipped_bit_in_one_row_changes_the_root() {
     let (model, _dir) = common::tiny_model(1);
     let mut rec = TraceRecorder::new(D_MODEL);
     run(&model, &mut rec);
-    let feed = |flip: Option<(usize, usize, usize)>| {
+    // `flip`: (key/value row?, layer, pos, bit).
+    let feed = |flip: Option<(bool, usize, usize, usize)>| {
         let mut sink = CommitmentSink::new(D_MODEL).unwrap();
-        for ((l, p), row) in rec.rows() {
+        let flipped = |kv: bool, l: usize, p: usize, row: &[f32]| {
             let mut row = row.to_vec();
-            if let Some((fl, fp, bit)) = flip
-                && (fl, fp) == (l, p)
+            if let Some((fkv, fl, fp, bit)) = flip
+                && (fkv, fl, fp) == (kv, l, p)
             {
-                row[bit % D_MODEL] = f32::from_bits(row[bit % D_MODEL].to_bits() ^ (1 << (bit % 32)));
+                let i = bit % row.len();
+                row[i] = f32::from_bits(row[i].to_bits() ^ (1 << (bit % 32)));
             }
-            sink.record(l, p, &row);
+            row
+        };
+        for ((l, p), row) in rec.kv_rows() {
+            sink.record_kv(l, p, row.len(), &flipped(true, l, p, row));
+        }
+        for ((l, p), row) in rec.rows() {
+            sink.record(l, p, &flipped(false, l, p, row));
         }
         sink.finish().unwrap().root()
     };
     let honest = feed(None);
     assert_eq!(honest, recorder_root(&rec));
-    for (l, p, bit) in [(0, 0, 0), (LAYERS - 1, 3, 31), (1, 2, 77)] {
-        assert_ne!(feed(Some((l, p, bit))), honest, "flip at layer {l} pos {p} bit {bit}");
+    for (kv, l, p, bit) in [(false, 0, 0, 0), (false, LAYERS - 1, 3, 31), (false, 1, 2, 77), (true, 0, 0, 5), (true, LAYERS - 1, 2, 63)] {
+        assert_ne!(feed(Some((kv, l, p, bit))), honest, "flip in kv={kv} layer {l} pos {p} bit {bit}");
     }
 }
 
@@ -93,13 +121,19 @@ fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
     let (_, spilled) = committed(&model, small);
     let (_, in_memory) = committed(&model, SinkOptions::default());
     assert_eq!(in_memory.spilled_rows(), 0);
-    assert_eq!(spilled.spilled_rows() as usize, LAYERS * spilled.positions() - 5);
+    // The tiny model's [k | v] rows are d_model wide too: 5 rows fit.
+    assert_eq!(spilled.kv_width(), D_MODEL);
+    assert_eq!(spilled.spilled_rows() as usize, 2 * LAYERS * spilled.positions() - 5);
     assert_eq!(spilled.root(), in_memory.root());
     for l in 0..LAYERS {
         for p in 0..spilled.positions() {
             assert_eq!(spilled.row(l, p).unwrap(), in_memory.row(l, p).unwrap());
+            assert_eq!(spilled.kv_row(l, p).unwrap(), in_memory.kv_row(l, p).unwrap());
         }
     }
+    let kv = spilled.open_kv_range(2, 1, 3).unwrap();
+    assert_eq!(kv, in_memory.open_kv_range(2, 1, 3).unwrap());
+    kv.verify(&spilled.root(), LAYERS as u32, 0, spilled.positions() as u32, DType::F32).unwrap();
     let t = spilled.positions() as u32;
     let opening = spilled.open_range(1, 0, 4).unwrap();
     assert_eq!(opening, in_memory.open_range(1, 0, 4).unwrap());
@@ -135,6 +169,16 @@ fn openings_verify_and_tampered_openings_do_not() {
     assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "a row dropped");
     assert!(o.verify(&root, l, 0, t + 1, DType::F32).is_err(), "another trace shape");
     assert!(o.verify(&root, 2, 0, t, DType::F32).is_err(), "layer outside the trace");
+    let kv = c.open_kv_range(2, 1, 3).unwrap();
+    assert_eq!(kv.layer, l + 2, "key/value rows live in group L + l");
+    kv.verify(&root, l, 0, t, DType::F32).unwrap();
+    let mut bad = kv.clone();
+    bad.layer = 2;
+    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "key/value rows claimed as output rows");
+    let mut bad = o.clone();
+    bad.layer = l + 2;
+    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "output rows claimed as key/value rows");
+    assert!(kv.verify(&root, l + 1, 0, t, DType::F32).is_err(), "another layer count moves the groups");
     assert!(matches!(c.open_range(LAYERS, 0, 0), Err(CommitError::NotCommitted { .. })));
     assert!(matches!(c.open_range(0, 2, 1), Err(CommitError::NotCommitted { .. })));
     assert!(matches!(c.row(0, c.positions()), Err(CommitError::NotCommitted { .. })));
@@ -143,9 +187,15 @@ fn openings_verify_and_tampered_openings_do_not() {
 #[test]
 fn malformed_recordings_are_typed_errors() {
     let row = vec![0.5f32; D_MODEL];
+    let kv = vec![0.25f32; 32];
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record(0, 0, &row[..D_MODEL - 1]);
     assert!(matches!(s.finish(), Err(CommitError::RaggedRows { layer: 0, .. })));
+
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record_kv(0, 0, 32, &kv);
+    s.record_kv(1, 0, 16, &kv);
+    assert!(matches!(s.finish(), Err(CommitError::RaggedRows { layer: 1, width: 32, .. })), "one key/value width per trace");
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record(0, 0, &row);
@@ -153,9 +203,25 @@ fn malformed_recordings_are_typed_errors() {
     assert!(matches!(s.finish(), Err(CommitError::OutOfOrder { layer: 0, expected: 1, got: 2 })));
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record_kv(0, 0, 32, &[kv.clone(), kv.clone()].concat());
     s.record(0, 0, &[row.clone(), row.clone()].concat());
+    s.record_kv(1, 0, 32, &[kv.clone(), kv.clone()].concat());
     s.record(1, 0, &row);
-    assert!(matches!(s.finish(), Err(CommitError::Uneven { layer: 1, end: 1, expected_end: 2, .. })));
+    assert!(matches!(s.finish(), Err(CommitError::Uneven { rows: "rows", layer: 1, end: 1, expected_end: 2, .. })));
+
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record_kv(0, 0, 32, &kv);
+    s.record(0, 0, &row);
+    s.record_kv(1, 3, 32, &kv);
+    s.record(1, 0, &row);
+    assert!(matches!(s.finish(), Err(CommitError::Uneven { rows: "keys/values", layer: 1, start: 3, .. })));
+
+    // Output rows alone are not a trace: every layer's keys and values are committed too.
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record(0, 0, &row);
+    s.record(1, 0, &row);
+    s.record_kv(0, 0, 32, &kv);
+    assert!(matches!(s.finish(), Err(CommitError::MissingKeyValues { layers: 2, kv_layers: 1 })));
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record(1, 0, &row);
@@ -164,9 +230,12 @@ fn malformed_recordings_are_typed_errors() {
 
     // A later prefix (positions starting past 0) is fine as long as every layer agrees.
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
-    s.record(0, 7, &row);
-    s.record(1, 7, &row);
+    for l in 0..2 {
+        s.record_kv(l, 7, 32, &kv);
+        s.record(l, 7, &row);
+    }
     let c = s.finish().unwrap();
-    assert_eq!((c.start(), c.positions(), c.layers()), (7, 1, 2));
+    assert_eq!((c.start(), c.positions(), c.layers(), c.kv_width()), (7, 1, 2, 32));
     assert_eq!(c.leaf_index(1, 7).unwrap(), 1);
+    assert_eq!(c.kv_row(1, 7).unwrap(), kv);
 }

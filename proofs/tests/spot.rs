@@ -121,6 +121,9 @@ fn a_skipped_layer_fails_the_cells_that_touch_it() {
     let generation = generate_into(&model, &req, &mut rec);
     // Layer 1 "skipped": its output committed as its input.
     let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+    for ((l, t), row) in rec.kv_rows() {
+        sink.record_kv(l, t, row.len(), row);
+    }
     for ((l, t), row) in rec.rows() {
         let row = if l == 1 { rec.row(0, t).unwrap() } else { row };
         sink.record(l, t, row);
@@ -164,13 +167,19 @@ fn tampered_or_mismatched_openings_are_rejected() {
     bad.cells[0].output.rows[0][0] += 0.5;
     assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { layer: 2, pos: 3, .. })));
     let mut bad = honest.clone();
-    bad.cells[0].inputs.as_mut().unwrap().rows[1][7] *= 2.0;
+    bad.cells[0].input.as_mut().unwrap().rows[0][7] *= 2.0;
     assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { .. })));
     let mut bad = honest.clone();
-    bad.cells[0].inputs.as_mut().unwrap().rows.pop();
+    bad.cells[0].kv.rows[1][7] *= 2.0;
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { layer: 2, pos: 3, .. })));
+    let mut bad = honest.clone();
+    bad.cells[0].kv.rows.pop();
     assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { .. })));
     let mut bad = honest.clone();
-    bad.cells[1].inputs = bad.cells[0].inputs.clone();
+    bad.cells[0].kv.layer = 2;
+    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { .. })), "kv must come from the kv groups");
+    let mut bad = honest.clone();
+    bad.cells[1].input = bad.cells[0].input.clone();
     assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { layer: 0, .. })));
     let mut bad = honest.clone();
     bad.cells.swap(0, 1);

@@ -314,13 +314,19 @@ impl World {
         let layers = self.model.config().layers;
         let real = generation.work.end as usize;
         let mut sink = CommitmentSink::new(d).expect("sink");
-        for l in 0..layers {
-            let mut rows: Vec<f32> = (0..real).flat_map(|t| rec.row(l, t).expect("recorded").to_vec()).collect();
-            let last = rec.row(l, real - 1).expect("recorded").to_vec();
+        // Every row group padded by repeating its last real row.
+        let padded = |row: &dyn Fn(usize) -> Vec<f32>| {
+            let mut rows: Vec<f32> = (0..real).flat_map(row).collect();
+            let last = row(real - 1);
             for _ in 0..extra {
                 rows.extend_from_slice(&last);
             }
-            sink.record(l, 0, &rows);
+            rows
+        };
+        for l in 0..layers {
+            let kv = padded(&|t| rec.kv_row(l, t).expect("recorded").to_vec());
+            sink.record_kv(l, 0, rec.kv_row(l, 0).expect("recorded").len(), &kv);
+            sink.record(l, 0, &padded(&|t| rec.row(l, t).expect("recorded").to_vec()));
         }
         let commitment = sink.finish().expect("padded commitment");
         let last = *generation.tokens.last().expect("one token");
@@ -467,138 +473,8 @@ pub fn forge_verify_bin() -> PathBuf {
     bin
 }
 
-/// The checks `forge-verify` names, as stable identifiers. The binary
-/// prints human sentences; [`CheckId::of`] maps each failing sentence to the
-/// check that produced it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CheckId {
-    /// Strict decoding (`canonical encoding: ...`) or a field above its bound.
-    Format,
-    /// Request, trace and model shapes (`` `field`: ... ``).
-    Shape,
-    /// Model id and dimensions against the pinned model.
-    Model,
-    /// FLOPs and milli-CU against the formula.
-    Flops,
-    /// The provider's signature over the header.
-    Signature,
-    /// The receipt's CU verifying key hash.
-    VerifyingKey,
-    /// The Groth16 CU proof (malformed or rejected).
-    CuProof,
-    /// An audit entry's auditor signature.
-    AuditSignature,
-    /// A signed FAIL verdict (without the model).
-    AuditVerdict,
-    /// An audit's cells are not its seed's, or openings answer other cells.
-    SpotCells,
-    /// Openings that do not decode, do not match the token hashes, are
-    /// malformed or whose Merkle proofs fail.
-    SpotOpening,
-    /// A re-executed layer differs from the committed row.
-    SpotReplay,
-    /// A committed last-layer row does not sample the committed token.
-    SpotToken,
-    /// The verifier's engine failed.
-    SpotEngine,
-}
-
-impl CheckId {
-    /// The check that printed `line` (a failing checklist line).
-    pub fn of(line: &str) -> Option<Self> {
-        // Audit re-checks: "audit {i} by {who}: {message}", where `who` is a
-        // key prefix ("ab12cd34..", maybe with " (non-interactive)").
-        if let Some(rest) = line.strip_prefix("audit ") {
-            let Some((_, by)) = rest.split_once(" by ") else {
-                // "audit {i}: auditor signature: ..." (the offline check).
-                return rest.contains(": auditor signature").then_some(Self::AuditSignature);
-            };
-            let msg = by.split_once(": ").map(|(_, m)| m)?;
-            return Some(Self::of_spot(msg));
-        }
-        let starts = |p: &str| line.starts_with(p);
-        Some(if starts("canonical encoding:") || starts("format:") {
-            Self::Format
-        } else if starts("`") {
-            Self::Shape
-        } else if starts("unknown model") || starts("model dimensions:") {
-            Self::Model
-        } else if starts("FLOPs:") || starts("milli-CU:") || starts("FLOP formulas disagree") {
-            Self::Flops
-        } else if starts("provider signature:") {
-            Self::Signature
-        } else if starts("verifying key:") {
-            Self::VerifyingKey
-        } else if starts("CU proof") {
-            Self::CuProof
-        } else {
-            return None;
-        })
-    }
-
-    fn of_spot(msg: &str) -> Self {
-        let starts = |p: &str| msg.starts_with(p);
-        if starts("signed verdict FAIL") {
-            Self::AuditVerdict
-        } else if starts("its cells are not") || (starts("cell ") && msg.contains(": challenged")) {
-            Self::SpotCells
-        } else if msg.contains("replayed row differs") {
-            Self::SpotReplay
-        } else if starts("generation step") {
-            Self::SpotToken
-        } else if starts("engine:") {
-            Self::SpotEngine
-        } else if starts("receipt: ") {
-            Self::Shape
-        } else if starts("model") {
-            Self::Model
-        } else {
-            // openings do not decode / the opened tokens / positions before /
-            // cell (l, t): malformed or Merkle.
-            Self::SpotOpening
-        }
-    }
-
-    /// The identifier, as tables print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Format => "format",
-            Self::Shape => "shape",
-            Self::Model => "model",
-            Self::Flops => "flops",
-            Self::Signature => "signature",
-            Self::VerifyingKey => "verifying_key",
-            Self::CuProof => "cu_proof",
-            Self::AuditSignature => "audit_signature",
-            Self::AuditVerdict => "audit_verdict",
-            Self::SpotCells => "spot.cells",
-            Self::SpotOpening => "spot.opening",
-            Self::SpotReplay => "spot.replay",
-            Self::SpotToken => "spot.token",
-            Self::SpotEngine => "spot.engine",
-        }
-    }
-}
-
-/// The (layer, position) a spot-check failure names, if any ("cell (l, t)").
-pub fn failing_cell(line: &str) -> Option<(u32, u32)> {
-    let at = line.find("cell (")? + "cell (".len();
-    let (l, rest) = line[at..].split_once(", ")?;
-    let (t, _) = rest.split_once(')')?;
-    Some((l.parse().ok()?, t.parse().ok()?))
-}
-
-/// The cell a spot-check failure of `receipt` points at: the one it names,
-/// or for a token mismatch at generation step `s`, the last-layer cell
-/// (L - 1, n_prompt - 1 + s) whose row sampled it.
-pub fn failing_cell_of(line: &str, receipt: &Receipt) -> Option<(u32, u32)> {
-    if let Some(cell) = failing_cell(line) {
-        return Some(cell);
-    }
-    let at = line.find("generation step ")? + "generation step ".len();
-    let step: u32 = line[at..].split(':').next()?.parse().ok()?;
-    Some((receipt.trace.layers - 1, receipt.request.n_prompt - 1 + step))
-}
+/// The checks `forge-verify --json` names: each line carries one as `id`.
+pub use forge_proofs::CheckId;
 
 /// One `forge-verify --json` run.
 #[derive(Debug)]
@@ -615,18 +491,30 @@ impl VerifyRun {
     /// The checklist lines that failed, in order.
     pub fn failures(&self) -> Vec<String> {
         let Some(checks) = self.json.as_ref().and_then(|j| j["checks"].as_array()) else { return Vec::new() };
-        // `{"status": "fail"}` (or `{"ok": false}` in the first format).
         checks
             .iter()
-            .filter(|c| c["status"] == "fail" || c["ok"] == false)
+            .filter(|c| c["status"] == "fail")
             .map(|c| c["check"].as_str().unwrap_or_default().to_string())
             .collect()
     }
 
-    /// The first failing line and the check it names.
+    /// The first failing line and the check it names (its JSON `id`).
     pub fn failed_check(&self) -> Option<(CheckId, String)> {
-        let line = self.failures().into_iter().next()?;
-        Some((CheckId::of(&line)?, line))
+        let first = self.first_failure()?;
+        let id = first["id"].as_str().and_then(CheckId::parse)?;
+        Some((id, first["check"].as_str()?.to_string()))
+    }
+
+    /// The (layer, position) the first failing line is about (its JSON
+    /// `cell`), when it names one.
+    pub fn failed_cell(&self) -> Option<(u32, u32)> {
+        let cell = self.first_failure()?["cell"].as_array()?.clone();
+        let n = |i: usize| cell.get(i)?.as_u64().and_then(|v| u32::try_from(v).ok());
+        Some((n(0)?, n(1)?))
+    }
+
+    fn first_failure(&self) -> Option<&serde_json::Value> {
+        self.json.as_ref()?["checks"].as_array()?.iter().find(|c| c["status"] == "fail")
     }
 
     /// Asserts a clean rejection: exit 1 (rejected) or 2 (malformed file or
@@ -655,7 +543,7 @@ impl VerifyRun {
         self.assert_rejected(what);
         match self.failed_check() {
             Some((id, line)) => {
-                assert_eq!(id, expected, "{what}: failed at `{}` ({line}), expected `{}`", id.name(), expected.name());
+                assert_eq!(id, expected, "{what}: failed at `{id}` ({line}), expected `{expected}`");
                 line
             }
             None => panic!("{what}: no failing check recognised:\n{}", self.stderr),

@@ -13,8 +13,7 @@ use forge_engine::testing::TinySpec;
 use forge_engine::GenerateRequest;
 use forge_proofs::{Receipt, SpotChecker, SpotError, challenge_cells};
 use forge_tests::adversary::{
-    Cheat, CheckId, DetectionRow, Served, World, challenge_seed, detection_markdown, embedded_seed, failing_cell,
-    failing_cell_of,
+    Cheat, CheckId, DetectionRow, Served, World, challenge_seed, detection_markdown, embedded_seed,
     measure_detection, provider_key, reprove, resign,
 };
 
@@ -65,7 +64,7 @@ fn assert_caught_only_when_sampled(w: &World, name: &str, served: &Served, tampe
     let receipt = served.with_audit(hit, K, &provider_key());
     let run = w.verify(&format!("{name}-hit.bin"), &receipt, true);
     let line = run.assert_fails_with(expected, name);
-    let cell = failing_cell_of(&line, &served.receipt).unwrap_or_else(|| panic!("{name}: no cell named in `{line}`"));
+    let cell = run.failed_cell().unwrap_or_else(|| panic!("{name}: no cell named with `{line}`"));
     assert!(tampered.contains(&cell), "{name}: `{line}` names an untampered cell");
     let first_hit = challenge_cells(&served.receipt, &hit, K).unwrap().into_iter().find(|c| tampered.contains(c));
     assert_eq!(Some(cell), first_hit, "{name}: the first tampered challenged cell is reported");
@@ -87,8 +86,9 @@ fn a_different_model_claiming_the_honest_id_fails_every_cell() {
 
     // Any embedded challenge catches it.
     let receipt = served.with_embedded_checks(K, &provider_key());
-    let line = w.verify("other-model.bin", &receipt, true).assert_fails_with(CheckId::SpotReplay, "other model");
-    assert_eq!(failing_cell(&line), Some(challenge_cells(&served.receipt, &embedded_seed(&served.receipt), K).unwrap()[0]));
+    let run = w.verify("other-model.bin", &receipt, true);
+    run.assert_fails_with(CheckId::SpotReplay, "other model");
+    assert_eq!(run.failed_cell(), Some(challenge_cells(&served.receipt, &embedded_seed(&served.receipt), K).unwrap()[0]));
     // Without the weights nothing can be re-executed, and forge-verify says so.
     let run = w.verify("other-model.bin", &receipt, false);
     run.assert_verified("other model, no --model");
@@ -208,11 +208,11 @@ impl XorShift {
 
 /// The failing line the library implies for `bytes` (what forge-verify
 /// without `--model` must print first), or `None` if it verifies.
-fn library_failure(bytes: &[u8]) -> Option<String> {
+fn library_failure(bytes: &[u8]) -> Option<(CheckId, String)> {
     let anchor = forge_proofs::TrustAnchor::new(forge_tests::adversary::cu_keys().1.clone());
     match Receipt::from_bytes(bytes) {
-        Err(e) => Some(format!("canonical encoding: {e}")),
-        Ok(r) => r.verify_offline(&anchor).err().map(|e| e.to_string()),
+        Err(e) => Some((CheckId::Format, format!("canonical encoding: {e}"))),
+        Ok(r) => r.verify_offline(&anchor).err().map(|e| (e.check_id(), e.to_string())),
     }
 }
 
@@ -264,7 +264,7 @@ fn byte_flips_and_truncations_anywhere_are_rejected() {
                         let (id, line) = run.failed_check().unwrap_or_else(|| panic!("{what}: unnamed failure:\n{}", run.stderr));
                         if !*with_model {
                             let expected = library_failure(bytes).unwrap_or_else(|| panic!("{what}: the library accepts it"));
-                            assert_eq!(line, expected, "{what}: forge-verify and the library disagree");
+                            assert_eq!((id, line.clone()), expected, "{what}: forge-verify and the library disagree");
                         }
                         *tally.entry(id).or_insert(0) += 1;
                         std::fs::remove_file(path).unwrap();
@@ -281,7 +281,7 @@ fn byte_flips_and_truncations_anywhere_are_rejected() {
         }
         total
     });
-    let summary: Vec<String> = tally.iter().map(|(id, n)| format!("{}: {n}", id.name())).collect();
+    let summary: Vec<String> = tally.iter().map(|(id, n)| format!("{}: {n}", id.as_str())).collect();
     println!("{} mutated receipts rejected; first failing check: {}", cases.len(), summary.join(", "));
     assert_eq!(tally.values().sum::<usize>(), cases.len());
     // Truncations are decode errors; a flipped header byte breaks the signature.

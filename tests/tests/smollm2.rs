@@ -123,6 +123,12 @@ fn replayed_layers_reproduce_committed_rows() {
         assert_eq!(got, want, "cell ({l},{t})");
         let last: Vec<u32> = m.replay_layer_last(l, &inputs).unwrap().iter().map(|x| x.to_bits()).collect();
         assert_eq!(last, want, "last-row replay of cell ({l},{t})");
+        // The spot check's replay: one input row plus the committed keys and values of 0..t.
+        let kv_prefix: Vec<f32> = (0..t).flat_map(|p| rec.kv_row(l, p).unwrap().to_vec()).collect();
+        let cell = m.replay_cell(l, &inputs[t * d..], &kv_prefix).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(&cell.output), want, "cell replay of ({l},{t})");
+        assert_eq!(bits(&cell.kv), bits(rec.kv_row(l, t).unwrap()), "cell replay's keys/values at ({l},{t})");
     }
     // The last layer's row at the last forwarded position yields the last token.
     let last = rec.row(29, t_total - 1).unwrap();

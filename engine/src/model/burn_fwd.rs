@@ -150,6 +150,10 @@ impl BurnModel {
             let q = self.rope(hx.clone().matmul(lw.wq.clone()), first, h);
             let k = self.rope(hx.clone().matmul(lw.wk.clone()), first, hkv);
             let v = hx.matmul(lw.wv.clone());
+            if let Some(s) = sink.as_deref_mut() {
+                let kv = Tensor::cat(vec![k.clone(), v.clone()], 1);
+                s.record_kv(l, first, 2 * hkv * dh, &to_vec(kv));
+            }
             let k = match cache.k[l].take() {
                 Some(old) => Tensor::cat(vec![old, k], 0),
                 None => k,

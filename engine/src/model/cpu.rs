@@ -71,6 +71,8 @@ impl CpuForward<'_> {
             for s in segs.iter_mut() {
                 let rows = &x[offset * d..(offset + s.tokens.len()) * d];
                 if let Some(sink) = s.sink.as_deref_mut() {
+                    let kv = interleave_kv(&s.cache.k[l], &s.cache.v[l], s.cache.len, self.cfg.kv_dim());
+                    sink.record_kv(l, s.cache.len, 2 * self.cfg.kv_dim(), &kv);
                     sink.record(l, s.cache.len, rows);
                 }
                 offset += s.tokens.len();
@@ -122,6 +124,40 @@ impl CpuForward<'_> {
         x
     }
 
+    /// Layer `lw` at position `t` alone, from its input row and the keys and
+    /// values of positions `0..t` (rows of `[k | v]`, as
+    /// [`TraceSink::record_kv`] hands them): returns position `t`'s own
+    /// `[k | v]` row and its output row. The same operations on the same
+    /// values as [`Self::layer`], so the same bits, at the cost of one row
+    /// plus attention.
+    pub(crate) fn replay_cell(&self, lw: &LayerWeights, input: &[f32], kv_prefix: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let cfg = self.cfg;
+        let (d, dh, kvdim) = (cfg.d_model, cfg.head_dim, cfg.kv_dim());
+        let t = kv_prefix.len() / (2 * kvdim);
+        let (mut k, mut v) = (Vec::with_capacity((t + 1) * kvdim), Vec::with_capacity((t + 1) * kvdim));
+        for row in kv_prefix.chunks_exact(2 * kvdim) {
+            k.extend_from_slice(&row[..kvdim]);
+            v.extend_from_slice(&row[kvdim..]);
+        }
+        let h = rms_norm(input, &lw.attn_norm, cfg.rms_eps);
+        let mut kt = lw.wk.matmul(&h);
+        rope_in_place(&mut kt, dh, kvdim, t, self.rope);
+        let vt = lw.wv.matmul(&h);
+        k.extend_from_slice(&kt);
+        v.extend_from_slice(&vt);
+        let mut q = lw.wq.matmul(&h);
+        rope_in_place(&mut q, dh, d, t, self.rope);
+        let shape = AttnShape { heads: cfg.heads, kv_heads: cfg.kv_heads, head_dim: dh };
+        let a = attention(&q, &k, &v, shape, t);
+        let mut x = input.to_vec();
+        add_in_place(&mut x, &lw.wo.matmul(&a));
+        let h = rms_norm(&x, &lw.ffn_norm, cfg.rms_eps);
+        let mut g = lw.w_gate.matmul(&h);
+        silu_mul(&mut g, &lw.w_up.matmul(&h));
+        add_in_place(&mut x, &lw.w_down.matmul(&g));
+        (kt.into_iter().chain(vt).collect(), x)
+    }
+
     /// One transformer block over the rows `x` of all slots, in slot order.
     fn layer(&self, lw: &LayerWeights, x: &mut [f32], slots: &mut [LayerSlot<'_>]) {
         let cfg = self.cfg;
@@ -156,4 +192,15 @@ impl CpuForward<'_> {
         let h = rms_norm(row, &self.w.out_norm, self.cfg.rms_eps);
         self.w.lm_head().matmul(&h)
     }
+}
+
+/// Rows `[k | v]` of the cache's positions `first..`.
+fn interleave_kv(k: &[f32], v: &[f32], first: usize, kv_dim: usize) -> Vec<f32> {
+    let (k, v) = (&k[first * kv_dim..], &v[first * kv_dim..]);
+    let mut rows = Vec::with_capacity(2 * k.len());
+    for (kr, vr) in k.chunks_exact(kv_dim).zip(v.chunks_exact(kv_dim)) {
+        rows.extend_from_slice(kr);
+        rows.extend_from_slice(vr);
+    }
+    rows
 }

@@ -39,6 +39,15 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// What [`Model::replay_cell`] recomputes at one position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellReplay {
+    /// The position's `[k | v]` row (key after RoPE, then value).
+    pub kv: Vec<f32>,
+    /// The layer's output row.
+    pub output: Vec<f32>,
+}
+
 /// One session's share of a batched forward pass.
 pub struct BatchItem<'a> {
     /// The session to extend.
@@ -253,6 +262,30 @@ impl Model {
     /// the full re-execution.
     pub fn replay_layer_last(&self, layer: usize, inputs: &[f32]) -> Result<Vec<f32>> {
         Ok(self.cpu().replay_last(self.replay_weights(layer, inputs)?, inputs))
+    }
+
+    /// Re-execute layer `layer` at one position `t` from its input row (the
+    /// previous layer's output at `t`, or the token embedding for layer 0)
+    /// and the committed keys and values of positions `0..t` (`t` rows of
+    /// `[k | v]`, `2 * kv_dim` floats each, as [`TraceSink::record_kv`]
+    /// hands them). Returns the `[k | v]` row the layer computes at `t` and
+    /// its output row: what a spot check compares with the committed ones.
+    /// Costs one row of the layer plus attention over `t + 1` positions, and
+    /// gives the same bits as the full forward on the CPU backend.
+    pub fn replay_cell(&self, layer: usize, input: &[f32], kv_prefix: &[f32]) -> Result<CellReplay> {
+        let (d, w) = (self.cfg.d_model, 2 * self.cfg.kv_dim());
+        let lw = self.replay_weights(layer, input)?;
+        if input.len() != d {
+            return Err(EngineError::InvalidParameter { param: "input", problem: format!("{} values is not one row of {d}", input.len()) });
+        }
+        if !kv_prefix.len().is_multiple_of(w) || kv_prefix.len() / w >= self.cfg.context_length {
+            return Err(EngineError::InvalidParameter {
+                param: "kv_prefix",
+                problem: format!("{} values is not 0..context rows of {w}", kv_prefix.len()),
+            });
+        }
+        let (kv, output) = self.cpu().replay_cell(lw, input, kv_prefix);
+        Ok(CellReplay { kv, output })
     }
 
     fn replay_weights(&self, layer: usize, inputs: &[f32]) -> Result<&weights::LayerWeights> {

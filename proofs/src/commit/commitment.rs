@@ -1,15 +1,18 @@
 //! The finished commitment: the Merkle tree and the rows behind it.
 
 use super::store::{RowStore, Slot};
-use super::worker::LayerTrace;
+use super::worker::Recorded;
 use super::{CommitError, RangeOpening};
 use crate::merkle::{DType, Hash, MerkleTree};
 
-/// A Merkle commitment to every layer's rows at every forwarded position.
+/// A Merkle commitment to every layer's output rows and every layer's key
+/// and value rows at every forwarded position.
 ///
-/// Leaf `layer * positions + (pos - start)` is row `pos` of `layer`; the rows
-/// are kept (in memory or spilled to a temp file) so that any range can be
-/// opened later.
+/// The tree has `2 L` row groups of `T` leaves each, layer-major: group `l <
+/// L` holds the output rows of layer `l`, group `L + l` the `[k | v]` rows
+/// of layer `l`. Leaf `g * positions + (pos - start)` is row `pos` of group
+/// `g`. The rows are kept (in memory or spilled to a temp file) so that any
+/// range can be opened later.
 #[derive(Debug)]
 pub struct Commitment {
     tree: MerkleTree,
@@ -17,19 +20,26 @@ pub struct Commitment {
     start: usize,
     positions: usize,
     d_model: usize,
+    kv_width: usize,
     dtype: DType,
     slots: Vec<Slot>,
     store: RowStore,
 }
 
 impl Commitment {
-    pub(crate) fn build(d_model: usize, dtype: DType, layers: Vec<LayerTrace>, store: RowStore) -> Result<Self, CommitError> {
+    pub(crate) fn build(d_model: usize, dtype: DType, recorded: Recorded) -> Result<Self, CommitError> {
+        let Recorded { layers, kv_layers, kv_width, store, .. } = recorded;
         let first = layers.first().filter(|l| !l.leaves.is_empty()).ok_or(CommitError::Empty)?;
         let (start, positions) = (first.start, first.leaves.len());
-        for (layer, lt) in layers.iter().enumerate() {
+        if kv_layers.len() != layers.len() {
+            return Err(CommitError::MissingKeyValues { layers: layers.len(), kv_layers: kv_layers.len() });
+        }
+        let groups = layers.iter().map(|l| ("rows", l)).chain(kv_layers.iter().map(|l| ("keys/values", l)));
+        for (i, (rows, lt)) in groups.enumerate() {
             if lt.start != start || lt.leaves.len() != positions {
                 return Err(CommitError::Uneven {
-                    layer,
+                    rows,
+                    layer: i % layers.len(),
                     start: lt.start,
                     end: lt.start + lt.leaves.len(),
                     expected_start: start,
@@ -38,9 +48,9 @@ impl Commitment {
             }
         }
         let n_layers = layers.len();
-        let mut leaves = Vec::with_capacity(n_layers * positions);
-        let mut slots = Vec::with_capacity(n_layers * positions);
-        for lt in layers {
+        let mut leaves = Vec::with_capacity(2 * n_layers * positions);
+        let mut slots = Vec::with_capacity(2 * n_layers * positions);
+        for lt in layers.into_iter().chain(kv_layers) {
             leaves.extend(lt.leaves);
             slots.extend(lt.slots);
         }
@@ -50,6 +60,7 @@ impl Commitment {
             start,
             positions,
             d_model,
+            kv_width: kv_width.unwrap_or(0),
             dtype,
             slots,
             store,
@@ -81,6 +92,11 @@ impl Commitment {
         self.d_model
     }
 
+    /// Width of the `[k | v]` rows (`2 * kv_dim`).
+    pub fn kv_width(&self) -> usize {
+        self.kv_width
+    }
+
     /// Element type of the rows.
     pub fn dtype(&self) -> DType {
         self.dtype
@@ -96,30 +112,46 @@ impl Commitment {
         self.store.spilled_rows()
     }
 
-    /// Leaf index of row `pos` of `layer`.
+    /// Leaf index of row `pos` of `layer`'s output.
     pub fn leaf_index(&self, layer: usize, pos: usize) -> Result<usize, CommitError> {
         self.check(layer, pos, pos)?;
         Ok(layer * self.positions + (pos - self.start))
     }
 
-    /// The committed row `pos` of `layer`.
+    /// The committed output row `pos` of `layer`.
     pub fn row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
         let i = self.leaf_index(layer, pos)?;
-        self.store.read(self.slots[i]).map_err(CommitError::Spill)
+        self.store.read(self.slots[i], self.d_model).map_err(CommitError::Spill)
     }
 
-    /// Rows `first_pos..=last_pos` of `layer` with the proof that they are
-    /// the committed ones.
+    /// The committed `[k | v]` row `pos` of `layer`.
+    pub fn kv_row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
+        let i = self.leaf_index(layer, pos)? + self.layers * self.positions;
+        self.store.read(self.slots[i], self.kv_width).map_err(CommitError::Spill)
+    }
+
+    /// Output rows `first_pos..=last_pos` of `layer` with the proof that
+    /// they are the committed ones.
     pub fn open_range(&self, layer: usize, first_pos: usize, last_pos: usize) -> Result<RangeOpening, CommitError> {
+        self.open_group(layer, layer, first_pos, last_pos, self.d_model)
+    }
+
+    /// `[k | v]` rows `first_pos..=last_pos` of `layer` with the proof that
+    /// they are the committed ones (row group `L + layer`).
+    pub fn open_kv_range(&self, layer: usize, first_pos: usize, last_pos: usize) -> Result<RangeOpening, CommitError> {
+        self.open_group(layer, self.layers + layer, first_pos, last_pos, self.kv_width)
+    }
+
+    fn open_group(&self, layer: usize, group: usize, first_pos: usize, last_pos: usize, width: usize) -> Result<RangeOpening, CommitError> {
         self.check(layer, first_pos, last_pos)?;
-        let a = layer * self.positions + (first_pos - self.start);
+        let a = group * self.positions + (first_pos - self.start);
         let b = a + (last_pos - first_pos);
         let proof = self.tree.prove_range(a, b)?;
         let rows = (a..=b)
-            .map(|i| self.store.read(self.slots[i]).map_err(CommitError::Spill))
+            .map(|i| self.store.read(self.slots[i], width).map_err(CommitError::Spill))
             .collect::<Result<Vec<_>, _>>()?;
         // `check` bounded layer and positions by the committed ones, which fit in u32.
-        Ok(RangeOpening { layer: layer as u32, first_pos: first_pos as u32, rows, proof })
+        Ok(RangeOpening { layer: group as u32, first_pos: first_pos as u32, rows, proof })
     }
 
     fn check(&self, layer: usize, first: usize, last: usize) -> Result<(), CommitError> {

@@ -16,15 +16,16 @@ pub enum CommitError {
     /// Spilling rows to, or reading them back from, the temp file failed.
     #[error("row spill file: {0}")]
     Spill(#[source] std::io::Error),
-    /// A `record` call handed a slice that is not whole rows.
-    #[error("layer {layer}: {len} values is not whole rows of {d_model}")]
+    /// A `record` or `record_kv` call handed a slice that is not whole rows
+    /// of the width its kind has (`d_model`, or the first key/value width).
+    #[error("layer {layer}: {len} values is not whole rows of {width}")]
     RaggedRows {
         /// The layer recorded.
         layer: usize,
         /// Values handed over.
         len: usize,
         /// Row width.
-        d_model: usize,
+        width: usize,
     },
     /// Positions of a layer did not arrive in order without gaps.
     #[error("layer {layer}: rows for position {got} arrived, expected position {expected}")]
@@ -47,9 +48,21 @@ pub enum CommitError {
     /// Nothing was recorded.
     #[error("no rows were recorded")]
     Empty,
-    /// Layers covered different positions (every layer must cover the same ones).
-    #[error("layer {layer} covers positions {start}..{end}, layer 0 covers {expected_start}..{expected_end}")]
+    /// Output rows arrived but the keys and values of some layer did not
+    /// (a sink fed by something other than the engine's forward pass).
+    #[error("{layers} layers of rows but {kv_layers} layers of keys/values: every layer's keys and values are committed")]
+    MissingKeyValues {
+        /// Layers with output rows.
+        layers: usize,
+        /// Layers with key/value rows.
+        kv_layers: usize,
+    },
+    /// Layers covered different positions (every layer, and every layer's
+    /// keys and values, must cover the same ones).
+    #[error("{rows} of layer {layer} cover positions {start}..{end}, layer 0's rows cover {expected_start}..{expected_end}")]
     Uneven {
+        /// `rows` or `keys/values`.
+        rows: &'static str,
         /// The layer that differs.
         layer: usize,
         /// Its first position.

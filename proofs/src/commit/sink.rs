@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use forge_engine::TraceSink;
 
 use super::store::RowStore;
-use super::worker::{self, Batch, Recorded};
+use super::worker::{self, Batch, Recorded, RowKind};
 use super::{CommitError, Commitment};
 use crate::merkle::DType;
 
@@ -36,7 +36,8 @@ impl Default for SinkOptions {
 /// rows bring that to about 1%.
 const FLUSH_ROWS: usize = 256;
 
-/// A [`TraceSink`] that commits to every row it receives.
+/// A [`TraceSink`] that commits to every row it receives: each layer's
+/// output rows and its key/value rows.
 ///
 /// `record` only copies the rows into a bounded channel; a worker thread
 /// computes the leaf hashes and keeps the rows for later openings.
@@ -61,7 +62,7 @@ impl CommitmentSink {
     /// A sink for rows of `d_model` floats.
     pub fn with_options(d_model: usize, opts: SinkOptions) -> Result<Self, CommitError> {
         let (tx, rx) = sync_channel(opts.channel_capacity);
-        let store = RowStore::new(d_model, opts.memory_limit, opts.spill_dir);
+        let store = RowStore::new(opts.memory_limit, opts.spill_dir);
         let worker = std::thread::Builder::new()
             .name("forge-commit".into())
             .spawn(move || worker::run(rx, d_model, DType::F32, store))
@@ -88,7 +89,7 @@ impl CommitmentSink {
         if self.disconnected {
             return Err(CommitError::WorkerPanicked);
         }
-        Commitment::build(self.d_model, DType::F32, recorded.layers, recorded.store)
+        Commitment::build(self.d_model, DType::F32, recorded)
     }
 }
 
@@ -107,12 +108,22 @@ impl CommitmentSink {
     }
 }
 
-impl TraceSink for CommitmentSink {
-    fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
-        self.pending.push(Batch { layer, first_pos, rows: rows.to_vec() });
-        self.pending_rows += rows.len() / self.d_model.max(1);
+impl CommitmentSink {
+    fn push(&mut self, kind: RowKind, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        self.pending.push(Batch { kind, layer, first_pos, width, rows: rows.to_vec() });
+        self.pending_rows += rows.len() / width.max(1);
         if self.pending_rows >= FLUSH_ROWS {
             self.flush();
         }
+    }
+}
+
+impl TraceSink for CommitmentSink {
+    fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
+        self.push(RowKind::Activation, layer, first_pos, self.d_model, rows);
+    }
+
+    fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        self.push(RowKind::KeyValue, layer, first_pos, width, rows);
     }
 }

@@ -6,39 +6,40 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-/// Where one row lives.
+/// Where one row lives: the offset of its first float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
-    /// Row index in the memory buffer.
+    /// In the memory buffer.
     Memory(usize),
-    /// Row index in the spill file.
+    /// In the spill file.
     Disk(u64),
 }
 
-/// Rows of `d` floats, appended while recording and read back afterwards.
+/// Rows of any width (activation rows and key/value rows), appended while
+/// recording and read back afterwards by slot and width.
 #[derive(Debug)]
 pub(crate) struct RowStore {
-    d: usize,
     memory: Vec<f32>,
-    memory_rows_max: usize,
+    memory_floats_max: usize,
     spill_dir: Option<PathBuf>,
     writer: Option<BufWriter<File>>,
     file: Option<File>,
     disk_rows: u64,
+    disk_floats: u64,
 }
 
 impl RowStore {
     /// A store that keeps at most `memory_bytes` of rows in memory, spilling
     /// the rest to a temp file in `spill_dir` (or the system temp dir).
-    pub(crate) fn new(d: usize, memory_bytes: usize, spill_dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(memory_bytes: usize, spill_dir: Option<PathBuf>) -> Self {
         Self {
-            d,
             memory: Vec::new(),
-            memory_rows_max: memory_bytes / (d * 4).max(1),
+            memory_floats_max: memory_bytes / 4,
             spill_dir,
             writer: None,
             file: None,
             disk_rows: 0,
+            disk_floats: 0,
         }
     }
 
@@ -49,10 +50,10 @@ impl RowStore {
 
     /// Appends one row.
     pub(crate) fn push(&mut self, row: &[f32]) -> std::io::Result<Slot> {
-        let in_memory = self.memory.len() / self.d.max(1);
-        if in_memory < self.memory_rows_max {
+        let offset = self.memory.len();
+        if offset + row.len() <= self.memory_floats_max {
             self.memory.extend_from_slice(row);
-            return Ok(Slot::Memory(in_memory));
+            return Ok(Slot::Memory(offset));
         }
         let writer = match &mut self.writer {
             Some(w) => w,
@@ -68,7 +69,8 @@ impl RowStore {
             writer.write_all(&v.to_le_bytes())?;
         }
         self.disk_rows += 1;
-        Ok(Slot::Disk(self.disk_rows - 1))
+        self.disk_floats += row.len() as u64;
+        Ok(Slot::Disk(self.disk_floats - row.len() as u64))
     }
 
     /// Ends recording: flushes the spill file so rows can be read back.
@@ -80,15 +82,14 @@ impl RowStore {
         Ok(())
     }
 
-    /// Reads one row of a sealed store.
-    pub(crate) fn read(&self, slot: Slot) -> std::io::Result<Vec<f32>> {
-        let d = self.d;
+    /// Reads the row of `width` floats at `slot` of a sealed store.
+    pub(crate) fn read(&self, slot: Slot, width: usize) -> std::io::Result<Vec<f32>> {
         match slot {
-            Slot::Memory(i) => Ok(self.memory[i * d..(i + 1) * d].to_vec()),
+            Slot::Memory(i) => Ok(self.memory[i..i + width].to_vec()),
             Slot::Disk(i) => {
                 let file = self.file.as_ref().ok_or_else(|| std::io::Error::other("spill file not sealed"))?;
-                let mut bytes = vec![0u8; d * 4];
-                file.read_exact_at(&mut bytes, i * (d as u64) * 4)?;
+                let mut bytes = vec![0u8; width * 4];
+                file.read_exact_at(&mut bytes, i * 4)?;
                 Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
             }
         }

@@ -4,13 +4,24 @@ use std::sync::mpsc::Receiver;
 
 use super::CommitError;
 use super::store::{RowStore, Slot};
-use crate::merkle::{DType, Hash, leaf_hash};
+use crate::merkle::{DType, Hash, kv_leaf_hash, leaf_hash};
 
-/// Rows of one `record` call.
+/// Which rows a batch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowKind {
+    /// A layer's output rows (`record`).
+    Activation,
+    /// A layer's `[k | v]` rows (`record_kv`).
+    KeyValue,
+}
+
+/// Rows of one `record` or `record_kv` call.
 #[derive(Debug)]
 pub(crate) struct Batch {
+    pub(crate) kind: RowKind,
     pub(crate) layer: usize,
     pub(crate) first_pos: usize,
+    pub(crate) width: usize,
     pub(crate) rows: Vec<f32>,
 }
 
@@ -26,6 +37,9 @@ pub(crate) struct LayerTrace {
 #[derive(Debug)]
 pub(crate) struct Recorded {
     pub(crate) layers: Vec<LayerTrace>,
+    pub(crate) kv_layers: Vec<LayerTrace>,
+    /// Width of the key/value rows (the first `record_kv` call sets it).
+    pub(crate) kv_width: Option<usize>,
     pub(crate) store: RowStore,
     /// The first error; batches after it are drained and dropped.
     pub(crate) error: Option<CommitError>,
@@ -33,7 +47,7 @@ pub(crate) struct Recorded {
 
 /// Runs until every sender is gone.
 pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowStore) -> Recorded {
-    let mut out = Recorded { layers: Vec::new(), store, error: None };
+    let mut out = Recorded { layers: Vec::new(), kv_layers: Vec::new(), kv_width: None, store, error: None };
     for batch in rx.into_iter().flatten() {
         if out.error.is_none()
             && let Err(e) = absorb(&mut out, d, dtype, batch)
@@ -50,28 +64,35 @@ pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowSt
 }
 
 fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<(), CommitError> {
-    let Batch { layer, first_pos, rows } = batch;
-    if d == 0 || rows.len() % d != 0 {
-        return Err(CommitError::RaggedRows { layer, len: rows.len(), d_model: d });
+    let Batch { kind, layer, first_pos, width, rows } = batch;
+    let (expected, traces) = match kind {
+        RowKind::Activation => (d, &mut out.layers),
+        RowKind::KeyValue => (*out.kv_width.get_or_insert(width), &mut out.kv_layers),
+    };
+    if expected == 0 || width != expected || rows.len() % expected != 0 {
+        return Err(CommitError::RaggedRows { layer, len: rows.len(), width: expected });
     }
-    if out.layers.len() <= layer {
-        out.layers.resize_with(layer + 1, LayerTrace::default);
+    if traces.len() <= layer {
+        traces.resize_with(layer + 1, LayerTrace::default);
     }
-    let lt = &mut out.layers[layer];
+    let lt = &mut traces[layer];
     if lt.leaves.is_empty() {
         lt.start = first_pos;
     } else if first_pos != lt.start + lt.leaves.len() {
         return Err(CommitError::OutOfOrder { layer, expected: lt.start + lt.leaves.len(), got: first_pos });
     }
-    let n = rows.len() / d;
+    let n = rows.len() / expected;
     let layer32 = u32::try_from(layer).map_err(|_| CommitError::TooLarge { layer, pos: first_pos })?;
     let last = first_pos.checked_add(n).and_then(|e| u32::try_from(e).ok());
     if last.is_none() {
         return Err(CommitError::TooLarge { layer, pos: first_pos.saturating_add(n) });
     }
-    for (i, row) in rows.chunks_exact(d).enumerate() {
+    for (i, row) in rows.chunks_exact(expected).enumerate() {
         let pos = (first_pos + i) as u32; // < `last`, which fits in u32
-        lt.leaves.push(leaf_hash(layer32, pos, dtype, row));
+        lt.leaves.push(match kind {
+            RowKind::Activation => leaf_hash(layer32, pos, dtype, row),
+            RowKind::KeyValue => kv_leaf_hash(layer32, pos, dtype, row),
+        });
         lt.slots.push(out.store.push(row).map_err(CommitError::Spill)?);
     }
     Ok(())

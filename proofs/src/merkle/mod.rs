@@ -10,7 +10,7 @@ mod range;
 mod tree;
 
 pub use error::MerkleError;
-pub use hash::{DType, Hash, empty_root, leaf_hash, node_hash};
+pub use hash::{DType, Hash, empty_root, kv_leaf_hash, leaf_hash, node_hash};
 pub use range::{RangeProof, verify_range};
 pub use tree::MerkleTree;
 

@@ -4,7 +4,7 @@ use forge_engine::{Model, sample};
 use serde::Serialize;
 
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
-use crate::commit::RangeOpening;
+use super::structure::verify_cell_rows;
 use crate::digest::{output_hash, prompt_hash};
 use crate::receipt::{ModelDims, Receipt};
 
@@ -24,7 +24,8 @@ pub struct CellResult {
     pub layer: u32,
     /// Position.
     pub pos: u32,
-    /// ‖replayed − committed‖ / ‖committed‖ (0 when bit-identical).
+    /// ‖replayed − committed‖ / ‖committed‖ of the output row (0 when
+    /// bit-identical).
     pub rel_l2: f64,
     /// The generation step whose token was re-sampled, for a last-layer
     /// cell that produced one.
@@ -116,44 +117,23 @@ impl<'a> SpotChecker<'a> {
     ) -> Result<CellResult, SpotError> {
         let (layer, pos) = (c.layer, c.pos);
         let t = &receipt.trace;
-        let d = self.model.config().d_model;
-        let malformed = |problem| SpotError::MalformedOpening { layer, pos, problem };
-        if layer >= t.layers || pos >= t.positions {
-            return Err(malformed("the cell is outside the trace"));
-        }
-        let verify = |o: &RangeOpening| {
-            o.verify(&t.root, t.layers, receipt.request.forwarded.start, t.positions, t.dtype)
-                .map_err(|source| SpotError::Opening { layer, pos, source })
+        verify_cell_rows(receipt, c)?;
+        let input = match &c.input {
+            Some(o) => o.rows[0].clone(),
+            None => self.model.embedding(tokens[pos as usize])?,
         };
+        let kv_rows = &c.kv.rows;
+        let prefix: Vec<f32> = kv_rows[..kv_rows.len() - 1].concat();
+        let replayed = self.model.replay_cell(layer as usize, &input, &prefix)?;
         let committed = &c.output;
-        if (committed.layer, committed.first_pos, committed.rows.len()) != (layer, pos, 1) || committed.rows[0].len() != d {
-            return Err(malformed("the output opening is not row t of layer l"));
-        }
-        verify(committed)?;
-        let inputs: Vec<f32> = match (layer, &c.inputs) {
-            (0, None) => {
-                let mut rows = Vec::with_capacity((pos as usize + 1) * d);
-                for &tok in &tokens[..=pos as usize] {
-                    rows.extend(self.model.embedding(tok)?);
-                }
-                rows
+        for (what, row, want) in [("keys/values", &replayed.kv, &kv_rows[kv_rows.len() - 1]), ("output", &replayed.output, &committed.rows[0])] {
+            let rel_l2 = relative_l2(row, want);
+            let same_bits = row.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
+            if !(same_bits || (tolerance > 0.0 && rel_l2 <= tolerance)) {
+                return Err(SpotError::ReplayMismatch { layer, pos, what, rel_l2, tolerance });
             }
-            (l, Some(o)) if l > 0 => {
-                if (o.layer, o.first_pos, o.rows.len()) != (l - 1, 0, pos as usize + 1) || o.rows.iter().any(|r| r.len() != d) {
-                    return Err(malformed("the input opening is not rows 0..=t of layer l-1"));
-                }
-                verify(o)?;
-                o.rows.concat()
-            }
-            _ => return Err(malformed("layer 0 takes no input opening, other layers need one")),
-        };
-        let replayed = self.model.replay_layer_last(layer as usize, &inputs)?;
-        let row = replayed.as_slice();
-        let rel_l2 = relative_l2(row, &committed.rows[0]);
-        let same_bits = row.iter().zip(&committed.rows[0]).all(|(a, b)| a.to_bits() == b.to_bits());
-        if !(same_bits || (tolerance > 0.0 && rel_l2 <= tolerance)) {
-            return Err(SpotError::ReplayMismatch { layer, pos, rel_l2, tolerance });
         }
+        let rel_l2 = relative_l2(&replayed.output, &committed.rows[0]);
         // The last layer's row at position p samples the token at p + 1; it is
         // a generated token from p = n_prompt - 1 on.
         let n_prompt = receipt.request.n_prompt;
@@ -169,7 +149,7 @@ impl<'a> SpotChecker<'a> {
             }
             token_step = Some(step);
         }
-        Ok(CellResult { layer, pos, rel_l2: if same_bits { 0.0 } else { rel_l2 }, token_step })
+        Ok(CellResult { layer, pos, rel_l2, token_step })
     }
 }
 

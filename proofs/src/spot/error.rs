@@ -78,12 +78,14 @@ pub enum SpotError {
         source: MerkleError,
     },
     /// Re-executing the layer does not give the committed row.
-    #[error("cell ({layer}, {pos}): replayed row differs (relative L2 {rel_l2:e}, tolerance {tolerance:e})")]
+    #[error("cell ({layer}, {pos}): replayed row differs ({what}: relative L2 {rel_l2:e}, tolerance {tolerance:e})")]
     ReplayMismatch {
         /// Cell layer.
         layer: u32,
         /// Cell position.
         pos: u32,
+        /// `output` or `keys/values` (the position's own key/value row).
+        what: &'static str,
         /// ‖replayed − committed‖ / ‖committed‖.
         rel_l2: f64,
         /// The allowed error (0 = bit-exact).

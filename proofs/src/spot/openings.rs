@@ -8,7 +8,9 @@ use crate::merkle::RangeProof;
 use crate::receipt::MAX_AUDIT_CELLS;
 
 const MAGIC: [u8; 4] = *b"FRGO";
-const VERSION: u16 = 1;
+/// Version 2: a cell opens its layer's key/value rows and one input row
+/// (version 1 opened every input row of the prefix and had no keys/values).
+const VERSION: u16 = 2;
 /// Most tokens in the prompt or the output.
 const MAX_TOKENS: u32 = 1 << 24;
 /// Widest row.
@@ -25,9 +27,13 @@ pub struct CellOpening {
     pub layer: u32,
     /// The cell's position.
     pub pos: u32,
-    /// Rows `0..=t` of layer `l - 1` (the layer's inputs); `None` for layer 0,
-    /// whose inputs are token embeddings.
-    pub inputs: Option<RangeOpening>,
+    /// Row `t` of layer `l - 1` (the layer's input at `t`); `None` for layer
+    /// 0, whose input is the token's embedding.
+    pub input: Option<RangeOpening>,
+    /// The `[k | v]` rows `0..=t` of layer `l` (row group `L + l`): the
+    /// prefix the attention at `t` reads, and row `t` itself, which the
+    /// verifier recomputes from the input.
+    pub kv: RangeOpening,
     /// Row `t` of layer `l`.
     pub output: RangeOpening,
 }
@@ -57,13 +63,14 @@ impl SpotOpenings {
         for c in &self.cells {
             w.u32(c.layer);
             w.u32(c.pos);
-            match &c.inputs {
+            match &c.input {
                 None => w.u8(0),
                 Some(o) => {
                     w.u8(1);
                     encode_range(&mut w, o)?;
                 }
             }
+            encode_range(&mut w, &c.kv)?;
             encode_range(&mut w, &c.output)?;
         }
         Ok(w.into_bytes())
@@ -81,17 +88,18 @@ impl SpotOpenings {
             .map(|_| {
                 let layer = r.u32("openings.cell.layer")?;
                 let pos = r.u32("openings.cell.pos")?;
-                let inputs = match r.u8("openings.cell.has_inputs")? {
+                let input = match r.u8("openings.cell.has_input")? {
                     0 => None,
                     1 => Some(decode_range(&mut r)?),
                     tag => {
                         return Err(DecodeError::InvalidValue {
-                            field: "openings.cell.has_inputs",
+                            field: "openings.cell.has_input",
                             problem: format!("{tag} is not 0 or 1"),
                         });
                     }
                 };
-                Ok(CellOpening { layer, pos, inputs, output: decode_range(&mut r)? })
+                let kv = decode_range(&mut r)?;
+                Ok(CellOpening { layer, pos, input, kv, output: decode_range(&mut r)? })
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
         r.finish()?;

@@ -3,8 +3,9 @@
 use super::{CellOpening, SpotOpenings};
 use crate::commit::{CommitError, Commitment};
 
-/// Opens `cells` from `commitment`: for cell (l, t), rows `0..=t` of layer
-/// `l - 1` (none for layer 0) and row `t` of layer `l`. `prompt` and
+/// Opens `cells` from `commitment`: for cell (l, t), row `t` of layer `l - 1`
+/// (none for layer 0), the `[k | v]` rows `0..=t` of layer `l`, and row `t`
+/// of layer `l`. `prompt` and
 /// `output` are the request's token ids, which the verifier checks against
 /// the receipt's hashes.
 pub fn open_cells(
@@ -17,11 +18,12 @@ pub fn open_cells(
         .iter()
         .map(|&(layer, pos)| {
             let (l, t) = (layer as usize, pos as usize);
-            let inputs = match l {
+            let input = match l {
                 0 => None,
-                _ => Some(commitment.open_range(l - 1, commitment.start(), t)?),
+                _ => Some(commitment.open_range(l - 1, t, t)?),
             };
-            Ok(CellOpening { layer, pos, inputs, output: commitment.open_range(l, t, t)? })
+            let kv = commitment.open_kv_range(l, commitment.start(), t)?;
+            Ok(CellOpening { layer, pos, input, kv, output: commitment.open_range(l, t, t)? })
         })
         .collect::<Result<Vec<_>, CommitError>>()?;
     Ok(SpotOpenings { prompt: prompt.to_vec(), output: output.to_vec(), cells })

@@ -3,7 +3,7 @@
 //! every opened row is in the committed tree. `forge-verify` runs it even
 //! without `--model`; re-executing the cells is [`super::SpotChecker`]'s job.
 
-use super::{SpotError, SpotOpenings, challenge_cells};
+use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::commit::RangeOpening;
 use crate::digest::{output_hash, prompt_hash};
 use crate::receipt::Receipt;
@@ -27,32 +27,46 @@ pub fn verify_openings(receipt: &Receipt, seed: &[u8; 32], count: u32, openings:
             return Err(SpotError::CellsMismatch { index, expected, received });
         }
     }
-    let t = &receipt.trace;
-    let d = receipt.config.d_model as usize;
-    for c in &openings.cells {
-        let (layer, pos) = (c.layer, c.pos);
-        let malformed = |problem| SpotError::MalformedOpening { layer, pos, problem };
-        let verify = |o: &RangeOpening| {
-            o.verify(&t.root, t.layers, q.forwarded.start, t.positions, t.dtype)
-                .map_err(|source| SpotError::Opening { layer, pos, source })
-        };
-        let out = &c.output;
-        if (out.layer, out.first_pos, out.rows.len()) != (layer, pos, 1) || out.rows[0].len() != d {
-            return Err(malformed("the output opening is not row t of layer l"));
-        }
-        verify(out)?;
-        match (layer, &c.inputs) {
-            (0, None) => {}
-            (l, Some(o)) if l > 0 => {
-                if (o.layer, o.first_pos, o.rows.len()) != (l - 1, q.forwarded.start, (pos - q.forwarded.start) as usize + 1)
-                    || o.rows.iter().any(|r| r.len() != d)
-                {
-                    return Err(malformed("the input opening is not rows 0..=t of layer l-1"));
-                }
-                verify(o)?;
-            }
-            _ => return Err(malformed("layer 0 takes no input opening, other layers need one")),
-        }
-    }
+    openings.cells.iter().try_for_each(|c| verify_cell_rows(receipt, c))?;
     Ok(openings.cells.len())
+}
+
+/// One cell's openings have the shape its cell (l, t) asks for (output row
+/// `t` of layer `l`; input row `t` of layer `l - 1` unless `l = 0`; `[k | v]`
+/// rows from the first forwarded position to `t` of layer `l`) and every row
+/// is in the committed tree. `check_shape` must have passed.
+pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(), SpotError> {
+    let (q, t) = (&receipt.request, &receipt.trace);
+    let d = receipt.config.d_model as usize;
+    let kv_width = 2 * receipt.config.kv_heads as usize * receipt.config.head_dim as usize;
+    let (layer, pos) = (c.layer, c.pos);
+    let malformed = |problem| SpotError::MalformedOpening { layer, pos, problem };
+    if layer >= t.layers || pos < q.forwarded.start || pos - q.forwarded.start >= t.positions {
+        return Err(malformed("the cell is outside the trace"));
+    }
+    let verify = |o: &RangeOpening| {
+        o.verify(&t.root, t.layers, q.forwarded.start, t.positions, t.dtype).map_err(|source| SpotError::Opening { layer, pos, source })
+    };
+    let is = |o: &RangeOpening, group: u32, first: u32, n: usize, width: usize| {
+        (o.layer, o.first_pos, o.rows.len()) == (group, first, n) && o.rows.iter().all(|r| r.len() == width)
+    };
+    if !is(&c.output, layer, pos, 1, d) {
+        return Err(malformed("the output opening is not row t of layer l"));
+    }
+    verify(&c.output)?;
+    match (layer, &c.input) {
+        (0, None) => {}
+        (l, Some(o)) if l > 0 => {
+            if !is(o, l - 1, pos, 1, d) {
+                return Err(malformed("the input opening is not row t of layer l-1"));
+            }
+            verify(o)?;
+        }
+        _ => return Err(malformed("layer 0 takes no input opening, other layers need one")),
+    }
+    let first = q.forwarded.start;
+    if !is(&c.kv, t.layers + layer, first, (pos - first) as usize + 1, kv_width) {
+        return Err(malformed("the key/value opening is not rows 0..=t of layer l's keys and values"));
+    }
+    verify(&c.kv)
 }

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use forge_engine::{Backend, Model};
 use forge_proofs::{ModelDims, Receipt, TrustAnchor};
-use outcome::Outcome;
+use outcome::{At, Outcome};
 
 /// Verify a Forge receipt offline: format, FLOPs, signature, CU proof, audits.
 #[derive(Debug, Parser)]
@@ -110,11 +110,11 @@ fn run(args: &Args) -> Result<Outcome, String> {
     }
     match receipt.verify_offline(&anchor) {
         Ok(report) => {
-            report.checks.iter().for_each(|c| out.pass(c.describe().to_string()));
+            report.checks.iter().for_each(|c| out.pass(c.id(), At::default(), c.describe().to_string()));
             out.report = Some(report);
             audits::recheck(&receipt, model.as_ref(), &mut out);
         }
-        Err(e) => out.fail(e.to_string()),
+        Err(e) => out.fail(e.check_id(), At::default(), e.to_string()),
     }
     out.receipt = Some(receipt);
     Ok(out)

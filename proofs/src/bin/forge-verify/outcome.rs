@@ -1,6 +1,6 @@
 //! The checklist (stderr) and the JSON outcome (stdout).
 
-use forge_proofs::{Receipt, Report};
+use forge_proofs::{CheckId, Receipt, Report};
 use serde::Serialize;
 
 /// What was checked, and how it went.
@@ -18,10 +18,35 @@ pub(crate) struct Outcome {
     malformed: bool,
 }
 
+/// One checklist line. `id` is the stable identifier (see [`CheckId`]);
+/// `check` is the sentence for people; `audit` and `cell` say which audit
+/// entry and which (layer, position) a line is about, when it is.
 #[derive(Debug, Serialize)]
 struct Line {
     status: Status,
+    id: CheckId,
     check: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cell: Option<(u32, u32)>,
+}
+
+/// Where a line points: which audit entry, which cell.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct At {
+    pub(crate) audit: Option<usize>,
+    pub(crate) cell: Option<(u32, u32)>,
+}
+
+impl At {
+    pub(crate) fn audit(i: usize) -> Self {
+        Self { audit: Some(i), cell: None }
+    }
+
+    pub(crate) fn cell(self, cell: Option<(u32, u32)>) -> Self {
+        Self { cell, ..self }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -38,21 +63,25 @@ impl Outcome {
         Self { receipt_hash: blake3::hash(bytes).to_hex().to_string(), checks: Vec::new(), report: None, receipt: None, malformed: false }
     }
 
-    pub(crate) fn pass(&mut self, check: String) {
-        self.checks.push(Line { status: Status::Pass, check });
+    fn push(&mut self, status: Status, id: CheckId, at: At, check: String) {
+        self.checks.push(Line { status, id, check, audit: at.audit, cell: at.cell });
     }
 
-    pub(crate) fn fail(&mut self, check: String) {
-        self.checks.push(Line { status: Status::Fail, check });
+    pub(crate) fn pass(&mut self, id: CheckId, at: At, check: String) {
+        self.push(Status::Pass, id, at, check);
     }
 
-    pub(crate) fn not_checked(&mut self, check: String) {
-        self.checks.push(Line { status: Status::NotChecked, check });
+    pub(crate) fn fail(&mut self, id: CheckId, at: At, check: String) {
+        self.push(Status::Fail, id, at, check);
+    }
+
+    pub(crate) fn not_checked(&mut self, id: CheckId, at: At, check: String) {
+        self.push(Status::NotChecked, id, at, check);
     }
 
     /// The file is not a well-formed receipt (exit 2).
     pub(crate) fn malformed(&mut self, check: String) {
-        self.fail(check);
+        self.fail(CheckId::Format, At::default(), check);
         self.malformed = true;
     }
 
