@@ -7,6 +7,9 @@
 //!
 //! - [`decode`]: `forge-bench decode`, our engine vs llama.cpp on the same
 //!   GGUF, prefill and decode throughput, trace-hook overhead, peak memory;
+//! - [`tolerance`]: `forge-bench tolerance`, the one-layer error of a
+//!   backend that is not batch-invariant against the exact CPU kernels (the
+//!   spot checks' published tolerance);
 //! - [`sink`]: [`sink::BenchHashSink`], the benchmark's stand-in for the
 //!   commitment sink of `forge-proofs`;
 //! - [`llama_cpp`]: the llama.cpp reference, run through llama-cpp-python;
@@ -19,4 +22,5 @@ pub mod llama_cpp;
 pub mod mem;
 pub mod prompts;
 pub mod sink;
+pub mod tolerance;
 pub mod util;

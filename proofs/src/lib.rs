@@ -73,6 +73,6 @@ pub use receipt::{
 };
 pub use spot::{
     FIAT_SHAMIR_DOMAIN, SelfAuditError, attach_self_audit, fiat_shamir_seed,
-    CellOpening, CellResult, SPOT_TRANSCRIPT_LABEL, SpotChecker, SpotError, SpotOpenings, SpotReport, challenge_cells,
+    CellOpening, CellResult, DEFAULT_TOLERANCE, SPOT_TRANSCRIPT_LABEL, SpotChecker, SpotError, SpotOpenings, SpotReport, challenge_cells,
     open_cells, verify_openings,
 };

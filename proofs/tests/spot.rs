@@ -205,3 +205,37 @@ fn tampered_or_mismatched_openings_are_rejected() {
     }
     assert!(SpotOpenings::from_bytes(&[bytes.clone(), vec![0]].concat()).is_err());
 }
+
+#[test]
+fn a_flex_receipt_replays_within_the_published_tolerance_and_a_nudged_row_does_not() {
+    let (exact, dir) = common::tiny_model(1);
+    let flex = Model::load(&dir.path().join("tiny.gguf"), forge_engine::Backend::Flex).unwrap();
+    let req = GenerateRequest { sampling: SamplingParams::greedy(), ..request(&exact) };
+    let (generation, c) = commit(&flex, &req);
+    let r = build(&flex, &req, &generation, &c);
+    assert_ne!(r.request.backend, "cpu-f32", "the receipt names the inexact backend");
+    let checker = SpotChecker::new(&exact);
+    let cells = all_cells(&r);
+    let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
+    let report = checker.check_cells(&r, &cells, &openings).unwrap();
+    assert!(!report.exact, "flex rows are compared within the tolerance");
+    assert!(report.cells.iter().all(|cell| cell.rel_l2 <= forge_proofs::DEFAULT_TOLERANCE), "{report:?}");
+
+    // An output row off by 5e-4 relative (a cheat the old, uncalibrated 1e-3 bound let through) fails.
+    let (l, t) = (1, 2);
+    let row: Vec<f32> = c.row(l, t).unwrap().iter().map(|x| x * (1.0 + 5e-4)).collect();
+    let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+    let mut rec = TraceRecorder::new(D_MODEL);
+    generate_into(&flex, &req, &mut rec);
+    for ((kl, kt), kv) in rec.kv_rows() {
+        sink.record_kv(kl, kt, kv.len(), kv);
+    }
+    for ((rl, rt), r) in rec.rows() {
+        sink.record(rl, rt, if (rl, rt) == (l as usize, t as usize) { &row } else { r });
+    }
+    let nudged = sink.finish().unwrap();
+    let r2 = build(&flex, &req, &generation, &nudged);
+    let openings = open_cells(&nudged, &req.prompt, &generation.tokens, &[(l as u32, t as u32)]).unwrap();
+    let err = checker.check_cells(&r2, &[(l as u32, t as u32)], &openings).unwrap_err();
+    assert!(matches!(err, SpotError::ReplayMismatch { what: "output", .. }), "{err:?}");
+}

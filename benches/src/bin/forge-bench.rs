@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use forge_benches::decode::{self, DecodeArgs};
 use forge_benches::proofs::{self, ProofsArgs};
+use forge_benches::tolerance::{self, ToleranceArgs};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_STATUS: &str = "\
@@ -36,6 +37,10 @@ enum Command {
     /// verify, receipt sizes, offline verification, spot-check re-execution.
     #[command(after_help = EXIT_STATUS)]
     Proofs(ProofsArgs),
+    /// One-layer error of a backend that is not batch-invariant (flex, wgpu,
+    /// cuda) against the exact CPU kernels: the spot checks' tolerance.
+    #[command(after_help = EXIT_STATUS)]
+    Tolerance(ToleranceArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Decode(args) => decode::run(args).map(|_| ()),
         Command::Proofs(args) => proofs::run(args).map(|_| ()),
+        Command::Tolerance(args) => tolerance::run(args).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,8 @@
 //! every opened row is in the committed tree. `forge-verify` runs it even
 //! without `--model`; re-executing the cells is [`super::SpotChecker`]'s job.
 
+use rayon::prelude::*;
+
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::commit::RangeOpening;
 use crate::digest::{output_hash, prompt_hash};
@@ -27,7 +29,10 @@ pub fn verify_openings(receipt: &Receipt, seed: &[u8; 32], count: u32, openings:
             return Err(SpotError::CellsMismatch { index, expected, received });
         }
     }
-    openings.cells.iter().try_for_each(|c| verify_cell_rows(receipt, c))?;
+    // Cells are independent; on error the reported one is the first failing
+    // cell in challenge order, whichever thread finds which first.
+    let results: Vec<Result<(), SpotError>> = openings.cells.par_iter().map(|c| verify_cell_rows(receipt, c)).collect();
+    results.into_iter().collect::<Result<(), SpotError>>()?;
     Ok(openings.cells.len())
 }
 
