@@ -55,6 +55,9 @@ pub struct ProofsRow {
     spot_ms_total: f64,
     spot_ms_per_cell: f64,
     spot_pct_of_generation: f64,
+    /// CPU seconds of the spot checks over CPU seconds of the generation
+    /// (without a sink): steadier than wall time on a loaded machine.
+    spot_cpu_pct_of_generation: f64,
 }
 
 /// The whole run.
@@ -96,10 +99,12 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             sampling: SamplingParams { logit_bias: model.tokenizer().stop_ids().iter().map(|&t| (t, -100.0)).collect(), ..SamplingParams::greedy() },
             stop: vec![],
         };
-        let (mut off, mut on, mut fin) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut off, mut on, mut fin, mut gen_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut last = None;
         for _ in 0..args.runs {
-            let g = pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(())))?;
+            let (g, cpu) = util::cpu_timed(|| pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(()))));
+            let g = g?;
+            gen_cpu.push(cpu);
             off.push(g.decode_tps());
             let mut sink = CommitmentSink::new(d)?;
             let g = pool.install(|| generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| ControlFlow::Continue(())))?;
@@ -146,9 +151,9 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         let verify_offline_ms =
             median(&(0..args.runs.max(5)).map(|_| pool.install(|| ms(|| drop(verify_no_model())))).collect::<Vec<_>>()).unwrap_or(0.0);
         let checker = SpotChecker::new(&model);
-        let spot: Vec<f64> = (0..args.runs)
-            .map(|_| pool.install(|| ms(|| drop(checker.check(&decoded, &audit.seed, args.checks, &openings)))))
-            .collect();
+        let (spot, spot_cpu): (Vec<f64>, Vec<f64>) = (0..args.runs)
+            .map(|_| util::cpu_timed(|| pool.install(|| ms(|| drop(checker.check(&decoded, &audit.seed, args.checks, &openings))))))
+            .unzip();
         checker.check(&decoded, &audit.seed, args.checks, &openings).context("the honest spot check must pass")?;
         let spot_ms_total = median(&spot).unwrap_or(0.0);
         let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
@@ -167,6 +172,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             spot_ms_total,
             spot_ms_per_cell: spot_ms_total / f64::from(args.checks.max(1)),
             spot_pct_of_generation: spot_ms_total / (gen_secs * 1e3) * 100.0,
+            spot_cpu_pct_of_generation: median(&spot_cpu).unwrap_or(0.0) / median(&gen_cpu).unwrap_or(f64::INFINITY) * 100.0,
         });
     }
     let report = ProofsReport {
@@ -188,14 +194,14 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         "{} engine threads, greedy, {} spot-check cells per receipt, medians. {}\n\n",
         r.threads, r.checks, r.date
     );
-    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation |\n";
-    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) |\n";
+    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for x in &r.rows {
         md += &format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% |\n",
             x.prompt, x.prompt_tokens, x.generated, x.decode_tps_off, x.decode_tps_on, x.commit_overhead_pct,
             x.commit_finish_ms, x.receipt_bytes, x.receipt_bytes_with_openings, x.build_ms, x.verify_offline_ms,
-            x.spot_ms_total, x.spot_ms_per_cell, x.spot_pct_of_generation
+            x.spot_ms_total, x.spot_ms_per_cell, x.spot_pct_of_generation, x.spot_cpu_pct_of_generation
         );
     }
     md += &format!(
@@ -206,7 +212,8 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     );
     md += "Commitment overhead = decode tok/s without a sink over decode tok/s with forge-proofs' `CommitmentSink` attached, minus 1 (wall time on a shared machine: noisy). ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
-    md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time.\n\n";
+    md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
+           and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink).\n\n";
     md += &format!("Command: `{}`\n", r.command);
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -70,6 +70,13 @@ impl<'a> Reader<'a> {
         self.array(field).map(u128::from_le_bytes)
     }
 
+    /// `n` little-endian `f32`s (bit patterns kept, NaNs included), read in
+    /// one slice: openings carry megabytes of them.
+    pub fn f32s(&mut self, field: &'static str, n: usize) -> Result<Vec<f32>, DecodeError> {
+        let raw = self.take(field, n.checked_mul(4).ok_or(DecodeError::Truncated { field, needed: u64::MAX, available: self.remaining() as u64 })?)?;
+        Ok(raw.chunks_exact(4).map(|b| f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect())
+    }
+
     /// A list's element count, at most `max`; each element must take at least
     /// `min_elem_bytes`, so a count the input cannot hold is refused before the
     /// caller allocates for it.

@@ -3,10 +3,24 @@
 use super::EncodeError;
 
 /// Appends fields in canonical form (little-endian, fixed width; vectors with
-/// a `u32` length prefix checked against their maximum).
-#[derive(Debug, Default, Clone)]
+/// a `u32` length prefix checked against their maximum), into a buffer or,
+/// for hashes over an encoding, straight into a blake3 hasher: a receipt
+/// with openings is megabytes, and hashing it should not copy it first.
+#[derive(Debug, Clone)]
 pub struct Writer {
-    buf: Vec<u8>,
+    sink: Sink,
+}
+
+#[derive(Debug, Clone)]
+enum Sink {
+    Buf(Vec<u8>),
+    Hash(Box<blake3::Hasher>),
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self { sink: Sink::Buf(Vec::new()) }
+    }
 }
 
 impl Writer {
@@ -15,44 +29,85 @@ impl Writer {
         Self::default()
     }
 
+    /// A writer that feeds `hasher` instead of keeping the bytes
+    /// ([`Writer::into_bytes`] and [`Writer::as_bytes`] are then empty).
+    pub fn hashing(hasher: blake3::Hasher) -> Self {
+        Self { sink: Sink::Hash(Box::new(hasher)) }
+    }
+
+    /// The hash of everything written: the hasher's output for a
+    /// [`Writer::hashing`] writer, plain blake3 of the bytes otherwise.
+    pub fn finalize(&self) -> [u8; 32] {
+        match &self.sink {
+            Sink::Hash(h) => h.finalize().into(),
+            Sink::Buf(b) => blake3::hash(b).into(),
+        }
+    }
+
     /// The bytes written so far.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.buf
+        match self.sink {
+            Sink::Buf(b) => b,
+            Sink::Hash(_) => Vec::new(),
+        }
     }
 
     /// The bytes written so far, borrowed.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf
+        match &self.sink {
+            Sink::Buf(b) => b,
+            Sink::Hash(_) => &[],
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        match &mut self.sink {
+            Sink::Buf(b) => b.extend_from_slice(bytes),
+            Sink::Hash(h) => {
+                h.update(bytes);
+            }
+        }
     }
 
     /// One byte.
     pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
+        self.put(&[v]);
     }
 
     /// A little-endian `u16`.
     pub fn u16(&mut self, v: u16) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     /// A little-endian `u32`.
     pub fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     /// A little-endian `u64`.
     pub fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     /// A little-endian `u128`.
     pub fn u128(&mut self, v: u128) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
+    }
+
+    /// `f32`s as little-endian bit patterns, raw (the count is the caller's).
+    pub fn f32s(&mut self, v: &[f32]) {
+        let mut chunk = [0u8; 4096];
+        for part in v.chunks(chunk.len() / 4) {
+            for (dst, x) in chunk.chunks_exact_mut(4).zip(part) {
+                dst.copy_from_slice(&x.to_bits().to_le_bytes());
+            }
+            self.put(&chunk[..part.len() * 4]);
+        }
     }
 
     /// A fixed-size byte array, raw.
     pub fn array<const N: usize>(&mut self, v: &[u8; N]) {
-        self.buf.extend_from_slice(v);
+        self.put(v);
     }
 
     /// A list's element count (`u32`), checked against `max`. The caller then
@@ -70,7 +125,7 @@ impl Writer {
     /// A byte vector: `u32` length, then the bytes; at most `max` bytes.
     pub fn bytes(&mut self, field: &'static str, v: &[u8], max: u32) -> Result<(), EncodeError> {
         self.count(field, v.len(), max)?;
-        self.buf.extend_from_slice(v);
+        self.put(v);
         Ok(())
     }
 

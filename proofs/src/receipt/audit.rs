@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{MAX_AUDIT_CELLS, MAX_OPENINGS_BYTES};
 use crate::codec::{EncodeError, Writer};
-use crate::digest::{AUDIT_DOMAIN, domain_hash};
+use crate::digest::AUDIT_DOMAIN;
 use crate::key::NodeKey;
 use crate::merkle::Hash;
 
@@ -92,9 +92,9 @@ impl AuditEntry {
     /// What the auditor signs: blake3 (domain `forge.audit.v1`) of the
     /// receipt's header hash followed by this entry without its signature.
     pub fn signed_hash(&self, receipt_header_hash: &Hash) -> Result<Hash, EncodeError> {
-        let mut w = Writer::new();
+        let mut w = Writer::hashing(blake3::Hasher::new_derive_key(AUDIT_DOMAIN));
         w.array(receipt_header_hash);
         self.encode_unsigned(&mut w)?;
-        Ok(domain_hash(AUDIT_DOMAIN, w.as_bytes()))
+        Ok(w.finalize())
     }
 }

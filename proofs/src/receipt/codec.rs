@@ -6,7 +6,7 @@ use super::{
     Sampling, TraceInfo, Verdict,
 };
 use crate::codec::{DecodeError, EncodeError, Reader, Writer};
-use crate::digest::{RECEIPT_DOMAIN, domain_hash};
+use crate::digest::RECEIPT_DOMAIN;
 use crate::merkle::{DType, Hash};
 
 impl Receipt {
@@ -14,15 +14,20 @@ impl Receipt {
     /// above its bound (which decoding would refuse).
     pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer::new();
-        self.encode_header(&mut w)?;
+        self.encode(&mut w)?;
+        Ok(w.into_bytes())
+    }
+
+    fn encode(&self, w: &mut Writer) -> Result<(), EncodeError> {
+        self.encode_header(w)?;
         w.array(&self.provider.signature);
         w.array(&self.cu_proof);
         w.count("audits", self.audits.len(), MAX_AUDITS)?;
         for a in &self.audits {
-            a.encode_unsigned(&mut w)?;
+            a.encode_unsigned(w)?;
             w.array(&a.signature);
         }
-        Ok(w.into_bytes())
+        Ok(())
     }
 
     /// Strict decoding: wrong magic, unknown version, truncation, oversize
@@ -66,14 +71,16 @@ impl Receipt {
     /// `forge.receipt.v1`) of the encoding from the magic through
     /// `provider.public_key`.
     pub fn header_hash(&self) -> Result<Hash, EncodeError> {
-        let mut w = Writer::new();
+        let mut w = Writer::hashing(blake3::Hasher::new_derive_key(RECEIPT_DOMAIN));
         self.encode_header(&mut w)?;
-        Ok(domain_hash(RECEIPT_DOMAIN, w.as_bytes()))
+        Ok(w.finalize())
     }
 
     /// blake3 of the full encoding: the receipt's key in ledgers.
     pub fn hash(&self) -> Result<Hash, EncodeError> {
-        Ok(blake3::hash(&self.to_bytes()?).into())
+        let mut w = Writer::hashing(blake3::Hasher::new());
+        self.encode(&mut w)?;
+        Ok(w.finalize())
     }
 
     fn encode_header(&self, w: &mut Writer) -> Result<(), EncodeError> {

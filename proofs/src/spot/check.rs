@@ -1,5 +1,6 @@
 //! The verifier's side: re-executing challenged cells with the real weights.
 
+use rayon::prelude::*;
 use forge_engine::{Model, sample};
 use serde::Serialize;
 
@@ -83,11 +84,12 @@ impl<'a> SpotChecker<'a> {
         let exact = EXACT_BACKENDS.contains(&receipt.request.backend.as_str());
         let tolerance = if exact { 0.0 } else { self.tolerance };
         let tokens: Vec<u32> = openings.prompt.iter().chain(&openings.output).copied().collect();
-        let cells = openings
-            .cells
-            .iter()
-            .map(|c| self.check_cell(receipt, &tokens, &openings.output, c, tolerance))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Cells are independent: check them side by side, then report the
+        // first failure in challenge order (deterministic whatever the
+        // thread timing).
+        let results: Vec<Result<CellResult, SpotError>> =
+            openings.cells.par_iter().map(|c| self.check_cell(receipt, &tokens, &openings.output, c, tolerance)).collect();
+        let cells = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(SpotReport { exact, cells })
     }
 

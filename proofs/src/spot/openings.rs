@@ -123,7 +123,7 @@ fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
     w.u32(o.first_pos);
     w.count("opening.row_width", d, MAX_ROW)?;
     w.count("opening.rows", o.rows.len(), MAX_ROWS)?;
-    o.rows.iter().flatten().for_each(|v| w.u32(v.to_bits()));
+    o.rows.iter().for_each(|row| w.f32s(row));
     w.count("opening.siblings", o.proof.siblings.len(), MAX_SIBLINGS)?;
     o.proof.siblings.iter().for_each(|s| w.array(s));
     Ok(())
@@ -138,9 +138,7 @@ fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
     }
     let d = d as usize;
     let n = r.count("opening.rows", MAX_ROWS, d * 4)?;
-    let rows = (0..n)
-        .map(|_| (0..d).map(|_| r.u32("opening.rows").map(f32::from_bits)).collect())
-        .collect::<Result<Vec<Vec<f32>>, _>>()?;
+    let rows = (0..n).map(|_| r.f32s("opening.rows", d)).collect::<Result<Vec<Vec<f32>>, _>>()?;
     let n = r.count("opening.siblings", MAX_SIBLINGS, 32)?;
     let siblings = (0..n).map(|_| r.array("opening.siblings")).collect::<Result<Vec<_>, _>>()?;
     Ok(RangeOpening { layer, first_pos, rows, proof: RangeProof { siblings } })
