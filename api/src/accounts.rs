@@ -64,21 +64,33 @@ impl Holds {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Holds `amount` of `account`'s balance, or refuses with 429
-    /// `insufficient_quota` (blocking: reads the ledger).
-    pub(crate) fn reserve(self: &Arc<Self>, ledger: &Ledger, account: &Account, amount: u64) -> Result<Charge, ApiError> {
+    /// Holds `amount` of `account`'s balance for each of `count` jobs (the
+    /// choices of one request), all or none, or refuses with 429
+    /// `insufficient_quota` (blocking: reads the ledger). Each job's receipt
+    /// settles its own hold.
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        ledger: &Ledger,
+        account: &Account,
+        amount: u64,
+        count: usize,
+    ) -> Result<Vec<Charge>, ApiError> {
+        let total = amount.saturating_mul(count as u64);
         let mut held = self.lock();
         let balance = ledger.balance(account).map_err(ledger_error)?.balance_milli_cu;
         let on_hold = held.get(&account.id).copied().unwrap_or(0);
         let available = balance.saturating_sub(i64::try_from(on_hold).unwrap_or(i64::MAX));
-        if available < 0 || (available as u64) < amount {
-            return Err(ApiError::insufficient_quota(amount, available));
+        if available < 0 || (available as u64) < total {
+            return Err(ApiError::insufficient_quota(total, available));
         }
-        *held.entry(account.id.clone()).or_default() += amount;
-        Ok(Charge {
-            account: Some(account.id.clone()),
-            hold: Some(Hold { holds: Arc::clone(self), account: account.id.clone(), amount, released: false }),
-        })
+        let slot = held.entry(account.id.clone()).or_default();
+        *slot = slot.saturating_add(total);
+        Ok((0..count)
+            .map(|_| Charge {
+                account: Some(account.id.clone()),
+                hold: Some(Hold { holds: Arc::clone(self), account: account.id.clone(), amount, released: false }),
+            })
+            .collect())
     }
 
     /// Runs `write` (which records the charge) and releases the hold, both

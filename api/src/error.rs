@@ -122,6 +122,22 @@ impl ApiError {
         .with_code("request_timeout")
     }
 
+    /// 408: generation ended but its receipts were not recorded within the
+    /// node's per-request time limit (the receipt workers are backed up).
+    /// The work was done and will be receipted and charged; `receipt_ids`
+    /// are where the receipts will appear.
+    pub fn receipt_timeout(secs: u64, receipt_ids: &[String]) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout_error",
+            format!(
+                "The answer was generated, but its receipt was not recorded within this node's limit of {secs} s; it will be served at GET /v1/receipts/{{id}} for {} once recorded",
+                receipt_ids.join(", ")
+            ),
+        )
+        .with_code("receipt_timeout")
+    }
+
     /// 413 for a body above the limit.
     pub fn payload_too_large() -> Self {
         Self::new(

@@ -15,10 +15,15 @@
 //! - **Scheduler**: one engine thread runs [`forge_engine::step`] over all
 //!   active sequences (continuous batching), fed by a bounded queue (429 with
 //!   `Retry-After` when full); a client that goes away cancels its sequence.
+//! - **Choices**: `n` choices are `n` sequences in the batch, each with its
+//!   own derived seed and receipt; `logprobs` are computed only for the
+//!   sequences that ask ([`forge_engine::Sequence::with_logprobs`]).
 //! - **Receipts**: each sequence's trace goes into a
 //!   [`forge_proofs::CommitmentSink`]; receipt workers sign and prove the
 //!   receipt, record it in the [`Ledger`] and hand the answer its
-//!   `forge` object ([`ForgeInfo`]) and `x-forge-receipt` header.
+//!   `forge` object ([`ForgeInfo`]). Receipt ids are assigned at admission,
+//!   so the `x-forge-receipt` header goes out with streams too; the wait
+//!   for receipts ends at the request's deadline.
 //! - **Accounts** ([`Ledger`]): SQLite in WAL mode; once an account exists,
 //!   requests need `Authorization: Bearer <key>` and the worst-case cost is
 //!   held against the balance before any work (429 `insufficient_quota`).

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use crate::openai::MAX_CHOICES;
+
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
@@ -30,9 +32,9 @@ fn sampling_properties(model: Option<&str>) -> Value {
         "logit_bias": {"type": "object", "nullable": true, "maxProperties": 300,
             "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
             "description": "Token id (as a string) to a bias added to its logit."},
-        "n": {"type": "integer", "minimum": 1, "maximum": 1, "nullable": true, "description": "Only 1 is supported."},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_CHOICES, "nullable": true, "default": 1,
+            "description": "Choices to generate, each a sequence of the continuous batch with its own receipt; at most 8 and at most the node's max_concurrent. Choice 0 uses `seed`, choice i > 0 a seed derived from it (docs/DESIGN.md, section 10)."},
         "user": {"type": "string", "nullable": true},
-        "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 0, "nullable": true, "description": "Log probabilities are not supported."},
     })
 }
 
@@ -52,7 +54,10 @@ pub fn document(model: Option<&str>) -> Value {
         json!({
             "messages": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ChatMessage"}},
             "max_completion_tokens": {"type": "integer", "minimum": 1, "nullable": true},
-            "logprobs": {"type": "boolean", "nullable": true, "description": "Only false is supported."},
+            "logprobs": {"type": "boolean", "nullable": true, "default": false,
+                "description": "Return each generated token's log-probability: log-softmax of the logits after penalties and logit_bias, before temperature, top_k and top_p."},
+            "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20, "nullable": true,
+                "description": "With logprobs: true, also the most likely alternatives at each position."},
             "response_format": {"type": "object", "nullable": true, "properties": {"type": {"type": "string", "enum": ["text"]}}, "required": ["type"], "additionalProperties": false},
         }),
     );
@@ -68,14 +73,15 @@ pub fn document(model: Option<&str>) -> Value {
             "echo": {"type": "boolean", "nullable": true, "description": "Only false is supported."},
             "suffix": {"type": "string", "nullable": true, "description": "Only empty is supported."},
             "best_of": {"type": "integer", "nullable": true, "minimum": 1, "maximum": 1},
-            "logprobs": {"type": "integer", "nullable": true, "description": "Not supported: must be null."},
+            "logprobs": {"type": "integer", "minimum": 0, "maximum": 5, "nullable": true,
+                "description": "Return each generated token's log-probability and the top `logprobs` alternatives (the sampled token is always included)."},
         }),
     );
     let generation_responses = |schema: &str| {
         json!({
             "200": {
                 "description": "The answer (JSON), or with stream: true server-sent events of chunks ending with `data: [DONE]`.",
-                "headers": {"x-forge-receipt": {"description": "The receipt id (non-streamed answers).", "schema": {"type": "string"}}},
+                "headers": {"x-forge-receipt": {"description": "The receipt id of every choice, comma-separated, in choice order (streams included: ids are assigned before generation).", "schema": {"type": "string"}}},
                 "content": {
                     "application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}},
                     "text/event-stream": {"schema": {"type": "string"}}
@@ -84,7 +90,7 @@ pub fn document(model: Option<&str>) -> Value {
             "400": error_response("Invalid or unsupported parameter (param names it), or context length exceeded."),
             "401": error_response("Missing or unknown API key (once the node has accounts)."),
             "404": error_response("Unknown model."),
-            "408": error_response("The request ran past the node's time limit."),
+            "408": error_response("The request ran past the node's time limit (code request_timeout), or its receipts were not recorded within it (code receipt_timeout; the message names where they will appear)."),
             "413": error_response("Body over the node's limit."),
             "415": error_response("Body declared as something other than JSON."),
             "429": error_response("Queue full (Retry-After) or insufficient_quota."),
@@ -120,11 +126,12 @@ pub fn document(model: Option<&str>) -> Value {
                     "404": error_response("Unknown model.")
                 }}},
             "/v1/receipts/{id}": {"get": {"operationId": "getReceipt",
-                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
+                "parameters": [{"name": "id", "in": "path", "required": true, "description": "A receipt id from an answer (32 hex digits) or a receipt hash (64 hex digits).",
+                    "schema": {"type": "string", "pattern": "^([0-9a-f]{32}|[0-9a-f]{64})$"}}],
                 "responses": {
                     "200": {"description": "The receipt: JSON, or the canonical binary (FRGR v1) with Accept: application/octet-stream.",
                         "content": {"application/json": {"schema": {"type": "object"}}, "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                    "404": error_response("No such receipt.")
+                    "404": error_response("No such receipt (or not yet recorded).")
                 }}},
             "/v1/receipts/verifying-key": {"get": {"operationId": "getVerifyingKey", "responses": {
                 "200": {"description": "The CU verifying key (for forge-verify --vk).", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
@@ -161,13 +168,41 @@ pub fn document(model: Option<&str>) -> Value {
                 }},
                 "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "additionalProperties": false, "properties": chat_props},
                 "CompletionRequest": {"type": "object", "required": ["model", "prompt"], "additionalProperties": false, "properties": completion_props},
-                "Forge": {"type": "object", "description": "The receipt of this answer.", "properties": {
-                    "receipt_id": {"type": "string"},
+                "Receipt": {"type": "object", "description": "One choice's receipt.", "properties": {
+                    "index": {"type": "integer"},
+                    "receipt_id": {"type": "string", "description": "32 hex digits: the receipt's request id."},
+                    "receipt_hash": {"type": "string", "description": "64 hex digits."},
                     "flops": {"type": "integer"},
                     "cu": {"type": "number"},
                     "milli_cu": {"type": "integer"},
                     "activation_root": {"type": "string"},
-                    "price": {"type": "object", "properties": {"milli_cu_per_cu": {"type": "integer"}, "charged_milli_cu": {"type": "integer"}}}
+                    "charged_milli_cu": {"type": "integer"}
+                }},
+                "Forge": {"type": "object", "description": "The receipts of this answer: totals over every choice, and each receipt. receipt_id, receipt_hash and activation_root are choice 0's.", "properties": {
+                    "receipt_id": {"type": "string"},
+                    "receipt_hash": {"type": "string"},
+                    "receipt_ids": {"type": "array", "items": {"type": "string"}},
+                    "flops": {"type": "integer"},
+                    "cu": {"type": "number"},
+                    "milli_cu": {"type": "integer"},
+                    "activation_root": {"type": "string"},
+                    "price": {"type": "object", "properties": {"milli_cu_per_cu": {"type": "integer"}, "charged_milli_cu": {"type": "integer"}}},
+                    "receipts": {"type": "array", "items": {"$ref": "#/components/schemas/Receipt"}}
+                }},
+                "TokenLogprob": {"type": "object", "required": ["token", "logprob", "bytes"], "properties": {
+                    "token": {"type": "string"}, "logprob": {"type": "number"},
+                    "bytes": {"type": "array", "items": {"type": "integer"}}
+                }},
+                "ChatLogprobs": {"type": "object", "nullable": true, "properties": {
+                    "content": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/TokenLogprob"}, {"type": "object", "properties": {
+                        "top_logprobs": {"type": "array", "items": {"$ref": "#/components/schemas/TokenLogprob"}}}}]}},
+                    "refusal": {"nullable": true}
+                }},
+                "CompletionLogprobs": {"type": "object", "nullable": true, "properties": {
+                    "tokens": {"type": "array", "items": {"type": "string"}},
+                    "token_logprobs": {"type": "array", "items": {"type": "number"}},
+                    "top_logprobs": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "number"}}},
+                    "text_offset": {"type": "array", "items": {"type": "integer"}}
                 }},
                 "Usage": {"type": "object", "properties": {
                     "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}
@@ -178,6 +213,7 @@ pub fn document(model: Option<&str>) -> Value {
                     "choices": {"type": "array", "items": {"type": "object", "properties": {
                         "index": {"type": "integer"},
                         "message": {"type": "object", "properties": {"role": {"type": "string"}, "content": {"type": "string"}}},
+                        "logprobs": {"$ref": "#/components/schemas/ChatLogprobs"},
                         "finish_reason": {"type": "string", "enum": ["stop", "length"]}
                     }}},
                     "usage": {"$ref": "#/components/schemas/Usage"},
@@ -188,6 +224,7 @@ pub fn document(model: Option<&str>) -> Value {
                     "created": {"type": "integer"}, "model": {"type": "string"}, "system_fingerprint": {"type": "string"},
                     "choices": {"type": "array", "items": {"type": "object", "properties": {
                         "index": {"type": "integer"}, "text": {"type": "string"},
+                        "logprobs": {"$ref": "#/components/schemas/CompletionLogprobs"},
                         "finish_reason": {"type": "string", "enum": ["stop", "length"]}
                     }}},
                     "usage": {"$ref": "#/components/schemas/Usage"},

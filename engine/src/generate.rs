@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::flops::{ForwardWork, request_flops};
+use crate::logprobs::{TokenLogprobs, token_logprobs};
 use crate::model::{BatchItem, Model, Session};
-use crate::sampling::{SamplingParams, sample};
+use crate::sampling::{SamplingParams, adjust, pick, sample};
 use crate::trace::TraceSink;
 
 /// What to generate.
@@ -157,6 +158,9 @@ pub struct Sequence<S> {
     /// Tokens to forward next: the prompt, then the last sampled token.
     input: Vec<u32>,
     finish: Option<FinishReason>,
+    /// `Some(k)`: report each sampled token's log-probability and the `k`
+    /// most likely alternatives (off by default: nothing extra is computed).
+    logprobs: Option<usize>,
     prefill_secs: f64,
     decode_secs: f64,
 }
@@ -172,7 +176,7 @@ impl<S> std::fmt::Debug for Sequence<S> {
 }
 
 /// What one [`step`] produced for one sequence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepEvent {
     /// Index of the token among the generated ones.
     pub index: usize,
@@ -182,6 +186,9 @@ pub struct StepEvent {
     pub text: String,
     /// Set when the sequence ended with this token.
     pub finish: Option<FinishReason>,
+    /// The token's log-probabilities, when the sequence asked for them
+    /// ([`Sequence::with_logprobs`]).
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 impl<S: TraceSink> Sequence<S> {
@@ -196,9 +203,23 @@ impl<S: TraceSink> Sequence<S> {
             sink,
             tokens: Vec::new(),
             finish: None,
+            logprobs: None,
             prefill_secs: 0.0,
             decode_secs: 0.0,
         })
+    }
+
+    /// Report, with every sampled token, its log-probability and those of
+    /// the `top` most likely tokens (0: the sampled token's only). The tokens
+    /// drawn are the same with or without it.
+    pub fn with_logprobs(mut self, top: usize) -> Self {
+        self.logprobs = Some(top);
+        self
+    }
+
+    /// How many alternatives each token's log-probabilities list, if asked.
+    pub fn logprobs(&self) -> Option<usize> {
+        self.logprobs
     }
 
     /// Whether it has ended.
@@ -242,8 +263,23 @@ impl<S: TraceSink> Sequence<S> {
         (generation, self.sink)
     }
 
+    /// Draw this step's token from its logits, with its log-probabilities
+    /// when asked. Both paths apply the same penalties, bias and draw
+    /// ([`sample`] is `adjust` then `pick`), so asking does not change the token.
+    fn draw(&self, logits: &[f32]) -> (u32, Option<TokenLogprobs>) {
+        let (params, history, at) = (&self.req.sampling, self.tokens.as_slice(), self.tokens.len() as u64);
+        match self.logprobs {
+            None => (sample(logits, params, history, at), None),
+            Some(top) => {
+                let adjusted = adjust(logits, params, history);
+                let tok = pick(&adjusted, params, at);
+                (tok, Some(token_logprobs(&adjusted, tok, top)))
+            }
+        }
+    }
+
     /// Record the token sampled from this step's logits; returns its event.
-    fn accept(&mut self, model: &Model, tok: u32) -> Result<StepEvent> {
+    fn accept(&mut self, model: &Model, tok: u32, logprobs: Option<TokenLogprobs>) -> Result<StepEvent> {
         self.tokens.push(tok);
         let index = self.tokens.len() - 1;
         let mut text = String::new();
@@ -259,7 +295,7 @@ impl<S: TraceSink> Sequence<S> {
             }
         }
         self.input = vec![tok];
-        Ok(StepEvent { index, token: tok, text, finish: self.finish })
+        Ok(StepEvent { index, token: tok, text, finish: self.finish, logprobs })
     }
 }
 
@@ -298,8 +334,8 @@ pub fn step<S: TraceSink>(model: &Model, seqs: &mut [&mut Sequence<S>]) -> Resul
             seq.decode_secs += secs;
         }
         let l = &logits[k * vocab..(k + 1) * vocab];
-        let tok = sample(l, &seq.req.sampling, &seq.tokens, seq.tokens.len() as u64);
-        events.push(Some(seq.accept(model, tok)?));
+        let (tok, logprobs) = seq.draw(l);
+        events.push(Some(seq.accept(model, tok, logprobs)?));
         k += 1;
     }
     Ok(events)

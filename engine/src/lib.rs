@@ -43,6 +43,7 @@ mod generate;
 pub mod gguf;
 #[allow(unsafe_code)]
 mod kernels;
+mod logprobs;
 mod model;
 pub mod quant;
 mod sampling;
@@ -58,6 +59,7 @@ pub use flops::{
 };
 pub use generate::{FinishReason, GenerateRequest, Generation, Sequence, StepEvent, TokenEvent, generate, step, validate};
 pub use kernels::Isa;
+pub use logprobs::TokenLogprobs;
 pub use model::{Backend, BatchItem, CellReplay, Model, Session};
 pub use sampling::{SamplingParams, argmax, sample, uniform};
 pub use tokenizer::Tokenizer;

@@ -90,6 +90,13 @@ fn splitmix64(mut z: u64) -> u64 {
 /// Pick the token of step `step` from `logits`, given the tokens generated
 /// so far (`history`, for the penalties).
 pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], step: u64) -> u32 {
+    pick(&adjust(logits, params, history), params, step)
+}
+
+/// The logits the sampler draws from: the model's, with the presence and
+/// frequency penalties of `history` subtracted and the logit bias added
+/// (before temperature, top-k and top-p, which [`pick`] applies).
+pub(crate) fn adjust(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Vec<f32> {
     let mut l = logits.to_vec();
     if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 {
         let mut counts = std::collections::BTreeMap::<u32, u32>::new();
@@ -107,8 +114,14 @@ pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], step: u6
             *v += b;
         }
     }
+    l
+}
+
+/// Draw the token of step `step` from logits already [`adjust`]ed: argmax at
+/// temperature 0, else temperature, top-k, top-p and the counter-based draw.
+pub(crate) fn pick(l: &[f32], params: &SamplingParams, step: u64) -> u32 {
     if params.temperature <= 0.0 {
-        return argmax(&l);
+        return argmax(l);
     }
     // Candidates sorted by logit, ties by token id, so the order is total.
     let mut idx: Vec<u32> = (0..l.len() as u32).filter(|&i| !l[i as usize].is_nan()).collect();

@@ -37,19 +37,7 @@ pub const TINY_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end
 
 /// GPT-2's byte-to-character map used by byte-level BPE vocabularies.
 pub fn byte_level_alphabet() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-    let mut extra = 0;
-    (0..256u32)
-        .map(|b| {
-            let c = if printable(b) {
-                b
-            } else {
-                extra += 1;
-                255 + extra
-            };
-            char::from_u32(c).unwrap_or('?')
-        })
-        .collect()
+    crate::tokenizer::byte_level_alphabet()
 }
 
 struct Rng(u64);

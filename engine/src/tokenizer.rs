@@ -139,8 +139,42 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// The bytes one token stands for: its vocabulary string read back
+    /// through GPT-2's byte-to-character map (a special token, whose string is
+    /// not byte-mapped, as its UTF-8). A token may hold part of a UTF-8
+    /// character, so the bytes need not be valid UTF-8.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let s = self.inner.id_to_token(id)?;
+        let bytes = byte_of_char();
+        Some(s.chars().map(|c| bytes.get(&c).copied()).collect::<Option<Vec<u8>>>().unwrap_or_else(|| s.into_bytes()))
+    }
+
     /// The GGUF chat template, if the file has one.
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
     }
+}
+
+/// GPT-2's byte-to-character map: printable Latin-1 bytes stand for
+/// themselves, the other bytes for the characters from U+0100 on, in order.
+pub(crate) fn byte_level_alphabet() -> Vec<char> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut extra = 0;
+    (0..256u32)
+        .map(|b| {
+            let c = if printable(b) {
+                b
+            } else {
+                extra += 1;
+                255 + extra
+            };
+            char::from_u32(c).unwrap_or('?')
+        })
+        .collect()
+}
+
+/// The inverse of [`byte_level_alphabet`], built once.
+fn byte_of_char() -> &'static std::collections::HashMap<char, u8> {
+    static MAP: std::sync::OnceLock<std::collections::HashMap<char, u8>> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| byte_level_alphabet().into_iter().zip(0..=255u8).collect())
 }

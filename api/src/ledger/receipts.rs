@@ -73,6 +73,19 @@ impl Ledger {
             .optional()?)
     }
 
+    /// The receipt whose request id is `request_id` (the receipt id that
+    /// answers name, known before the receipt's hash is).
+    pub fn receipt_by_request_id(&self, request_id: &[u8; 16]) -> Result<Option<StoredReceipt>, LedgerError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT hash, bytes, account, charged_milli_cu FROM receipts WHERE request_id = ?1",
+                [&request_id[..]],
+                row,
+            )
+            .optional()?)
+    }
+
     /// Every receipt charged to `account_id` (oldest first), as stored.
     pub fn receipts_of(&self, account_id: &str) -> Result<Vec<StoredReceipt>, LedgerError> {
         let conn = self.conn()?;
@@ -127,6 +140,8 @@ mod tests {
         assert_eq!((b.credited_milli_cu, b.spent_milli_cu, b.balance_milli_cu, b.receipts), (1000, 300, 700, 1));
         assert_eq!(ledger.receipt(&[1; 32]).unwrap().unwrap().bytes, vec![1; 10]);
         assert!(ledger.receipt(&[9; 32]).unwrap().is_none());
+        assert_eq!(ledger.receipt_by_request_id(&[1; 16]).unwrap().unwrap().hash, [1; 32]);
+        assert!(ledger.receipt_by_request_id(&[9; 16]).unwrap().is_none());
         assert_eq!(ledger.receipts_of(&alice.id).unwrap().len(), 1);
         // Another connection sees the same, and a registered key is idempotent.
         let other = ledger.reopen().unwrap();

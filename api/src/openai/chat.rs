@@ -16,7 +16,10 @@ pub(crate) struct ChatRequest {
     pub(crate) messages: Vec<ChatMessage>,
 }
 
-const CHAT_KEYS: &[&str] = &["messages", "max_completion_tokens", "logprobs", "response_format"];
+const CHAT_KEYS: &[&str] = &["messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format"];
+
+/// Most alternatives `top_logprobs` may ask for (OpenAI's limit).
+pub(crate) const MAX_TOP_LOGPROBS: u64 = 20;
 
 impl ApiRequest for ChatRequest {
     fn is_known(key: &str) -> bool {
@@ -25,14 +28,46 @@ impl ApiRequest for ChatRequest {
 
     fn from_object(obj: &Map<String, Value>) -> Result<Self, ApiError> {
         let messages = messages(obj.get("messages"))?;
-        let params = Params::from_object(obj)?;
-        match obj.get("logprobs") {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-            Some(Value::Bool(true)) => return Err(ApiError::unsupported_param("logprobs")),
-            Some(_) => return Err(ApiError::invalid_param("logprobs", "`logprobs` must be a boolean")),
-        }
+        let mut params = Params::from_object(obj)?;
+        params.logprobs = logprobs(obj)?;
         check_response_format(obj.get("response_format"))?;
         Ok(Self { params, messages })
+    }
+}
+
+/// `logprobs` (a boolean) and `top_logprobs` (0..=20, only with `logprobs: true`).
+fn logprobs(obj: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
+    let on = match obj.get("logprobs") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid_param("logprobs", "`logprobs` must be a boolean")),
+    };
+    let top = match obj.get("top_logprobs") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(k) if k <= MAX_TOP_LOGPROBS => Some(k),
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "top_logprobs",
+                    format!("`top_logprobs` must be at most {MAX_TOP_LOGPROBS}"),
+                ));
+            }
+            None => {
+                return Err(ApiError::invalid_param(
+                    "top_logprobs",
+                    format!("`top_logprobs` must be an integer from 0 to {MAX_TOP_LOGPROBS}"),
+                ));
+            }
+        },
+    };
+    match (on, top) {
+        (false, Some(_)) => Err(ApiError::invalid_param(
+            "top_logprobs",
+            "The 'top_logprobs' parameter is only allowed when 'logprobs' is enabled.",
+        )),
+        // Bounded by MAX_TOP_LOGPROBS above.
+        (true, top) => Ok(Some(top.unwrap_or(0) as usize)),
+        (false, None) => Ok(None),
     }
 }
 
@@ -137,6 +172,22 @@ mod tests {
     }
 
     #[test]
+    fn logprobs_and_top_logprobs() {
+        let lp = |extra: Value| {
+            let mut body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            parse::<ChatRequest>(body.to_string().as_bytes()).unwrap().params.logprobs
+        };
+        assert_eq!(lp(serde_json::json!({})), None);
+        assert_eq!(lp(serde_json::json!({"logprobs": false})), None);
+        assert_eq!(lp(serde_json::json!({"logprobs": true})), Some(0));
+        assert_eq!(lp(serde_json::json!({"logprobs": true, "top_logprobs": 20})), Some(20));
+        assert_eq!(lp(serde_json::json!({"logprobs": null, "top_logprobs": null})), None);
+    }
+
+    #[test]
     fn errors_name_the_parameter() {
         let user = serde_json::json!({"role": "user", "content": "x"});
         assert_eq!(param(serde_json::json!({"model": "m"})).as_deref(), Some("messages"));
@@ -155,7 +206,19 @@ mod tests {
             param(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x", "name": "bob"}]})).as_deref(),
             Some("messages[0].name")
         );
-        assert_eq!(param(serde_json::json!({"model": "m", "messages": [user], "logprobs": true})).as_deref(), Some("logprobs"));
+        assert_eq!(param(serde_json::json!({"model": "m", "messages": [user], "logprobs": 1})).as_deref(), Some("logprobs"));
+        for bad in [
+            serde_json::json!({"logprobs": true, "top_logprobs": 21}),
+            serde_json::json!({"logprobs": true, "top_logprobs": -1}),
+            serde_json::json!({"logprobs": true, "top_logprobs": 2.5}),
+            serde_json::json!({"logprobs": false, "top_logprobs": 2}),
+            serde_json::json!({"top_logprobs": 0}),
+        ] {
+            let mut body = bad.clone();
+            body["model"] = "m".into();
+            body["messages"] = serde_json::json!([user]);
+            assert_eq!(param(body).as_deref(), Some("top_logprobs"), "{bad}");
+        }
         assert_eq!(
             param(serde_json::json!({"model": "m", "messages": [user], "response_format": {"type": "json_schema"}})).as_deref(),
             Some("response_format")

@@ -26,6 +26,9 @@ pub(crate) struct CompletionRequest {
 
 const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
 
+/// Most alternatives `logprobs` may ask for (OpenAI's limit for completions).
+pub(crate) const MAX_LOGPROBS: u64 = 5;
+
 impl ApiRequest for CompletionRequest {
     fn is_known(key: &str) -> bool {
         COMMON_KEYS.contains(&key) || COMPLETION_KEYS.contains(&key)
@@ -33,13 +36,24 @@ impl ApiRequest for CompletionRequest {
 
     fn from_object(obj: &Map<String, Value>) -> Result<Self, ApiError> {
         let prompt = prompt(obj.get("prompt"))?;
-        let params = Params::from_object(obj)?;
+        let mut params = Params::from_object(obj)?;
+        params.logprobs = match obj.get("logprobs") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(k) if k <= MAX_LOGPROBS => Some(k as usize),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "logprobs",
+                        format!("`logprobs` must be an integer from 0 to {MAX_LOGPROBS}"),
+                    ));
+                }
+            },
+        };
         let unused = |k: &str, ok: fn(&Value) -> bool| match obj.get(k) {
             None | Some(Value::Null) => Ok(()),
             Some(v) if ok(v) => Ok(()),
             Some(_) => Err(ApiError::unsupported_param(k)),
         };
-        unused("logprobs", |_| false)?;
         unused("echo", |v| v == &Value::Bool(false))?;
         unused("suffix", |v| v.as_str() == Some(""))?;
         unused("best_of", |v| v.as_u64() == Some(1))?;
@@ -98,11 +112,22 @@ mod tests {
 
     #[test]
     fn unsupported_parameters_are_named() {
-        for (k, v) in [("echo", serde_json::json!(true)), ("logprobs", serde_json::json!(2)), ("best_of", serde_json::json!(3)), ("suffix", serde_json::json!("x"))] {
+        for (k, v) in [
+            ("echo", serde_json::json!(true)),
+            ("logprobs", serde_json::json!(6)),
+            ("logprobs", serde_json::json!(true)),
+            ("logprobs", serde_json::json!(1.5)),
+            ("best_of", serde_json::json!(3)),
+            ("suffix", serde_json::json!("x")),
+            ("top_logprobs", serde_json::json!(2)),
+            ("n", serde_json::json!(0)),
+        ] {
             let mut body = serde_json::json!({"model": "m", "prompt": "x"});
             body[k] = v;
             assert_eq!(req(body).unwrap_err().param.as_deref(), Some(k));
         }
+        let lp = |v: Value| req(serde_json::json!({"model": "m", "prompt": "x", "logprobs": v})).unwrap().params.logprobs;
+        assert_eq!((lp(serde_json::json!(0)), lp(serde_json::json!(5)), lp(Value::Null)), (Some(0), Some(5), None));
         let e = req(serde_json::json!({"model": "m", "prompt": "x", "max_completion_tokens": 3})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_completion_tokens"));
     }

@@ -2,10 +2,12 @@
 
 mod chat;
 mod completions;
+mod logprobs;
 mod params;
 mod response;
 
 pub(crate) use chat::ChatRequest;
 pub(crate) use completions::{CompletionRequest, Prompt};
-pub(crate) use params::Params;
-pub(crate) use response::{Kind, Meta, Usage};
+pub(crate) use logprobs::{ChoiceLogprobs, describe};
+pub(crate) use params::{MAX_CHOICES, Params};
+pub(crate) use response::{ChoiceOut, Kind, Meta, Usage};

@@ -11,6 +11,10 @@ use crate::error::ApiError;
 
 /// Most stop strings (the OpenAI API's limit).
 pub(crate) const MAX_STOP: usize = 4;
+/// Most choices (`n`) a request may ask for, whatever the node's batch
+/// size (OpenAI's own limit is 128; each choice here is a sequence in the
+/// batch with its own receipt, so the node caps it lower).
+pub(crate) const MAX_CHOICES: usize = 8;
 /// Longest stop string, in bytes (the engine re-checks a stop string's
 /// prefixes after every token, so its cost grows with the square of this).
 pub(crate) const MAX_STOP_BYTES: usize = 256;
@@ -48,7 +52,6 @@ struct Raw {
     logit_bias: Option<BTreeMap<String, f32>>,
     n: Option<u64>,
     user: Option<String>,
-    top_logprobs: Option<u64>,
 }
 
 /// What chat and text completions share, checked and typed.
@@ -68,6 +71,12 @@ pub(crate) struct Params {
     pub(crate) include_usage: bool,
     /// The client's end-user id (logged only).
     pub(crate) user: Option<String>,
+    /// Choices to generate (`n`, at least 1; the node's cap is checked
+    /// where the node's options are known).
+    pub(crate) n: usize,
+    /// Log-probabilities: `Some(k)` lists, with every token, its own and the
+    /// `k` most likely alternatives (set by the endpoint, whose parameters differ).
+    pub(crate) logprobs: Option<usize>,
 }
 
 /// The keys [`Params::from_object`] reads.
@@ -86,20 +95,17 @@ pub(crate) const COMMON_KEYS: &[&str] = &[
     "logit_bias",
     "n",
     "user",
-    "top_logprobs",
 ];
 
 impl Params {
     /// Reads the shared parameters from a checked body.
     pub(crate) fn from_object(obj: &Map<String, Value>) -> Result<Self, ApiError> {
         let r: Raw = typed(obj)?;
-        if r.n.is_some_and(|n| n != 1) {
-            return Err(ApiError::invalid_param("n", "This node returns one choice per request; `n` must be 1")
-                .with_code("unsupported_parameter"));
-        }
-        if r.top_logprobs.is_some_and(|n| n > 0) {
-            return Err(ApiError::unsupported_param("top_logprobs"));
-        }
+        let n = match r.n {
+            None => 1,
+            Some(0) => return Err(ApiError::invalid_param("n", "`n` must be at least 1")),
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         let stream = r.stream.unwrap_or(false);
         let include_usage = match &r.stream_options {
             Some(_) if !stream => {
@@ -174,8 +180,38 @@ impl Params {
             stream,
             include_usage,
             user: r.user,
+            n,
+            logprobs: None,
         })
     }
+
+    /// The sampling parameters of choice `index`: the request's, with a seed
+    /// of its own. Choice 0 keeps the request's seed (so `n: 1` and choice 0
+    /// of `n: 2` give the same answer); choice i > 0 uses the first 8 bytes
+    /// (little-endian) of blake3 in key-derivation mode, context
+    /// [`CHOICE_SEED_CONTEXT`], over the seed and i as little-endian u64s.
+    /// Every receipt records the seed its choice was sampled with.
+    pub(crate) fn choice_sampling(&self, index: usize) -> SamplingParams {
+        let mut sampling = self.sampling.clone();
+        sampling.seed = choice_seed(self.sampling.seed, index);
+        sampling
+    }
+}
+
+/// The key-derivation context of choice seeds.
+pub(crate) const CHOICE_SEED_CONTEXT: &str = "forge.api.choice-seed.v1";
+
+/// The seed of choice `index` of a request with seed `seed` (see [`Params::choice_sampling`]).
+pub(crate) fn choice_seed(seed: u64, index: usize) -> u64 {
+    if index == 0 {
+        return seed;
+    }
+    let mut h = blake3::Hasher::new_derive_key(CHOICE_SEED_CONTEXT);
+    h.update(&seed.to_le_bytes());
+    h.update(&(index as u64).to_le_bytes());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(out)
 }
 
 /// A seed from the OS random source (requests without `seed` are not
@@ -221,18 +257,33 @@ mod tests {
         assert!(ok.stream && ok.include_usage);
         assert_eq!(ok.sampling.logit_bias, vec![(7, -100.0)]);
         let param = |v| p(v).unwrap_err().param;
-        assert_eq!(param(serde_json::json!({"model": "m", "n": 2})).as_deref(), Some("n"));
+        assert_eq!(param(serde_json::json!({"model": "m", "n": 0})).as_deref(), Some("n"));
+        assert_eq!(param(serde_json::json!({"model": "m", "n": 1.5})).as_deref(), Some("n"));
+        assert_eq!(param(serde_json::json!({"model": "m", "n": "2"})).as_deref(), Some("n"));
+        assert_eq!(param(serde_json::json!({"model": "m", "n": -1})).as_deref(), Some("n"));
+        assert_eq!(p(serde_json::json!({"model": "m", "n": 3})).unwrap().n, 3);
         assert_eq!(param(serde_json::json!({"model": "m", "stream_options": {}})).as_deref(), Some("stream_options"));
         assert_eq!(param(serde_json::json!({"model": "m", "logit_bias": {"a": 1}})).as_deref(), Some("logit_bias"));
         assert_eq!(param(serde_json::json!({"model": "m", "stop": ["a","b","c","d","e"]})).as_deref(), Some("stop"));
         assert_eq!(param(serde_json::json!({"model": "m", "stop": "x".repeat(257)})).as_deref(), Some("stop"));
         assert_eq!(param(serde_json::json!({"model": "m", "max_tokens": -1})).as_deref(), Some("max_tokens"));
-        assert_eq!(param(serde_json::json!({"model": "m", "top_logprobs": 2})).as_deref(), Some("top_logprobs"));
         assert_eq!(param(serde_json::json!({"model": "m", "seed": 1.5})).as_deref(), Some("seed"));
         assert_eq!(
             param(serde_json::json!({"model": "m", "stream": true, "stream_options": {"x": 1}})).as_deref(),
             Some("stream_options.x")
         );
+    }
+
+    #[test]
+    fn choice_seeds_are_derived_and_distinct() {
+        assert_eq!(choice_seed(42, 0), 42);
+        let seeds: std::collections::BTreeSet<u64> = (0..MAX_CHOICES).map(|i| choice_seed(42, i)).collect();
+        assert_eq!(seeds.len(), MAX_CHOICES);
+        assert_eq!(choice_seed(42, 3), choice_seed(42, 3));
+        assert_ne!(choice_seed(42, 1), choice_seed(43, 1));
+        let p = p(serde_json::json!({"model": "m", "seed": 42, "temperature": 0.5})).unwrap();
+        assert_eq!(p.choice_sampling(2).seed, choice_seed(42, 2));
+        assert_eq!(p.choice_sampling(2).temperature, 0.5);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use serde_json::{Value, json};
 
-use crate::forge_info::ForgeInfo;
 
 /// Which API an answer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +49,14 @@ pub(crate) struct Meta {
     pub(crate) include_usage: bool,
 }
 
-/// Token counts.
+/// Token counts. With `n > 1`, as in OpenAI's API, the prompt counts once
+/// and the completion tokens of every choice are summed (the `forge`
+/// object's FLOPs, by contrast, bill each choice's own prefill).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Usage {
     /// Prompt tokens.
     pub(crate) prompt_tokens: usize,
-    /// Generated tokens (a final stop token included).
+    /// Generated tokens over all choices (a final stop token included).
     pub(crate) completion_tokens: usize,
 }
 
@@ -67,6 +68,19 @@ impl Usage {
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         })
     }
+}
+
+/// One choice of a non-streamed answer.
+#[derive(Debug, Clone)]
+pub(crate) struct ChoiceOut {
+    /// Its index (`0..n`).
+    pub(crate) index: usize,
+    /// Its text.
+    pub(crate) text: String,
+    /// `stop` or `length`.
+    pub(crate) finish_reason: &'static str,
+    /// Its `logprobs` object, when asked (`null` otherwise).
+    pub(crate) logprobs: Option<Value>,
 }
 
 impl Meta {
@@ -81,36 +95,41 @@ impl Meta {
         })
     }
 
-    /// The non-streamed answer.
-    pub(crate) fn response(&self, text: &str, finish_reason: &str, usage: Usage, forge: Option<&ForgeInfo>) -> Value {
-        let choice = match self.kind {
-            Kind::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null},
-                "logprobs": null,
-                "finish_reason": finish_reason,
-            }),
-            Kind::Completion => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish_reason}),
-        };
+    /// The non-streamed answer; `forge` is the receipts' summary.
+    pub(crate) fn response(&self, choices: &[ChoiceOut], usage: Usage, forge: Value) -> Value {
+        let choices: Vec<Value> = choices
+            .iter()
+            .map(|c| match self.kind {
+                Kind::Chat => json!({
+                    "index": c.index,
+                    "message": {"role": "assistant", "content": c.text, "refusal": null},
+                    "logprobs": c.logprobs,
+                    "finish_reason": c.finish_reason,
+                }),
+                Kind::Completion => {
+                    json!({"index": c.index, "text": c.text, "logprobs": c.logprobs, "finish_reason": c.finish_reason})
+                }
+            })
+            .collect();
         let object = match self.kind {
             Kind::Chat => "chat.completion",
             Kind::Completion => "text_completion",
         };
-        let mut v = self.envelope(object, json!([choice]));
+        let mut v = self.envelope(object, Value::Array(choices));
         v["usage"] = usage.to_json();
-        v["forge"] = forge.map_or(Value::Null, ForgeInfo::to_json);
+        v["forge"] = forge;
         v
     }
 
-    fn chunk(&self, delta: Value, text: &str, finish_reason: Option<&str>) -> Value {
+    fn chunk(&self, index: usize, delta: Value, text: &str, finish_reason: Option<&str>, logprobs: Option<Value>) -> Value {
         let (object, choice) = match self.kind {
             Kind::Chat => (
                 "chat.completion.chunk",
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}),
+                json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}),
             ),
             Kind::Completion => (
                 "text_completion",
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish_reason}),
+                json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}),
             ),
         };
         let mut v = self.envelope(object, json!([choice]));
@@ -120,32 +139,34 @@ impl Meta {
         v
     }
 
-    /// The first chat chunk: the assistant's role (chat only).
-    pub(crate) fn role_chunk(&self) -> Value {
-        self.chunk(json!({"role": "assistant", "content": ""}), "", None)
+    /// The first chat chunk of choice `index`: the assistant's role (chat only).
+    pub(crate) fn role_chunk(&self, index: usize) -> Value {
+        self.chunk(index, json!({"role": "assistant", "content": ""}), "", None, None)
     }
 
-    /// A chunk of generated text.
-    pub(crate) fn content_chunk(&self, text: &str) -> Value {
-        self.chunk(json!({"content": text}), text, None)
+    /// A chunk of choice `index`: generated text (possibly empty when the
+    /// chunk carries only a token's log-probabilities).
+    pub(crate) fn content_chunk(&self, index: usize, text: &str, logprobs: Option<Value>) -> Value {
+        self.chunk(index, json!({"content": text}), text, None, logprobs)
     }
 
-    /// The chunk that ends the choice, with the receipt.
-    pub(crate) fn finish_chunk(&self, finish_reason: &str, forge: Option<&ForgeInfo>) -> Value {
-        let mut v = self.chunk(json!({}), "", Some(finish_reason));
-        v["forge"] = forge.map_or(Value::Null, ForgeInfo::to_json);
+    /// The chunk that ends choice `index`, with its receipt (`forge`).
+    pub(crate) fn finish_chunk(&self, index: usize, finish_reason: &str, forge: Value) -> Value {
+        let mut v = self.chunk(index, json!({}), "", Some(finish_reason), None);
+        v["forge"] = forge;
         v
     }
 
-    /// The final usage chunk (`choices: []`), sent with `include_usage`.
-    pub(crate) fn usage_chunk(&self, usage: Usage, forge: Option<&ForgeInfo>) -> Value {
+    /// The final usage chunk (`choices: []`), sent with `include_usage`,
+    /// with the summary of every choice's receipt.
+    pub(crate) fn usage_chunk(&self, usage: Usage, forge: Value) -> Value {
         let object = match self.kind {
             Kind::Chat => "chat.completion.chunk",
             Kind::Completion => "text_completion",
         };
         let mut v = self.envelope(object, json!([]));
         v["usage"] = usage.to_json();
-        v["forge"] = forge.map_or(Value::Null, ForgeInfo::to_json);
+        v["forge"] = forge;
         v
     }
 }

@@ -21,6 +21,7 @@ pub(crate) async fn chat(
     }
     let (model, default_max) = (ready.model.clone(), state.options().default_max_tokens);
     let ChatRequest { params, messages } = body;
+    generate::check_n(state.options(), &params)?;
     let p = params.clone();
     let req = tokio::task::spawn_blocking(move || {
         let prompt = prepare::chat_prompt(&model, &messages)?;
@@ -28,5 +29,5 @@ pub(crate) async fn chat(
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task: {e}")))??;
-    generate::run(&state, ready, caller, req, &params, Kind::Chat).await
+    generate::run(&state, ready, caller, req, &params, Kind::Chat, 0).await
 }

@@ -21,12 +21,14 @@ pub(crate) async fn completions(
     }
     let (model, default_max) = (ready.model.clone(), state.options().default_max_tokens);
     let CompletionRequest { params, prompt } = body;
+    generate::check_n(state.options(), &params)?;
     let p = params.clone();
-    let req = tokio::task::spawn_blocking(move || {
+    let (req, prompt_chars) = tokio::task::spawn_blocking(move || {
+        let chars = prepare::prompt_chars(&model, &prompt);
         let prompt = prepare::completion_prompt(&model, &prompt)?;
-        prepare::request(&model, prompt, &p, default_max, Kind::Completion)
+        Ok::<_, ApiError>((prepare::request(&model, prompt, &p, default_max, Kind::Completion)?, chars))
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task: {e}")))??;
-    generate::run(&state, ready, caller, req, &params, Kind::Completion).await
+    generate::run(&state, ready, caller, req, &params, Kind::Completion, prompt_chars).await
 }

@@ -1,25 +1,25 @@
 //! What chat and text completions share once the prompt is tokenized:
-//! quota, submission to the scheduler, and the non-streamed answer.
+//! quota, one job per choice submitted to the scheduler, and the answer
+//! (collected or streamed).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use forge_engine::{FinishReason, ForwardWork, GenerateRequest, Sequence, milli_cu, request_flops};
+use axum::response::Response;
+use forge_engine::{ForwardWork, GenerateRequest, Sequence, milli_cu, request_flops};
 use forge_proofs::CommitmentSink;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::unbounded_channel;
 
-use super::stream;
+use super::answer::Answer;
+use super::{collect, stream};
 use crate::accounts::{Caller, Charge};
+use crate::config::ServerOptions;
 use crate::error::ApiError;
-use crate::forge_info::ForgeInfo;
-use crate::openai::{Kind, Meta, Params, Usage};
-use crate::scheduler::{Done, Event, Job, charge_for, hex};
+use crate::openai::{Kind, MAX_CHOICES, Meta, Params};
+use crate::scheduler::{Events, Job, charge_for, hex};
 use crate::state::{AppState, Ready, unix_now};
 
-/// Header carrying the receipt id of a non-streamed answer.
+/// Header carrying the receipt ids of an answer, one per choice, comma-separated.
 pub const RECEIPT_HEADER: &str = "x-forge-receipt";
 
 fn random_id() -> [u8; 16] {
@@ -35,7 +35,21 @@ fn random_id() -> [u8; 16] {
     id
 }
 
-/// Holds the worst-case cost, queues the request, and answers it.
+/// Refuses an `n` above what this node runs together: [`MAX_CHOICES`], and
+/// no more than `max_concurrent`, so that a request's choices share one batch.
+pub(crate) fn check_n(options: &ServerOptions, params: &Params) -> Result<(), ApiError> {
+    let cap = MAX_CHOICES.min(options.max_concurrent.max(1));
+    if params.n > cap {
+        return Err(ApiError::invalid_param(
+            "n",
+            format!("`n` must be at most {cap} on this node (it was {}); each choice is a sequence with its own receipt", params.n),
+        ));
+    }
+    Ok(())
+}
+
+/// Holds the worst-case cost of every choice, queues them together, and
+/// answers. `prompt_chars` is where text completions' `text_offset` starts.
 pub(crate) async fn run(
     state: &AppState,
     ready: Arc<Ready>,
@@ -43,15 +57,18 @@ pub(crate) async fn run(
     req: GenerateRequest,
     params: &Params,
     kind: Kind,
+    prompt_chars: usize,
 ) -> Result<Response, ApiError> {
+    check_n(state.options(), params)?;
+    let n = params.n;
     let cfg = ready.model.config();
     let worst = milli_cu(request_flops(cfg, ForwardWork::for_request(req.prompt.len() as u64, req.max_tokens as u64)));
     let worst = charge_for(u64::try_from(worst).unwrap_or(u64::MAX), state.options().price_milli_per_cu);
-    let charge = match caller.0 {
-        None => Charge::default(),
+    let charges = match caller.0 {
+        None => (0..n).map(|_| Charge::default()).collect(),
         Some(account) => {
             let (holds, ledger) = (state.holds(), state.ledger());
-            tokio::task::spawn_blocking(move || holds.reserve(&ledger, &account, worst))
+            tokio::task::spawn_blocking(move || holds.reserve(&ledger, &account, worst, n))
                 .await
                 .map_err(|e| ApiError::internal(format!("quota task: {e}")))??
         }
@@ -59,64 +76,44 @@ pub(crate) async fn run(
     if let Some(user) = &params.user {
         tracing::debug!(user = %user, "request for end-user");
     }
-    let id = random_id();
-    let sink = CommitmentSink::new(cfg.d_model).map_err(|e| ApiError::internal(format!("trace commitment: {e}")))?;
-    let seq = Sequence::new(&ready.model, req, Some(sink)).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
     let (tx, rx) = unbounded_channel();
     let now = Instant::now();
     let timeout = state.options().request_timeout;
-    ready.scheduler.submit(Job { id, seq, events: tx, submitted: now, deadline: now + timeout, charge })?;
+    let deadline = now + timeout;
+    let mut jobs = Vec::with_capacity(n);
+    for (index, charge) in charges.into_iter().enumerate() {
+        let choice = GenerateRequest { sampling: params.choice_sampling(index), ..req.clone() };
+        let sink = CommitmentSink::new(cfg.d_model).map_err(|e| ApiError::internal(format!("trace commitment: {e}")))?;
+        let mut seq = Sequence::new(&ready.model, choice, Some(sink)).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
+        if let Some(top) = params.logprobs {
+            seq = seq.with_logprobs(top);
+        }
+        let events = Events::new(index, tx.clone());
+        jobs.push(Job { id: random_id(), seq, events, submitted: now, deadline, charge });
+    }
+    drop(tx);
+    let ids: Vec<String> = jobs.iter().map(|j| hex(&j.id)).collect();
     let meta = Meta {
         kind,
-        id: format!("{}{}", kind.id_prefix(), hex(&id)),
+        id: format!("{}{}", kind.id_prefix(), ids.first().map_or("", String::as_str)),
         created: unix_now(),
         model: ready.name.clone(),
         fingerprint: format!("fp_{}_{}", &hex(&ready.model.model_id())[..12], ready.model.backend().tag()),
         include_usage: params.include_usage,
     };
-    let timeout_secs = timeout.as_secs();
+    ready.scheduler.submit(jobs)?;
+    let answer = Answer::new(
+        meta,
+        Arc::clone(&ready.model),
+        ids,
+        tokio::time::Instant::from_std(deadline),
+        timeout.as_secs(),
+        params.logprobs.is_some(),
+        prompt_chars,
+    );
     if params.stream {
-        Ok(stream::sse(rx, meta, timeout_secs, state.options().keep_alive))
+        Ok(stream::sse(rx, answer, state.options().keep_alive))
     } else {
-        collect(rx, meta, timeout_secs).await
+        collect::collect(rx, answer).await
     }
-}
-
-/// The OpenAI name of a finish reason a client can see.
-pub(crate) fn finish_name(done: &Done) -> &'static str {
-    match done.finish {
-        FinishReason::Length => "length",
-        FinishReason::Stop | FinishReason::Cancelled => "stop",
-    }
-}
-
-async fn collect(mut rx: UnboundedReceiver<Event>, meta: Meta, timeout_secs: u64) -> Result<Response, ApiError> {
-    let mut text = String::new();
-    let mut done = None;
-    let forge: Option<ForgeInfo> = loop {
-        match rx.recv().await {
-            Some(Event::Token(t)) => text.push_str(&t),
-            Some(Event::Done(d)) => {
-                text.push_str(&d.tail);
-                done = Some(d);
-            }
-            Some(Event::Receipt(Ok(info))) => break info,
-            Some(Event::Receipt(Err(e))) => return Err(ApiError::internal(format!("the receipt failed: {e}"))),
-            Some(Event::Failed(e)) => return Err(ApiError::internal(e)),
-            None => return Err(ApiError::internal("the engine stopped before answering")),
-        }
-    };
-    let done = done.ok_or_else(|| ApiError::internal("the receipt came before the end of generation"))?;
-    if done.timed_out {
-        return Err(ApiError::timeout(timeout_secs));
-    }
-    let usage = Usage { prompt_tokens: done.prompt_tokens, completion_tokens: done.completion_tokens };
-    let body = meta.response(&text, finish_name(&done), usage, forge.as_ref());
-    let mut res = (StatusCode::OK, Json(body)).into_response();
-    if let Some(f) = &forge
-        && let Ok(v) = HeaderValue::from_str(&f.receipt_id)
-    {
-        res.headers_mut().insert(RECEIPT_HEADER, v);
-    }
-    Ok(res)
 }

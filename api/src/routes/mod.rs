@@ -1,6 +1,8 @@
 //! The router: every route, the body limit, request counting, fallbacks.
 
+mod answer;
 mod chat;
+mod collect;
 mod completions;
 mod generate;
 mod models;

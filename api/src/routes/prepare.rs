@@ -22,6 +22,16 @@ pub(crate) fn completion_prompt(model: &Model, prompt: &Prompt) -> Result<Vec<u3
     }
 }
 
+/// The prompt's length in characters: where text completions' `text_offset`
+/// starts (as OpenAI counts it, from the start of the prompt). A token
+/// prompt counts as the text it decodes to.
+pub(crate) fn prompt_chars(model: &Model, prompt: &Prompt) -> usize {
+    match prompt {
+        Prompt::Text(t) => t.chars().count(),
+        Prompt::Tokens(t) => model.tokenizer().decode(t).map(|s| s.chars().count()).unwrap_or(0),
+    }
+}
+
 /// The engine request, with `max_tokens` defaulted and every limit checked.
 pub(crate) fn request(
     model: &Model,

@@ -10,17 +10,31 @@ use serde_json::json;
 
 use crate::accounts::{Caller, ledger_error};
 use crate::error::ApiError;
+use crate::scheduler::hex;
 use crate::state::AppState;
 
-fn parse_id(id: &str) -> Option<[u8; 32]> {
-    if id.len() != 64 {
+/// How a receipt is named in a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReceiptKey {
+    /// 32 hex digits: the receipt id answers carry (its request id).
+    Id([u8; 16]),
+    /// 64 hex digits: the receipt's hash.
+    Hash([u8; 32]),
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok()?;
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+fn parse_id(id: &str) -> Option<ReceiptKey> {
+    unhex::<16>(id).map(ReceiptKey::Id).or_else(|| unhex::<32>(id).map(ReceiptKey::Hash))
 }
 
 fn wants_binary(headers: &HeaderMap) -> bool {
@@ -30,27 +44,38 @@ fn wants_binary(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.split(',').any(|t| t.split(';').next().unwrap_or("").trim() == "application/octet-stream"))
 }
 
-/// Receipts are public evidence: anyone with the id may fetch one.
+/// Receipts are public evidence: anyone with the id (or hash) may fetch one.
+/// An id that answers named is 404 until its receipt is recorded (receipt
+/// workers build it after generation), and stays 404 if the request was
+/// cancelled before any work.
 pub(crate) async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::not_found(format!("Bad receipt id: {e}")))?;
-    let hash = parse_id(&id.to_ascii_lowercase())
-        .ok_or_else(|| ApiError::not_found(format!("No receipt `{id}` (ids are 64 hex digits)")).with_param("id"))?;
+    let key = parse_id(&id.to_ascii_lowercase()).ok_or_else(|| {
+        ApiError::not_found(format!("No receipt `{id}` (ids are 32 hex digits, hashes 64)")).with_param("id")
+    })?;
     let ledger = state.ledger();
-    let stored = tokio::task::spawn_blocking(move || ledger.receipt(&hash))
+    let stored = tokio::task::spawn_blocking(move || match key {
+        ReceiptKey::Id(request_id) => ledger.receipt_by_request_id(&request_id),
+        ReceiptKey::Hash(hash) => ledger.receipt(&hash),
+    })
         .await
         .map_err(|e| ApiError::internal(format!("ledger task: {e}")))?
         .map_err(ledger_error)?
-        .ok_or_else(|| ApiError::not_found(format!("No receipt `{id}` on this node")).with_param("id"))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("No receipt `{id}` on this node (or not yet: receipts are recorded once generation ends)"))
+                .with_param("id")
+        })?;
     if wants_binary(&headers) {
         return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], stored.bytes).into_response());
     }
     let receipt = Receipt::from_bytes(&stored.bytes).map_err(|e| ApiError::internal(format!("stored receipt: {e}")))?;
     let mut v = serde_json::to_value(&receipt).map_err(|e| ApiError::internal(e.to_string()))?;
-    v["id"] = json!(id.to_ascii_lowercase());
+    v["id"] = json!(hex(&receipt.request.id));
+    v["hash"] = json!(hex(&stored.hash));
     v["charged_milli_cu"] = json!(stored.charged_milli_cu);
     Ok((StatusCode::OK, Json(v)).into_response())
 }
@@ -81,4 +106,18 @@ pub(crate) async fn balance(State(state): State<AppState>, caller: Caller) -> Re
         "balance_milli_cu": b.balance_milli_cu,
         "receipts": b.receipts,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_hashes_are_told_apart_by_length() {
+        assert_eq!(parse_id(&"0a".repeat(16)), Some(ReceiptKey::Id([10; 16])));
+        assert_eq!(parse_id(&"0a".repeat(32)), Some(ReceiptKey::Hash([10; 32])));
+        for bad in ["", "0a", &"0a".repeat(24), &"zz".repeat(16), &"é".repeat(16)] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+    }
 }

@@ -1,14 +1,16 @@
 //! The engine thread: continuous batching over every active sequence.
 //!
-//! It owns the decode loop. New jobs are admitted between steps (up to
-//! `max_concurrent` active sequences, the rest wait in the bounded queue);
+//! It owns the decode loop. Requests arrive as groups of jobs (one per
+//! choice, `n` of them); jobs are admitted between steps, up to
+//! `max_concurrent` active sequences, the rest wait in order;
 //! each step forwards all active sequences together with
 //! [`forge_engine::step`]; sequences whose client went away or whose time ran
 //! out are cancelled (their work so far is still receipted); finished ones go
 //! to the receipt workers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
 use forge_engine::{Model, Sequence, StepEvent, step};
@@ -28,7 +30,7 @@ struct Active {
 /// Runs until every sender of `rx` is gone.
 pub(crate) fn run(
     model: Arc<Model>,
-    rx: Receiver<Job>,
+    rx: Receiver<Vec<Job>>,
     finisher: SyncSender<Finished>,
     max_concurrent: usize,
     metrics: Arc<Metrics>,
@@ -42,14 +44,22 @@ pub(crate) fn run(
         let finisher = finisher.clone();
         let metrics = Arc::clone(&metrics);
         rx = rayon::scope(move |_| {
+            // Jobs taken off the queue but not yet admitted: a group may be
+            // larger than the free slots, and its jobs keep their order.
+            let mut waiting: VecDeque<Job> = first.into();
             let mut active = Vec::new();
-            admit(&mut active, first, &metrics);
-            while !active.is_empty() {
+            loop {
                 while active.len() < max_concurrent {
-                    match rx.try_recv() {
-                        Ok(job) => admit(&mut active, job, &metrics),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    if let Some(job) = waiting.pop_front() {
+                        admit(&mut active, job, &metrics);
+                    } else if let Ok(group) = rx.try_recv() {
+                        waiting.extend(group);
+                    } else {
+                        break;
                     }
+                }
+                if active.is_empty() {
+                    break;
                 }
                 step_all(&model, &mut active, &metrics);
                 retire(&model, &mut active, &finisher, &metrics);
@@ -91,7 +101,7 @@ fn step_all(model: &Model, active: &mut [Active], metrics: &Metrics) {
             drop(seqs);
             for (i, ev) in stepped.into_iter().zip(events) {
                 if let Some(ev) = ev {
-                    deliver(&mut active[i], ev, metrics);
+                    deliver(model, &mut active[i], ev, metrics);
                 }
             }
         }
@@ -101,14 +111,14 @@ fn step_all(model: &Model, active: &mut [Active], metrics: &Metrics) {
             tracing::error!(error = %e, "engine step failed");
             drop(seqs);
             for a in active.iter_mut().filter(|a| !a.job.seq.is_done()) {
-                let _ = a.job.events.send(Event::Failed(format!("the engine failed: {e}")));
+                a.job.events.send(Event::Failed(format!("the engine failed: {e}")));
                 a.job.seq.cancel();
             }
         }
     }
 }
 
-fn deliver(a: &mut Active, ev: StepEvent, metrics: &Metrics) {
+fn deliver(model: &Model, a: &mut Active, ev: StepEvent, metrics: &Metrics) {
     let now = Instant::now();
     match a.last_token {
         None => metrics.ttft.observe(now.duration_since(a.job.submitted).as_secs_f64()),
@@ -116,9 +126,12 @@ fn deliver(a: &mut Active, ev: StepEvent, metrics: &Metrics) {
     }
     a.last_token = Some(now);
     metrics.completion_tokens.inc();
-    if !ev.text.is_empty() {
+    // A final stop token is not part of the answer's text, and OpenAI lists
+    // no log-probability for it either.
+    let logprobs = ev.logprobs.filter(|_| !model.tokenizer().stop_ids().contains(&ev.token));
+    if !ev.text.is_empty() || logprobs.is_some() {
         a.emitted += ev.text.len();
-        let _ = a.job.events.send(Event::Token(ev.text));
+        a.job.events.send(Event::Token { text: ev.text, logprobs });
     }
 }
 
@@ -138,7 +151,7 @@ fn retire(model: &Model, active: &mut Vec<Active>, finisher: &SyncSender<Finishe
         if !generation.tokens.is_empty() {
             metrics.prompt_tokens.add(generation.prompt_tokens as u64);
         }
-        let _ = events.send(Event::Done(Done {
+        events.send(Event::Done(Done {
             finish: generation.finish_reason,
             timed_out: a.timed_out,
             tail,
@@ -147,7 +160,7 @@ fn retire(model: &Model, active: &mut Vec<Active>, finisher: &SyncSender<Finishe
         }));
         let finished = Finished { id, request, generation, sink, events, charge };
         if let Err(e) = finisher.send(finished) {
-            let _ = e.0.events.send(Event::Receipt(Err("the receipt workers have stopped".into())));
+            e.0.events.send(Event::Receipt(Err("the receipt workers have stopped".into())));
         }
     }
 }

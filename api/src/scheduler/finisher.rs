@@ -35,17 +35,17 @@ impl Finisher {
                 Err(_) => return,
             };
             let Ok(f) = next else { return };
-            let events = f.events.clone();
+            let (events, id) = (f.events.clone(), f.id);
             let result = self.finish(f);
             if let Err(e) = &result {
-                tracing::error!(error = %e, "receipt failed");
+                tracing::error!(error = %e, receipt = %hex(&id), "receipt failed");
             }
-            let _ = events.send(Event::Receipt(result));
+            events.send(Event::Receipt(result));
         }
     }
 
     fn finish(&self, f: Finished) -> Result<Option<ForgeInfo>, String> {
-        let Finished { id, request, generation, sink, charge, .. } = f;
+        let Finished { id, request, generation, sink, charge, events } = f;
         if generation.tokens.is_empty() {
             // Cancelled before its first step: nothing was forwarded, nothing
             // is owed. Dropping the sink ends its hashing thread.
@@ -79,7 +79,9 @@ impl Finisher {
         self.metrics.receipts.inc();
         self.metrics.milli_cu.add(receipt.cost.milli_cu);
         Ok(Some(ForgeInfo {
-            receipt_id: hex(&hash),
+            index: events.index(),
+            receipt_id: hex(&id),
+            receipt_hash: hex(&hash),
             flops: receipt.cost.flops,
             milli_cu: receipt.cost.milli_cu,
             activation_root: hex(&receipt.trace.root),

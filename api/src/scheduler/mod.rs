@@ -9,7 +9,7 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
 pub(crate) use finisher::{Finisher, charge_for, hex};
-pub(crate) use job::{Done, Event, Job};
+pub(crate) use job::{Done, Event, Events, Job};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -25,7 +25,9 @@ pub(crate) struct Limits {
 
 /// The handlers' side of the scheduler.
 pub(crate) struct Scheduler {
-    tx: SyncSender<Job>,
+    /// One message per request: its `n` jobs, queued together so a request
+    /// is either wholly queued or refused (never some of its choices).
+    tx: SyncSender<Vec<Job>>,
     metrics: Arc<Metrics>,
     retry_after_secs: u64,
 }
@@ -35,7 +37,7 @@ impl Scheduler {
     pub(crate) fn start(finisher: Finisher, limits: Limits) -> std::io::Result<Self> {
         let metrics = Arc::clone(&finisher.metrics);
         let model = Arc::clone(&finisher.model);
-        let (tx, rx) = sync_channel::<Job>(limits.max_queue);
+        let (tx, rx) = sync_channel::<Vec<Job>>(limits.max_queue);
         let (ftx, frx) = sync_channel(limits.max_concurrent + limits.max_queue);
         let frx = Arc::new(Mutex::new(frx));
         let finisher = Arc::new(finisher);
@@ -51,18 +53,22 @@ impl Scheduler {
         Ok(Self { tx, metrics, retry_after_secs: limits.retry_after_secs })
     }
 
-    /// Queues `job`, or answers 429 when the wait queue is full.
-    pub(crate) fn submit(&self, job: Job) -> Result<(), ApiError> {
-        self.metrics.queue_depth.inc();
-        match self.tx.try_send(job) {
+    /// Queues a request's jobs (one per choice), or answers 429 when the
+    /// wait queue is full.
+    pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<(), ApiError> {
+        let n = jobs.len();
+        // Counted before sending: the engine thread decrements per admitted job.
+        (0..n).for_each(|_| self.metrics.queue_depth.inc());
+        let undo = || (0..n).for_each(|_| self.metrics.queue_depth.dec());
+        match self.tx.try_send(jobs) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
-                self.metrics.queue_depth.dec();
+                undo();
                 self.metrics.rejected_full.inc();
                 Err(ApiError::overloaded(self.retry_after_secs))
             }
             Err(TrySendError::Disconnected(_)) => {
-                self.metrics.queue_depth.dec();
+                undo();
                 Err(ApiError::internal("the engine thread has stopped"))
             }
         }

@@ -156,3 +156,23 @@ pub(crate) fn metric(text: &str, name: &str) -> f64 {
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The tokens the server makes of a one-message chat (the chat template, then the tokenizer).
+pub(crate) fn chat_prompt(model: &Model, content: &str) -> Vec<u32> {
+    let text = model.chat_template().unwrap().render(&[forge_engine::ChatMessage::new("user", content)], true).unwrap();
+    model.tokenizer().encode(&text).unwrap()
+}
+
+/// A body that never stops early (stop tokens biased away), sampled at
+/// temperature 1 with `seed`.
+pub(crate) fn unstoppable(max_tokens: u64, seed: u64) -> Value {
+    serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": "the tin"}], "max_tokens": max_tokens,
+        "seed": seed, "logit_bias": {"0": -100, "2": -100}})
+}
+
+/// The JSON chunks of an SSE body (`[DONE]` left out) and every `data:` payload.
+pub(crate) fn sse_chunks(body: &str) -> (Vec<Value>, Vec<String>) {
+    let data = sse_data(body);
+    let json = data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect();
+    (json, data)
+}

@@ -57,9 +57,19 @@ async fn parameters_are_checked_and_named() {
         (json!({"model": "tiny", "messages": user, "functions": [{"name": "f"}]}), "functions"),
         (json!({"model": "tiny", "messages": user, "response_format": {"type": "json_schema", "json_schema": {}}}), "response_format"),
         (json!({"model": "tiny", "messages": user, "frobnicate": true}), "frobnicate"),
-        (json!({"model": "tiny", "messages": user, "n": 2}), "n"),
-        (json!({"model": "tiny", "messages": user, "logprobs": true}), "logprobs"),
+        (json!({"model": "tiny", "messages": user, "n": 0}), "n"),
+        (json!({"model": "tiny", "messages": user, "n": 9}), "n"),
+        (json!({"model": "tiny", "messages": user, "n": 129}), "n"),
+        (json!({"model": "tiny", "messages": user, "n": 1.5}), "n"),
+        (json!({"model": "tiny", "messages": user, "n": "2"}), "n"),
+        (json!({"model": "tiny", "messages": user, "n": -2}), "n"),
+        (json!({"model": "tiny", "messages": user, "logprobs": "yes"}), "logprobs"),
+        (json!({"model": "tiny", "messages": user, "logprobs": 3}), "logprobs"),
         (json!({"model": "tiny", "messages": user, "top_logprobs": 3}), "top_logprobs"),
+        (json!({"model": "tiny", "messages": user, "logprobs": false, "top_logprobs": 3}), "top_logprobs"),
+        (json!({"model": "tiny", "messages": user, "logprobs": true, "top_logprobs": 21}), "top_logprobs"),
+        (json!({"model": "tiny", "messages": user, "logprobs": true, "top_logprobs": -1}), "top_logprobs"),
+        (json!({"model": "tiny", "messages": user, "logprobs": true, "top_logprobs": 1.5}), "top_logprobs"),
         (json!({"model": "tiny", "messages": user, "temperature": 5}), "temperature"),
         (json!({"model": "tiny", "messages": user, "top_p": 0}), "top_p"),
         (json!({"model": "tiny", "messages": user, "presence_penalty": 3}), "presence_penalty"),
@@ -81,6 +91,36 @@ async fn parameters_are_checked_and_named() {
     }
     let e = chat(&app.router, &json!({"model": "gpt-4o", "messages": user})).await.error(StatusCode::NOT_FOUND);
     assert_eq!(e["code"], "model_not_found");
+    let completion_cases = [
+        (json!({"model": "tiny", "prompt": "x", "logprobs": 6}), "logprobs"),
+        (json!({"model": "tiny", "prompt": "x", "logprobs": -1}), "logprobs"),
+        (json!({"model": "tiny", "prompt": "x", "logprobs": true}), "logprobs"),
+        (json!({"model": "tiny", "prompt": "x", "logprobs": 2.5}), "logprobs"),
+        (json!({"model": "tiny", "prompt": "x", "top_logprobs": 2}), "top_logprobs"),
+        (json!({"model": "tiny", "prompt": "x", "n": 0}), "n"),
+        (json!({"model": "tiny", "prompt": "x", "n": 50}), "n"),
+    ];
+    for (body, param) in completion_cases {
+        let e = post(&app.router, "/v1/completions", &body).await.error(StatusCode::BAD_REQUEST);
+        assert_eq!(e["param"], param, "{body}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn n_is_capped_by_the_batch_size() {
+    let app = app_with(ServerOptions { max_concurrent: 2, ..ServerOptions::default() }, &tiny_spec(), |_| {});
+    let mut body = hello(2, 1);
+    body["n"] = json!(3);
+    let e = chat(&app.router, &body).await.error(StatusCode::BAD_REQUEST);
+    assert_eq!(e["param"], "n");
+    assert!(e["message"].as_str().unwrap().contains("at most 2"), "{e}");
+    body["n"] = json!(2);
+    let ok = chat(&app.router, &body).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(ok.json()["choices"].as_array().unwrap().len(), 2);
+    // Refused before any work: nothing was stepped for the refused request.
+    let m = get(&app.router, "/metrics").await.text();
+    assert_eq!(metric(&m, "forge_receipts_issued_total"), 2.0);
 }
 
 #[tokio::test]

@@ -26,7 +26,12 @@ async fn chat_answer_carries_usage_and_a_verifiable_receipt() {
 
     let forge = &v["forge"];
     let id = forge["receipt_id"].as_str().unwrap();
+    assert_eq!(id.len(), 32, "a receipt id is the receipt's request id");
     assert_eq!(r.headers["x-forge-receipt"], id);
+    assert_eq!(forge["receipt_ids"], json!([id]));
+    assert_eq!(forge["receipts"].as_array().unwrap().len(), 1);
+    assert_eq!(forge["receipts"][0]["receipt_hash"], forge["receipt_hash"]);
+    assert_eq!(v["id"], format!("chatcmpl-{id}"));
     let model = tiny_model(&tiny_spec());
     let flops = request_flops(model.config(), ForwardWork::for_request(p, c));
     assert_eq!(forge["flops"].as_u64().unwrap() as u128, flops);
@@ -38,6 +43,8 @@ async fn chat_answer_carries_usage_and_a_verifiable_receipt() {
     let j = get(&app.router, &format!("/v1/receipts/{id}")).await;
     assert_eq!(j.status, StatusCode::OK);
     let j = j.json();
+    assert_eq!((j["id"].as_str(), j["hash"].as_str()), (Some(id), forge["receipt_hash"].as_str()));
+    assert_eq!(j["request"]["id"].as_str(), Some(id));
     assert_eq!(j["request"]["n_prompt"].as_u64(), Some(p));
     assert_eq!(j["request"]["n_gen"].as_u64(), Some(c));
     assert_eq!(j["trace"]["root"], forge["activation_root"]);
@@ -46,7 +53,12 @@ async fn chat_answer_carries_usage_and_a_verifiable_receipt() {
     let bin = send(&app.router, req).await;
     assert_eq!(bin.headers["content-type"], "application/octet-stream");
     let receipt = Receipt::from_bytes(&bin.body).unwrap();
-    assert_eq!(crate::common::hex(&receipt.hash().unwrap()), id);
+    assert_eq!(crate::common::hex(&receipt.request.id), id);
+    let hash = crate::common::hex(&receipt.hash().unwrap());
+    assert_eq!(forge["receipt_hash"].as_str(), Some(hash.as_str()));
+    // The hash names the same receipt.
+    let by_hash = get(&app.router, &format!("/v1/receipts/{hash}")).await;
+    assert_eq!(by_hash.json()["id"].as_str(), Some(id));
     let report = receipt.verify_offline(&TrustAnchor::new(keys().1.clone())).unwrap();
     assert_eq!(report.flops, flops);
     // The verifying key endpoint serves the key it verifies under.

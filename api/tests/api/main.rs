@@ -2,8 +2,11 @@
 //! socket) on a tiny random model written as a real GGUF file.
 
 mod accounts;
+mod choices;
 mod common;
 mod errors;
 mod generation;
+mod logprobs;
 mod scheduling;
 mod streaming;
+mod timeouts;

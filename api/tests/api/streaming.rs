@@ -41,6 +41,12 @@ async fn chat_stream_with_usage() {
     let usage = &chunks[n - 1];
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["forge"]["receipt_id"], finish["forge"]["receipt_id"]);
+    // The receipt id is in the header too, sent before generation, and it resolves.
+    let id = r.headers["x-forge-receipt"].to_str().unwrap().to_string();
+    assert_eq!(finish["forge"]["receipt_id"], id.as_str());
+    let receipt = get(&app.router, &format!("/v1/receipts/{id}")).await;
+    assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.text());
+    assert_eq!(receipt.json()["request"]["id"], id.as_str());
     let streamed: String = chunks[1..n - 2].iter().map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap()).collect();
     let ids: Vec<&Value> = chunks.iter().map(|c| &c["id"]).collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "one id per stream");
