@@ -215,11 +215,5 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink).\n\n";
     md += &format!("Command: `{}`\n", r.command);
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &md)?;
-    std::fs::write(args.out.with_extension("json"), serde_json::to_string_pretty(r)?)?;
-    println!("{md}");
-    Ok(())
+    util::write_results(&args.out, &md, r)
 }

@@ -219,13 +219,7 @@ fn write(args: &ToleranceArgs, r: &ToleranceReport) -> Result<()> {
     md += "Error = ‖replayed − committed‖ / ‖committed‖ for the layer's output row and for its own key/value row, \
            the quantities `SpotChecker` compares for receipts whose backend is not batch-invariant.\n\n";
     md += &format!("Command: `{}`\n", r.command);
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &md)?;
-    std::fs::write(args.out.with_extension("json"), serde_json::to_string_pretty(r)?)?;
-    println!("{md}");
-    Ok(())
+    util::write_results(&args.out, &md, r)
 }
 
 #[cfg(test)]

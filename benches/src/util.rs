@@ -109,6 +109,18 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Writes a result table to `out` and its raw figures as JSON next to it
+/// (same name, `.json`), creating the folder, then prints the table.
+pub fn write_results(out: &std::path::Path, md: &str, json: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, md)?;
+    std::fs::write(out.with_extension("json"), serde_json::to_string_pretty(json)?)?;
+    println!("{md}");
+    Ok(())
+}
+
 /// CPU time consumed so far by the live threads of this process, in
 /// seconds, from `/proc/self/task/*/schedstat` (nanosecond resolution;
 /// threads that already exited are not counted). Under load from other
@@ -161,7 +173,16 @@ mod tests {
 
     #[test]
     fn cpu_time_grows_with_work() {
-        let (x, spent) = cpu_timed(|| (0..20_000_000u64).fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b)));
+        // Spin for 200 ms of wall time: many scheduler ticks, so the
+        // kernel's per-thread runtime (updated at ticks and switches) moves.
+        let (x, spent) = cpu_timed(|| {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < std::time::Duration::from_millis(200) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+            }
+            x
+        });
         assert_ne!(x, 1);
         assert!(spent > 0.0, "{spent}");
     }
