@@ -7,6 +7,9 @@
 //!
 //! - [`decode`]: `forge-bench decode`, our engine vs llama.cpp on the same
 //!   GGUF, prefill and decode throughput, trace-hook overhead, peak memory;
+//! - [`proofs`]: `forge-bench proofs`, what receipts cost;
+//! - [`serve`]: `forge-bench serve`, `forge-node serve` vs llama.cpp's
+//!   server over loopback HTTP: TTFT and tokens/s at 1, 4, 8 streams;
 //! - [`sink`]: [`sink::BenchHashSink`], the benchmark's stand-in for the
 //!   commitment sink of `forge-proofs`;
 //! - [`llama_cpp`]: the llama.cpp reference, run through llama-cpp-python;
@@ -18,5 +21,6 @@ pub mod proofs;
 pub mod llama_cpp;
 pub mod mem;
 pub mod prompts;
+pub mod serve;
 pub mod sink;
 pub mod util;
