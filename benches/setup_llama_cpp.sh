@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install the llama.cpp reference that `forge-bench decode` compares against:
-# llama-cpp-python 0.3.36 built from source into a virtual environment
-# (default: .venv-bench at the repository root, the default of
-# `forge-bench decode --python`).
+# Install the llama.cpp reference that `forge-bench decode` and `forge-bench
+# serve` compare against: llama-cpp-python 0.3.36 built from source, with its
+# `server` extra (uvicorn, fastapi, sse-starlette, starlette-context,
+# pydantic-settings: what `python -m llama_cpp.server` imports), into a
+# virtual environment (default: .venv-bench at the repository root, the
+# default of `forge-bench decode --python` and `forge-bench serve --python`).
 #
 #   benches/setup_llama_cpp.sh [VENV_DIR]
 #
@@ -35,6 +37,6 @@ FLAGS="${LLAMA_CMAKE_ARGS:-$FLAGS}"
 echo "CMAKE_ARGS=$FLAGS" >&2
 
 CMAKE_ARGS="$FLAGS" \
-    "$VENV/bin/python" -m pip install --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python==$VERSION"
+    "$VENV/bin/python" -m pip install --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python[server]==$VERSION"
 
-"$VENV/bin/python" -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, 'ready in $VENV')"
+"$VENV/bin/python" -c "import llama_cpp, llama_cpp.server.app; print('llama-cpp-python', llama_cpp.__version__, '(with the server) ready in $VENV')"

@@ -10,6 +10,9 @@
 //! - [`tolerance`]: `forge-bench tolerance`, the one-layer error of a
 //!   backend that is not batch-invariant against the exact CPU kernels (the
 //!   spot checks' published tolerance);
+//! - [`proofs`]: `forge-bench proofs`, what receipts cost;
+//! - [`serve`]: `forge-bench serve`, `forge-node serve` vs llama.cpp's
+//!   server over loopback HTTP: TTFT and tokens/s at 1, 4, 8 streams;
 //! - [`sink`]: [`sink::BenchHashSink`], the benchmark's stand-in for the
 //!   commitment sink of `forge-proofs`;
 //! - [`llama_cpp`]: the llama.cpp reference, run through llama-cpp-python;
@@ -21,6 +24,7 @@ pub mod proofs;
 pub mod llama_cpp;
 pub mod mem;
 pub mod prompts;
+pub mod serve;
 pub mod sink;
 pub mod tolerance;
 pub mod util;

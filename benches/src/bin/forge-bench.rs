@@ -9,12 +9,13 @@ use clap::{Parser, Subcommand};
 use forge_benches::decode::{self, DecodeArgs};
 use forge_benches::proofs::{self, ProofsArgs};
 use forge_benches::tolerance::{self, ToleranceArgs};
+use forge_benches::serve::{self, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_STATUS: &str = "\
 Exit status:
   0  success (also when the llama.cpp reference is unavailable: the table says so)
-  1  failure (model missing, engine error, cannot write the results, ...)
+  1  failure (model missing, engine error, the Forge server cannot start, cannot write the results, ...)
   2  usage error (bad arguments)
 
 Logs go to stderr (RUST_LOG, default info); the table goes to stdout.";
@@ -41,6 +42,11 @@ enum Command {
     /// cuda) against the exact CPU kernels: the spot checks' tolerance.
     #[command(after_help = EXIT_STATUS)]
     Tolerance(ToleranceArgs),
+    /// TTFT and tokens/s of `forge-node serve` at 1, 4, 8 concurrent
+    /// streams, against llama-cpp-python's `llama_cpp.server` on the same
+    /// GGUF, both started here on loopback ports.
+    #[command(after_help = EXIT_STATUS)]
+    Serve(ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args).map(|_| ()),
         Command::Proofs(args) => proofs::run(args).map(|_| ()),
         Command::Tolerance(args) => tolerance::run(args).map(|_| ()),
+        Command::Serve(args) => serve::run(args).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
