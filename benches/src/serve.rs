@@ -1040,8 +1040,8 @@ pub fn render_markdown(r: &ServeReport) -> String {
         "- Client: one thread, plain HTTP/1.1 on loopback; each stream is `POST /v1/chat/completions` with the system \
          message \"{}\" and one prompt of `forge-bench decode`'s set ({}), `stream: true`, \
          `stream_options.include_usage`, temperature 0, seed 0. A wave sends C streams at once and waits for all; \
-         a run of level C is ceil({}/C) waves, stream s of wave w taking prompt (w*C+s) mod {}, so every level \
-         serves the same mix of prompts.",
+         a run of level C is ceil({}/C) waves, stream s of wave w taking prompt (w*C+s) mod {}, so every prompt \
+         is sent at every level (in equal shares when C divides the number of prompts or is a multiple of it).",
         crate::prompts::SYSTEM,
         r.prompts
             .iter()
@@ -1063,8 +1063,9 @@ pub fn render_markdown(r: &ServeReport) -> String {
     let _ = writeln!(
         s,
         "- forge-node serve: `--threads {} --max-concurrent {}`, a fresh temporary ledger, no API key, RUST_LOG=warn; \
-         continuous batching on one engine thread (new requests join between steps, each step forwards every active \
-         sequence together). It always commits to every layer's activations and signs a receipt with a Groth16 CU \
+         continuous batching on one engine thread (new requests join between steps; each step forwards every running \
+         sequence together, plus the prompts of new ones within a per-step budget of prompt tokens, at least one: see \
+         `PREFILL_TOKENS_PER_STEP` in api/src/scheduler/engine.rs). It always commits to every layer's activations and signs a receipt with a Groth16 CU \
          proof per request, off the engine thread; a stream's finish chunk (and `[DONE]`) waits for its receipt, so \
          the aggregate includes that. The receipts column counts the streams whose finish chunk carried a receipt id.",
         r.threads, r.forge.max_concurrent
