@@ -67,7 +67,7 @@ pub struct DecodeArgs {
     /// Environment variable for the llama.cpp process, recorded in the report
     /// (repeatable), e.g. OMP_WAIT_POLICY=PASSIVE: llama.cpp's OpenMP threads
     /// spin while waiting, which collapses its speed when the cores are shared.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::util::parse_env)]
     pub llama_env: Vec<(String, String)>,
 }
 
@@ -477,29 +477,10 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
 
     let md = render_markdown(&report);
     print!("{md}");
-    write_outputs(&args.out, &md, &report)?;
+    crate::util::write_results(&args.out, &md, &report)?;
     Ok(report)
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("`{s}` is not KEY=VALUE")),
-    }
-}
-
-fn write_outputs(md_path: &Path, md: &str, report: &DecodeReport) -> Result<()> {
-    if let Some(dir) = md_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
-    let json_path = md_path.with_extension("json");
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(&json_path, json + "\n")
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    tracing::info!(md = %md_path.display(), json = %json_path.display(), "wrote the results");
-    Ok(())
-}
 
 fn overhead_pct(off: f64, on: f64) -> f64 {
     if off > 0.0 {

@@ -215,5 +215,6 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink).\n\n";
     md += &format!("Command: `{}`\n", r.command);
+    println!("{md}");
     util::write_results(&args.out, &md, r)
 }

@@ -91,7 +91,7 @@ pub struct ServeArgs {
     /// Environment variable for the llama.cpp server (repeatable), e.g.
     /// OMP_WAIT_POLICY=PASSIVE (its OpenMP threads spin while idle, taking
     /// the cores from Forge's turns on a small machine).
-    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::util::parse_env)]
     pub llama_env: Vec<(String, String)>,
     /// Seconds each server may take to start and load the model.
     #[arg(long, default_value = "180", value_name = "SECS")]
@@ -573,7 +573,7 @@ async fn run_async(args: &ServeArgs) -> Result<ServeReport> {
     };
     let md = render_markdown(&report);
     print!("{md}");
-    write_outputs(&args.out, &md, &report)?;
+    crate::util::write_results(&args.out, &md, &report)?;
     Ok(report)
 }
 
@@ -898,25 +898,6 @@ pub fn targets(rows: &[LevelRow], levels: &[usize]) -> Targets {
     }
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("`{s}` is not KEY=VALUE")),
-    }
-}
-
-fn write_outputs(md_path: &Path, md: &str, report: &ServeReport) -> Result<()> {
-    if let Some(dir) = md_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
-    let json_path = md_path.with_extension("json");
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(&json_path, json + "\n")
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    tracing::info!(md = %md_path.display(), json = %json_path.display(), "wrote the results");
-    Ok(())
-}
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "n/a".into(), f)

@@ -219,6 +219,7 @@ fn write(args: &ToleranceArgs, r: &ToleranceReport) -> Result<()> {
     md += "Error = ‖replayed − committed‖ / ‖committed‖ for the layer's output row and for its own key/value row, \
            the quantities `SpotChecker` compares for receipts whose backend is not batch-invariant.\n\n";
     md += &format!("Command: `{}`\n", r.command);
+    println!("{md}");
     util::write_results(&args.out, &md, r)
 }
 

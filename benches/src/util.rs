@@ -109,16 +109,27 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// Writes a result table to `out` and its raw figures as JSON next to it
-/// (same name, `.json`), creating the folder, then prints the table.
-pub fn write_results(out: &std::path::Path, md: &str, json: &impl serde::Serialize) -> anyhow::Result<()> {
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Writes a result table to `md_path` and its raw figures as JSON next to
+/// it (same name, `.json`), creating the folder.
+pub fn write_results(md_path: &std::path::Path, md: &str, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(dir) = md_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(out, md)?;
-    std::fs::write(out.with_extension("json"), serde_json::to_string_pretty(json)?)?;
-    println!("{md}");
+    std::fs::write(md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    let json_path = md_path.with_extension("json");
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(&json_path, json + "\n").with_context(|| format!("cannot write {}", json_path.display()))?;
+    tracing::info!(md = %md_path.display(), json = %json_path.display(), "wrote the results");
     Ok(())
+}
+
+/// Parses a `KEY=VALUE` command-line argument (for `--llama-env`).
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
 }
 
 /// CPU time consumed so far by the live threads of this process, in
