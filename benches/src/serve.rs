@@ -958,7 +958,7 @@ pub fn render_markdown(r: &ServeReport) -> String {
     for x in &r.rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
             x.concurrency,
             x.server.label(),
             opt(x.ttft_ms, |v| format!("{v:.0}")),
@@ -972,7 +972,8 @@ pub fn render_markdown(r: &ServeReport) -> String {
                 String::new()
             },
             x.max_decoding_at_once,
-            format!("{}/{}", x.receipts, x.requests),
+            x.receipts,
+            x.requests,
         );
     }
     let _ = writeln!(s);
@@ -1196,7 +1197,7 @@ mod tests {
     }
 
     fn level(server: Server, c: usize, run: usize, waves: Vec<Wave>) -> LevelRun {
-        let engine = (server == Server::Forge).then(|| EngineCounters {
+        let engine = (server == Server::Forge).then_some(EngineCounters {
             steps: 10.0,
             sequences: 10.0 * c as f64,
             step_secs: 0.5,
