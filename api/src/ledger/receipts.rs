@@ -63,27 +63,20 @@ impl Ledger {
 
     /// The receipt with this hash.
     pub fn receipt(&self, hash: &[u8; 32]) -> Result<Option<StoredReceipt>, LedgerError> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT hash, bytes, account, charged_milli_cu FROM receipts WHERE hash = ?1",
-                [&hash[..]],
-                row,
-            )
-            .optional()?)
+        self.receipt_where("hash", hash)
     }
 
     /// The receipt whose request id is `request_id` (the receipt id that
     /// answers name, known before the receipt's hash is).
     pub fn receipt_by_request_id(&self, request_id: &[u8; 16]) -> Result<Option<StoredReceipt>, LedgerError> {
+        self.receipt_where("request_id", request_id)
+    }
+
+    /// The receipt whose `column` (a fixed column name, never input) is `key`.
+    fn receipt_where(&self, column: &'static str, key: &[u8]) -> Result<Option<StoredReceipt>, LedgerError> {
         let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT hash, bytes, account, charged_milli_cu FROM receipts WHERE request_id = ?1",
-                [&request_id[..]],
-                row,
-            )
-            .optional()?)
+        let sql = format!("SELECT hash, bytes, account, charged_milli_cu FROM receipts WHERE {column} = ?1");
+        Ok(conn.query_row(&sql, [key], row).optional()?)
     }
 
     /// Every receipt charged to `account_id` (oldest first), as stored.

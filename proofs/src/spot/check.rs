@@ -136,14 +136,17 @@ impl<'a> SpotChecker<'a> {
         let prefix: Vec<f32> = kv_rows[..kv_rows.len() - 1].concat();
         let replayed = self.model.replay_cell(layer as usize, &input, &prefix)?;
         let committed = &c.output;
-        for (what, row, want) in [("keys/values", &replayed.kv, &kv_rows[kv_rows.len() - 1]), ("output", &replayed.output, &committed.rows[0])] {
+        let compare = |what: &'static str, row: &[f32], want: &[f32]| {
             let rel_l2 = relative_l2(row, want);
             let same_bits = row.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
-            if !(same_bits || (tolerance > 0.0 && rel_l2 <= tolerance)) {
-                return Err(SpotError::ReplayMismatch { layer, pos, what, rel_l2, tolerance });
+            if same_bits || (tolerance > 0.0 && rel_l2 <= tolerance) {
+                Ok(rel_l2)
+            } else {
+                Err(SpotError::ReplayMismatch { layer, pos, what, rel_l2, tolerance })
             }
-        }
-        let rel_l2 = relative_l2(&replayed.output, &committed.rows[0]);
+        };
+        compare("keys/values", &replayed.kv, &kv_rows[kv_rows.len() - 1])?;
+        let rel_l2 = compare("output", &replayed.output, &committed.rows[0])?;
         // The last layer's row at position p samples the token at p + 1; it is
         // a generated token from p = n_prompt - 1 on.
         let n_prompt = receipt.request.n_prompt;
