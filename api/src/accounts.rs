@@ -61,7 +61,9 @@ fn release(held: &mut HashMap<String, u64>, account: &str, amount: u64) {
 
 impl Holds {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, u64>> {
-        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Holds `amount` of `account`'s balance for each of `count` jobs (the
@@ -77,7 +79,10 @@ impl Holds {
     ) -> Result<Vec<Charge>, ApiError> {
         let total = amount.saturating_mul(count as u64);
         let mut held = self.lock();
-        let balance = ledger.balance(account).map_err(ledger_error)?.balance_milli_cu;
+        let balance = ledger
+            .balance(account)
+            .map_err(ledger_error)?
+            .balance_milli_cu;
         let on_hold = held.get(&account.id).copied().unwrap_or(0);
         let available = balance.saturating_sub(i64::try_from(on_hold).unwrap_or(i64::MAX));
         if available < 0 || (available as u64) < total {
@@ -88,7 +93,12 @@ impl Holds {
         Ok((0..count)
             .map(|_| Charge {
                 account: Some(account.id.clone()),
-                hold: Some(Hold { holds: Arc::clone(self), account: account.id.clone(), amount, released: false }),
+                hold: Some(Hold {
+                    holds: Arc::clone(self),
+                    account: account.id.clone(),
+                    amount,
+                    released: false,
+                }),
             })
             .collect())
     }
@@ -96,7 +106,11 @@ impl Holds {
     /// Runs `write` (which records the charge) and releases the hold, both
     /// under the lock `reserve` takes, so no reservation sees the charge and
     /// the hold at once, or neither.
-    pub(crate) fn settle<T>(&self, charge: Charge, write: impl FnOnce() -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+    pub(crate) fn settle<T>(
+        &self,
+        charge: Charge,
+        write: impl FnOnce() -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
         let mut held = self.lock();
         let out = write();
         if let Some(mut h) = charge.hold {
@@ -119,7 +133,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).map(|v| v.to_str().map(str::to_string));
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_string));
         let ledger = state.ledger();
         tokio::task::spawn_blocking(move || {
             if !ledger.has_accounts().map_err(ledger_error)? {
@@ -131,12 +148,22 @@ impl FromRequestParts<AppState> for Caller {
                         "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
                     ));
                 }
-                Some(Err(_)) => return Err(ApiError::unauthorized("The Authorization header is not valid ASCII")),
+                Some(Err(_)) => {
+                    return Err(ApiError::unauthorized(
+                        "The Authorization header is not valid ASCII",
+                    ));
+                }
                 Some(Ok(h)) => match h.split_once(' ') {
-                    Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => {
+                    Some((scheme, key))
+                        if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() =>
+                    {
                         key.trim().to_string()
                     }
-                    _ => return Err(ApiError::unauthorized("Expected `Authorization: Bearer <key>`")),
+                    _ => {
+                        return Err(ApiError::unauthorized(
+                            "Expected `Authorization: Bearer <key>`",
+                        ));
+                    }
                 },
             };
             match ledger.account_by_key(&key).map_err(ledger_error)? {

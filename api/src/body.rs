@@ -31,8 +31,8 @@ fn unsupported_but_harmless(key: &str, v: &Value) -> Option<bool> {
         "modalities" => v.as_array().is_some_and(|a| a.iter().all(|m| m == "text")),
         "metadata" => v.as_object().is_some_and(Map::is_empty),
         "service_tier" => matches!(v.as_str(), Some("auto" | "default")),
-        "audio" | "prediction" | "reasoning_effort" | "web_search_options" | "verbosity" | "prompt_cache_key"
-        | "safety_identifier" => false,
+        "audio" | "prediction" | "reasoning_effort" | "web_search_options" | "verbosity"
+        | "prompt_cache_key" | "safety_identifier" => false,
         _ => return None,
     };
     Some(harmless || v.is_null())
@@ -48,19 +48,28 @@ impl<S: Send + Sync, T: ApiRequest> FromRequest<S> for OpenAiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("(not ASCII)");
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if !(mime == "application/json" || mime.ends_with("+json")) {
                 return Err(ApiError::unsupported_media_type(ct));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
         parse(&bytes).map(Self)
     }
 }
 
 fn bytes_rejection(r: BytesRejection) -> ApiError {
     match r {
-        BytesRejection::FailedToBufferBody(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+        BytesRejection::FailedToBufferBody(e)
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
             ApiError::payload_too_large()
         }
         other => ApiError::bad_request(format!("Could not read the request body: {other}")),
@@ -70,10 +79,15 @@ fn bytes_rejection(r: BytesRejection) -> ApiError {
 /// Parse and check a body: UTF-8, JSON, an object, known keys, typed fields.
 pub(crate) fn parse<T: ApiRequest>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        ApiError::bad_request(format!("The request body is not valid UTF-8 (at byte {})", e.valid_up_to()))
+        ApiError::bad_request(format!(
+            "The request body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
     })?;
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request("The request body is empty; expected a JSON object"));
+        return Err(ApiError::bad_request(
+            "The request body is empty; expected a JSON object",
+        ));
     }
     let value: Value = serde_json::from_str(text).map_err(|e| {
         ApiError::bad_request(format!(
@@ -81,7 +95,9 @@ pub(crate) fn parse<T: ApiRequest>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     })?;
     let Value::Object(mut obj) = value else {
-        return Err(ApiError::bad_request("The request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object",
+        ));
     };
     let mut ignored = Vec::new();
     for (k, v) in &obj {
@@ -115,7 +131,10 @@ pub(crate) fn typed<T: DeserializeOwned>(obj: &Map<String, Value>) -> Result<T, 
             (p, Some(f)) if !p.ends_with(f) => format!("{p}.{f}"),
             (p, _) => p.to_string(),
         };
-        ApiError::invalid_param(param.clone(), format!("Invalid value for `{param}`: {inner}"))
+        ApiError::invalid_param(
+            param.clone(),
+            format!("Invalid value for `{param}`: {inner}"),
+        )
     })
 }
 
@@ -148,11 +167,20 @@ mod tests {
         assert!(err(b"").message.contains("empty"));
         assert!(err(b"{").message.contains("parse the JSON"));
         assert!(err(b"[1]").message.contains("JSON object"));
-        assert_eq!(err(br#"{"model":"m","tools":[{"type":"function"}]}"#).param.as_deref(), Some("tools"));
-        assert_eq!(err(br#"{"model":"m","frobnicate":1}"#).param.as_deref(), Some("frobnicate"));
+        assert_eq!(
+            err(br#"{"model":"m","tools":[{"type":"function"}]}"#)
+                .param
+                .as_deref(),
+            Some("tools")
+        );
+        assert_eq!(
+            err(br#"{"model":"m","frobnicate":1}"#).param.as_deref(),
+            Some("frobnicate")
+        );
         assert_eq!(err(br#"{"n":1}"#).param.as_deref(), Some("model"));
         assert_eq!(err(br#"{"model":"m","n":"x"}"#).param.as_deref(), Some("n"));
-        let ok = parse::<Demo>(br#"{"model":"m","tools":[],"tool_choice":"none","store":false}"#).unwrap();
+        let ok = parse::<Demo>(br#"{"model":"m","tools":[],"tool_choice":"none","store":false}"#)
+            .unwrap();
         assert_eq!((ok.model.as_str(), ok.n), ("m", None));
     }
 }

@@ -31,7 +31,9 @@ pub const DEFAULT_RECEIPT_WORKERS: usize = 1;
 pub struct ServerOptions {
     /// Sequences generated together (continuous batching).
     pub max_concurrent: usize,
-    /// Requests that may wait for a slot; beyond that, 429 with `Retry-After`.
+    /// Sequences (one per choice) that may wait for a generation slot; a
+    /// request whose choices do not all fit in the free slots and this queue
+    /// gets 429 with `Retry-After`.
     pub max_queue: usize,
     /// Per-request time limit, queue wait included (408 once it passes).
     pub request_timeout: Duration,
@@ -134,8 +136,14 @@ pub enum ConfigError {
 impl FileConfig {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     /// Parses TOML text.
@@ -150,11 +158,17 @@ mod tests {
 
     #[test]
     fn file_config_parses_and_refuses_unknown_keys() {
-        let c = FileConfig::parse("listen = \"127.0.0.1:9\"\nmax_concurrent = 3\napi_keys = [\"a\"]\n").unwrap();
+        let c =
+            FileConfig::parse("listen = \"127.0.0.1:9\"\nmax_concurrent = 3\napi_keys = [\"a\"]\n")
+                .unwrap();
         assert_eq!(c.listen.as_deref(), Some("127.0.0.1:9"));
         assert_eq!(c.max_concurrent, Some(3));
         assert_eq!(c.api_keys, Some(vec!["a".to_string()]));
-        assert!(FileConfig::parse("max_concurent = 3").unwrap_err().contains("max_concurent"));
+        assert!(
+            FileConfig::parse("max_concurent = 3")
+                .unwrap_err()
+                .contains("max_concurent")
+        );
         assert!(FileConfig::parse("max_concurrent = \"x\"").is_err());
     }
 }

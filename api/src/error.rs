@@ -42,7 +42,14 @@ struct Body<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), param: None, code: None, retry_after: None }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+        }
     }
 
     /// Names the parameter at fault.
@@ -76,8 +83,11 @@ impl ApiError {
 
     /// 400 `invalid_request_error` for a parameter OpenAI does not define.
     pub fn unknown_param(param: &str) -> Self {
-        Self::invalid_param(param, format!("Unrecognized request argument supplied: {param}"))
-            .with_code("unknown_parameter")
+        Self::invalid_param(
+            param,
+            format!("Unrecognized request argument supplied: {param}"),
+        )
+        .with_code("unknown_parameter")
     }
 
     /// 400 `invalid_request_error` with no parameter (malformed body).
@@ -87,7 +97,8 @@ impl ApiError {
 
     /// 401: missing or unknown API key.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).with_code("invalid_api_key")
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+            .with_code("invalid_api_key")
     }
 
     /// 404 for an unknown route or object.
@@ -108,8 +119,12 @@ impl ApiError {
 
     /// 405 for a known route with the wrong method.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "Method not allowed for this route")
-            .with_code("method_not_allowed")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "Method not allowed for this route",
+        )
+        .with_code("method_not_allowed")
     }
 
     /// 408: the request ran past the node's per-request time limit.
@@ -183,14 +198,19 @@ impl ApiError {
 
     /// 503 while the model is loading.
     pub fn loading() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "The model is still loading; retry shortly")
-            .with_code("model_loading")
-            .with_retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "The model is still loading; retry shortly",
+        )
+        .with_code("model_loading")
+        .with_retry_after(1)
     }
 
     /// 500 for a fault of the node itself (never for client input).
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message).with_code("internal_error")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+            .with_code("internal_error")
     }
 
     /// The JSON body.
@@ -216,7 +236,8 @@ impl IntoResponse for ApiError {
         }
         let mut res = (self.status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }
@@ -252,7 +273,9 @@ mod tests {
 
     #[test]
     fn envelope_has_the_four_fields() {
-        let v = ApiError::invalid_param("temperature", "too hot").with_code("x").body();
+        let v = ApiError::invalid_param("temperature", "too hot")
+            .with_code("x")
+            .body();
         assert_eq!(v["error"]["message"], "too hot");
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["param"], "temperature");

@@ -54,8 +54,14 @@ pub(crate) fn summary(receipts: &[&ForgeInfo]) -> Value {
         return Value::Null;
     };
     let flops: u128 = receipts.iter().map(|r| r.flops).sum();
-    let milli_cu: u64 = receipts.iter().map(|r| r.milli_cu).fold(0, u64::saturating_add);
-    let charged: u64 = receipts.iter().map(|r| r.charged_milli_cu).fold(0, u64::saturating_add);
+    let milli_cu: u64 = receipts
+        .iter()
+        .map(|r| r.milli_cu)
+        .fold(0, u64::saturating_add);
+    let charged: u64 = receipts
+        .iter()
+        .map(|r| r.charged_milli_cu)
+        .fold(0, u64::saturating_add);
     json!({
         "receipt_id": first.receipt_id,
         "receipt_hash": first.receipt_hash,
@@ -95,7 +101,10 @@ mod tests {
         let v = summary(&[&a, &b]);
         assert_eq!(v["receipt_id"], a.receipt_id);
         assert_eq!(v["receipt_ids"], json!([a.receipt_id, b.receipt_id]));
-        assert_eq!((v["flops"].as_u64(), v["milli_cu"].as_u64()), (Some(8_000_000), Some(8)));
+        assert_eq!(
+            (v["flops"].as_u64(), v["milli_cu"].as_u64()),
+            (Some(8_000_000), Some(8))
+        );
         assert_eq!(v["price"]["charged_milli_cu"], 8);
         assert_eq!(v["receipts"][1]["index"], 1);
         assert_eq!(v["receipts"][1]["receipt_hash"], b.receipt_hash);

@@ -58,12 +58,19 @@ pub struct Histogram {
     sum_micros: AtomicU64,
 }
 
-const LATENCY: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const LATENCY: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 const ROWS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Self {
-        Self { bounds, buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(), count: AtomicU64::new(0), sum_micros: AtomicU64::new(0) }
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
     }
 
     /// Records one observation.
@@ -73,7 +80,8 @@ impl Histogram {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add((v * 1e6) as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((v * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// Observations so far.
@@ -90,7 +98,11 @@ impl Histogram {
         }
         let count = self.count();
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -156,32 +168,97 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP forge_http_requests_total HTTP requests answered, by route and status.");
+        let _ = writeln!(
+            out,
+            "# HELP forge_http_requests_total HTTP requests answered, by route and status."
+        );
         let _ = writeln!(out, "# TYPE forge_http_requests_total counter");
         if let Ok(m) = self.requests.lock() {
             for ((route, status), n) in m.iter() {
                 let route = route.replace('\\', "\\\\").replace('"', "\\\"");
-                let _ = writeln!(out, "forge_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "forge_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
         let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        counter(&mut out, "forge_prompt_tokens_total", "Prompt tokens of finished generations.", self.prompt_tokens.get());
-        counter(&mut out, "forge_completion_tokens_total", "Generated tokens.", self.completion_tokens.get());
-        counter(&mut out, "forge_cu_served_milli_total", "Compute served and receipted, in milli-CU (1 CU = 10^9 FLOPs).", self.milli_cu.get());
-        counter(&mut out, "forge_receipts_issued_total", "Receipts signed and recorded in the ledger.", self.receipts.get());
-        counter(&mut out, "forge_rejected_queue_full_total", "Requests refused with 429 because the queue was full.", self.rejected_full.get());
-        counter(&mut out, "forge_engine_steps_total", "Batched engine steps.", self.engine_steps.get());
-        gauge(&mut out, "forge_queue_depth", "Requests waiting for a generation slot.", self.queue_depth.get());
-        gauge(&mut out, "forge_active_sequences", "Sequences being generated.", self.active.get());
-        self.ttft.render(&mut out, "forge_time_to_first_token_seconds", "Time from submission to the first generated token.");
-        self.itl.render(&mut out, "forge_inter_token_latency_seconds", "Time between consecutive tokens of one sequence.");
-        self.batch_rows.render(&mut out, "forge_engine_batch_sequences", "Sequences forwarded together per engine step.");
-        self.step_seconds.render(&mut out, "forge_engine_step_seconds", "Wall time of one batched engine step.");
+        counter(
+            &mut out,
+            "forge_prompt_tokens_total",
+            "Prompt tokens of finished generations.",
+            self.prompt_tokens.get(),
+        );
+        counter(
+            &mut out,
+            "forge_completion_tokens_total",
+            "Generated tokens.",
+            self.completion_tokens.get(),
+        );
+        counter(
+            &mut out,
+            "forge_cu_served_milli_total",
+            "Compute served and receipted, in milli-CU (1 CU = 10^9 FLOPs).",
+            self.milli_cu.get(),
+        );
+        counter(
+            &mut out,
+            "forge_receipts_issued_total",
+            "Receipts signed and recorded in the ledger.",
+            self.receipts.get(),
+        );
+        counter(
+            &mut out,
+            "forge_rejected_queue_full_total",
+            "Requests refused with 429 because the queue was full.",
+            self.rejected_full.get(),
+        );
+        counter(
+            &mut out,
+            "forge_engine_steps_total",
+            "Batched engine steps.",
+            self.engine_steps.get(),
+        );
+        gauge(
+            &mut out,
+            "forge_queue_depth",
+            "Requests waiting for a generation slot.",
+            self.queue_depth.get(),
+        );
+        gauge(
+            &mut out,
+            "forge_active_sequences",
+            "Sequences being generated.",
+            self.active.get(),
+        );
+        self.ttft.render(
+            &mut out,
+            "forge_time_to_first_token_seconds",
+            "Time from submission to the first generated token.",
+        );
+        self.itl.render(
+            &mut out,
+            "forge_inter_token_latency_seconds",
+            "Time between consecutive tokens of one sequence.",
+        );
+        self.batch_rows.render(
+            &mut out,
+            "forge_engine_batch_sequences",
+            "Sequences forwarded together per engine step.",
+        );
+        self.step_seconds.render(
+            &mut out,
+            "forge_engine_step_seconds",
+            "Wall time of one batched engine step.",
+        );
         out
     }
 }

@@ -12,7 +12,9 @@ fn error_response(description: &str) -> Value {
 
 fn sampling_properties(model: Option<&str>) -> Value {
     let model = match model {
-        Some(m) => json!({"type": "string", "enum": [m], "description": "The model id from GET /v1/models."}),
+        Some(m) => {
+            json!({"type": "string", "enum": [m], "description": "The model id from GET /v1/models."})
+        }
         None => json!({"type": "string", "description": "The model id from GET /v1/models."}),
     };
     json!({

@@ -80,12 +80,19 @@ impl ReceiptSigner {
         };
         if pk_path.exists() {
             let bytes = std::fs::read(&pk_path).map_err(io(&pk_path))?;
-            let pk = forge_circuits::pk_from_bytes(&bytes).map_err(|e| SignerError::ProvingKey { path: pk_path.clone(), message: e.to_string() })?;
+            let pk =
+                forge_circuits::pk_from_bytes(&bytes).map_err(|e| SignerError::ProvingKey {
+                    path: pk_path.clone(),
+                    message: e.to_string(),
+                })?;
             let vk = forge_circuits::vk_of(&pk);
             write_if_changed(&vk_path, &forge_circuits::vk_to_bytes(&vk)).map_err(io(&vk_path))?;
             return Ok((Self::new(key, pk, vk), vk_path, CuKeySource::Setup(pk_path)));
         }
-        let (pk, vk) = (forge_circuits::canonical_pk().clone(), forge_circuits::canonical_vk().clone());
+        let (pk, vk) = (
+            forge_circuits::canonical_pk().clone(),
+            forge_circuits::canonical_vk().clone(),
+        );
         write_if_changed(&vk_path, &forge_circuits::vk_to_bytes(&vk)).map_err(io(&vk_path))?;
         Ok((Self::new(key, pk, vk), vk_path, CuKeySource::Canonical))
     }

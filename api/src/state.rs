@@ -22,7 +22,10 @@ pub struct AppState(Arc<Shared>);
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("options", &self.0.options).field("ready", &self.is_ready()).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("options", &self.0.options)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +63,10 @@ pub enum InstallError {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl AppState {
@@ -78,7 +84,12 @@ impl AppState {
 
     /// Serve `model` under the id `name`, signing receipts with `signer`:
     /// starts the engine thread and the receipt workers.
-    pub fn install(&self, model: Model, name: &str, signer: ReceiptSigner) -> Result<(), InstallError> {
+    pub fn install(
+        &self,
+        model: Model,
+        name: &str,
+        signer: ReceiptSigner,
+    ) -> Result<(), InstallError> {
         if self.is_ready() {
             return Err(InstallError::AlreadyInstalled);
         }
@@ -101,8 +112,18 @@ impl AppState {
             retry_after_secs: o.retry_after_secs,
         };
         let scheduler = Scheduler::start(finisher, limits)?;
-        let ready = Ready { model, name: name.to_string(), scheduler, vk_bytes, node_key, created: unix_now() };
-        self.0.ready.set(Arc::new(ready)).map_err(|_| InstallError::AlreadyInstalled)
+        let ready = Ready {
+            model,
+            name: name.to_string(),
+            scheduler,
+            vk_bytes,
+            node_key,
+            created: unix_now(),
+        };
+        self.0
+            .ready
+            .set(Arc::new(ready))
+            .map_err(|_| InstallError::AlreadyInstalled)
     }
 
     /// Whether a model is installed.

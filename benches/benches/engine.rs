@@ -17,9 +17,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use forge_benches::util::default_model_path;
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
-use forge_benches::util::default_model_path;
 use forge_engine::{Backend, Model};
 
 fn pin_threads() {
@@ -66,8 +66,16 @@ fn decode_step(c: &mut Criterion, group: &str, name: &str, model: &Model, at: us
 
 fn tiny(c: &mut Criterion) {
     pin_threads();
-    let spec = TinySpec { layers: 4, d_model: 128, heads: 4, kv_heads: 2, ffn: 384, ..TinySpec::default() };
-    let file = GgufFile::parse(tiny_model_gguf(&spec).expect("tiny model")).expect("tiny GGUF parses");
+    let spec = TinySpec {
+        layers: 4,
+        d_model: 128,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 384,
+        ..TinySpec::default()
+    };
+    let file =
+        GgufFile::parse(tiny_model_gguf(&spec).expect("tiny model")).expect("tiny GGUF parses");
     let model = Model::from_gguf(&file, Backend::Cpu).expect("tiny model loads");
     decode_step(c, "tiny", "decode_step@32", &model, 32);
 

@@ -481,7 +481,6 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
     Ok(report)
 }
 
-
 fn overhead_pct(off: f64, on: f64) -> f64 {
     if off > 0.0 {
         (on / off - 1.0) * 100.0

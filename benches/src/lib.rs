@@ -20,10 +20,10 @@
 //!   small helpers.
 
 pub mod decode;
-pub mod proofs;
 pub mod llama_cpp;
 pub mod mem;
 pub mod prompts;
+pub mod proofs;
 pub mod serve;
 pub mod sink;
 pub mod tolerance;

@@ -9,7 +9,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, TraceSink, generate};
-use forge_proofs::{CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotOpenings, TrustAnchor, attach_self_audit, verify_openings};
+use forge_proofs::{
+    CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotOpenings, TrustAnchor,
+    attach_self_audit, verify_openings,
+};
 use serde::Serialize;
 
 use crate::prompts::prompt_set;
@@ -81,8 +84,12 @@ fn ms(f: impl FnOnce()) -> f64 {
 /// Run the benchmark and write its table.
 pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     let path = crate::decode::model_path(args.model.as_deref())?;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build().context("rayon pool")?;
-    let model = Model::load(&path, Backend::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("rayon pool")?;
+    let model =
+        Model::load(&path, Backend::Cpu).with_context(|| format!("loading {}", path.display()))?;
     let key_dir = tempfile::tempdir()?;
     let key = NodeKey::load_or_create(key_dir.path())?;
     let pk = forge_circuits::canonical_pk();
@@ -96,18 +103,33 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             prompt: model.tokenizer().encode(&p.render(&model)?)?,
             max_tokens: args.max_tokens,
             // Penalise the stop token away so every prompt decodes the full length.
-            sampling: SamplingParams { logit_bias: model.tokenizer().stop_ids().iter().map(|&t| (t, -100.0)).collect(), ..SamplingParams::greedy() },
+            sampling: SamplingParams {
+                logit_bias: model
+                    .tokenizer()
+                    .stop_ids()
+                    .iter()
+                    .map(|&t| (t, -100.0))
+                    .collect(),
+                ..SamplingParams::greedy()
+            },
             stop: vec![],
         };
-        let (mut off, mut on, mut fin, mut gen_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut off, mut on, mut fin, mut gen_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut last = None;
         for _ in 0..args.runs {
-            let (g, cpu) = util::cpu_timed(|| pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(()))));
+            let (g, cpu) = util::cpu_timed(|| {
+                pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(())))
+            });
             let g = g?;
             gen_cpu.push(cpu);
             off.push(g.decode_tps());
             let mut sink = CommitmentSink::new(d)?;
-            let g = pool.install(|| generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| ControlFlow::Continue(())))?;
+            let g = pool.install(|| {
+                generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| {
+                    ControlFlow::Continue(())
+                })
+            })?;
             let t = Instant::now();
             let c = sink.finish()?;
             fin.push(t.elapsed().as_secs_f64() * 1e3);
@@ -117,21 +139,38 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         let (g, commitment) = last.context("--runs must be at least 1")?;
         let gen_secs = g.prefill_secs + g.decode_secs;
         let t = Instant::now();
-        let receipt = ReceiptBuilder::new(&model, &key, pk).build([7; 16], &req, &g, &commitment)?;
+        let receipt =
+            ReceiptBuilder::new(&model, &key, pk).build([7; 16], &req, &g, &commitment)?;
         let build_ms = t.elapsed().as_secs_f64() * 1e3;
         let plain = receipt.to_bytes()?;
         let header = receipt.header_hash()?;
         let stmt = receipt.cu_statement(header);
-        let mut rng = <forge_circuits::ChaCha20Rng as forge_circuits::rand_core::SeedableRng>::from_seed([1; 32]);
+        let mut rng =
+            <forge_circuits::ChaCha20Rng as forge_circuits::rand_core::SeedableRng>::from_seed(
+                [1; 32],
+            );
         for _ in 0..args.runs.max(5) {
             prove.push(ms(|| drop(forge_circuits::prove(pk, &stmt, &mut rng))));
         }
         let proof = forge_circuits::CuProof::from_bytes(&receipt.cu_proof)?;
         for _ in 0..args.runs.max(20) {
-            verify.push(ms(|| drop(forge_circuits::verify(forge_circuits::canonical_vk(), &stmt, &proof))));
+            verify.push(ms(|| {
+                drop(forge_circuits::verify(
+                    forge_circuits::canonical_vk(),
+                    &stmt,
+                    &proof,
+                ))
+            }));
         }
         let mut audited = receipt.clone();
-        attach_self_audit(&mut audited, &commitment, &req.prompt, &g.tokens, &key, args.checks)?;
+        attach_self_audit(
+            &mut audited,
+            &commitment,
+            &req.prompt,
+            &g.tokens,
+            &key,
+            args.checks,
+        )?;
         let full = audited.to_bytes()?;
         let decoded = Receipt::from_bytes(&full)?;
         let audit = &decoded.audits[0];
@@ -148,13 +187,25 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             Ok(())
         };
         verify_no_model().context("the honest receipt must verify")?;
-        let verify_offline_ms =
-            median(&(0..args.runs.max(5)).map(|_| pool.install(|| ms(|| drop(verify_no_model())))).collect::<Vec<_>>()).unwrap_or(0.0);
+        let verify_offline_ms = median(
+            &(0..args.runs.max(5))
+                .map(|_| pool.install(|| ms(|| drop(verify_no_model()))))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or(0.0);
         let checker = SpotChecker::new(&model);
         let (spot, spot_cpu): (Vec<f64>, Vec<f64>) = (0..args.runs)
-            .map(|_| util::cpu_timed(|| pool.install(|| ms(|| drop(checker.check(&decoded, &audit.seed, args.checks, &openings))))))
+            .map(|_| {
+                util::cpu_timed(|| {
+                    pool.install(|| {
+                        ms(|| drop(checker.check(&decoded, &audit.seed, args.checks, &openings)))
+                    })
+                })
+            })
             .unzip();
-        checker.check(&decoded, &audit.seed, args.checks, &openings).context("the honest spot check must pass")?;
+        checker
+            .check(&decoded, &audit.seed, args.checks, &openings)
+            .context("the honest spot check must pass")?;
         let spot_ms_total = median(&spot).unwrap_or(0.0);
         let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
         rows.push(ProofsRow {
@@ -163,7 +214,11 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             generated: g.tokens.len(),
             decode_tps_off: off,
             decode_tps_on: on,
-            commit_overhead_pct: if on > 0.0 { (off / on - 1.0) * 100.0 } else { 0.0 },
+            commit_overhead_pct: if on > 0.0 {
+                (off / on - 1.0) * 100.0
+            } else {
+                0.0
+            },
             commit_finish_ms: median(&fin).unwrap_or(0.0),
             receipt_bytes: plain.len(),
             receipt_bytes_with_openings: full.len(),
@@ -172,7 +227,9 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             spot_ms_total,
             spot_ms_per_cell: spot_ms_total / f64::from(args.checks.max(1)),
             spot_pct_of_generation: spot_ms_total / (gen_secs * 1e3) * 100.0,
-            spot_cpu_pct_of_generation: median(&spot_cpu).unwrap_or(0.0) / median(&gen_cpu).unwrap_or(f64::INFINITY) * 100.0,
+            spot_cpu_pct_of_generation: median(&spot_cpu).unwrap_or(0.0)
+                / median(&gen_cpu).unwrap_or(f64::INFINITY)
+                * 100.0,
         });
     }
     let report = ProofsReport {
@@ -199,9 +256,21 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     for x in &r.rows {
         md += &format!(
             "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% |\n",
-            x.prompt, x.prompt_tokens, x.generated, x.decode_tps_off, x.decode_tps_on, x.commit_overhead_pct,
-            x.commit_finish_ms, x.receipt_bytes, x.receipt_bytes_with_openings, x.build_ms, x.verify_offline_ms,
-            x.spot_ms_total, x.spot_ms_per_cell, x.spot_pct_of_generation, x.spot_cpu_pct_of_generation
+            x.prompt,
+            x.prompt_tokens,
+            x.generated,
+            x.decode_tps_off,
+            x.decode_tps_on,
+            x.commit_overhead_pct,
+            x.commit_finish_ms,
+            x.receipt_bytes,
+            x.receipt_bytes_with_openings,
+            x.build_ms,
+            x.verify_offline_ms,
+            x.spot_ms_total,
+            x.spot_ms_per_cell,
+            x.spot_pct_of_generation,
+            x.spot_cpu_pct_of_generation
         );
     }
     md += &format!(

@@ -898,7 +898,6 @@ pub fn targets(rows: &[LevelRow], levels: &[usize]) -> Targets {
     }
 }
 
-
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "n/a".into(), f)
 }

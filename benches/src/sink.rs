@@ -281,7 +281,12 @@ mod tests {
         let mut scratch = Vec::new();
         let mut h = blake3::Hasher::new();
         for pos in 0..3u64 {
-            h.update(&leaf_hash(KV_LAYER_FLAG, pos, &[pos as f32; 6], &mut scratch));
+            h.update(&leaf_hash(
+                KV_LAYER_FLAG,
+                pos,
+                &[pos as f32; 6],
+                &mut scratch,
+            ));
             h.update(&leaf_hash(0, pos, &[pos as f32; 4], &mut scratch));
         }
         assert_eq!(s.digest, *h.finalize().as_bytes());

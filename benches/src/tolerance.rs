@@ -66,14 +66,23 @@ impl ErrorStats {
     pub fn of(errors: &[f64]) -> Self {
         let mut sorted: Vec<f64> = errors.iter().copied().filter(|e| e.is_finite()).collect();
         sorted.sort_by(f64::total_cmp);
-        let at = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        let at = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
         Self {
             cells: errors.len(),
             bit_exact: errors.iter().filter(|&&e| e == 0.0).count(),
             median: at(0.5),
             p99: at(0.99),
             // A non-finite error (NaN row) is the worst possible.
-            max: if sorted.len() < errors.len() { f64::INFINITY } else { sorted.last().copied().unwrap_or(0.0) },
+            max: if sorted.len() < errors.len() {
+                f64::INFINITY
+            } else {
+                sorted.last().copied().unwrap_or(0.0)
+            },
         }
     }
 }
@@ -91,7 +100,11 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
         diff += (f64::from(*x) - f64::from(*y)).powi(2);
         norm += f64::from(*y).powi(2);
     }
-    if norm == 0.0 { diff.sqrt() } else { (diff / norm).sqrt() }
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
 }
 
 /// `worst * safety` rounded up to a power of ten (at least 1e-7).
@@ -127,12 +140,19 @@ pub struct ToleranceReport {
 /// Run the measurement and write its table.
 pub fn run(args: &ToleranceArgs) -> Result<ToleranceReport> {
     if args.backend == Backend::Cpu {
-        bail!("the cpu backend is batch-invariant and verified bit for bit: pick flex, wgpu or cuda");
+        bail!(
+            "the cpu backend is batch-invariant and verified bit for bit: pick flex, wgpu or cuda"
+        );
     }
     let path = crate::decode::model_path(args.model.as_deref())?;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build().context("rayon pool")?;
-    let exact = Model::load(&path, Backend::Cpu).with_context(|| format!("loading {}", path.display()))?;
-    let tested = Model::load(&path, args.backend).with_context(|| format!("loading {} on {}", path.display(), args.backend))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("rayon pool")?;
+    let exact =
+        Model::load(&path, Backend::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    let tested = Model::load(&path, args.backend)
+        .with_context(|| format!("loading {} on {}", path.display(), args.backend))?;
     let (layers, d) = (exact.config().layers, exact.config().d_model);
     let (mut rows, mut all_out, mut all_kv) = (Vec::new(), Vec::new(), Vec::new());
     for p in prompt_set() {
@@ -143,13 +163,18 @@ pub fn run(args: &ToleranceArgs) -> Result<ToleranceReport> {
             stop: vec![],
         };
         let mut rec = TraceRecorder::new(d);
-        let g = pool.install(|| generate(&tested, &req, Some(&mut rec), |_| ControlFlow::Continue(())))?;
+        let g = pool
+            .install(|| generate(&tested, &req, Some(&mut rec), |_| ControlFlow::Continue(())))?;
         let tokens: Vec<u32> = req.prompt.iter().chain(&g.tokens).copied().collect();
         let end = g.work.end as usize;
         let (mut out_err, mut kv_err) = (Vec::new(), Vec::new());
         for l in 0..layers {
-            let kv_rows: Vec<&[f32]> =
-                (0..end).map(|t| rec.kv_row(l, t).context("the backend recorded no keys/values")).collect::<Result<_>>()?;
+            let kv_rows: Vec<&[f32]> = (0..end)
+                .map(|t| {
+                    rec.kv_row(l, t)
+                        .context("the backend recorded no keys/values")
+                })
+                .collect::<Result<_>>()?;
             let prefix: Vec<f32> = kv_rows.concat();
             let w = kv_rows.first().map_or(0, |r| r.len());
             let errs = pool.install(|| {
@@ -163,7 +188,10 @@ pub fn run(args: &ToleranceArgs) -> Result<ToleranceReport> {
                         };
                         let cell = exact.replay_cell(l, &input, &prefix[..t * w])?;
                         let committed = rec.row(l, t).context("missing row")?;
-                        Ok((rel_l2(&cell.output, committed), rel_l2(&cell.kv, kv_rows[t])))
+                        Ok((
+                            rel_l2(&cell.output, committed),
+                            rel_l2(&cell.kv, kv_rows[t]),
+                        ))
                     })
                     .collect::<Result<Vec<_>>>()
             })?;
@@ -173,7 +201,12 @@ pub fn run(args: &ToleranceArgs) -> Result<ToleranceReport> {
             }
         }
         tracing::info!(prompt = p.name, cells = out_err.len(), "replayed");
-        rows.push(ToleranceRow { prompt: p.name.to_string(), positions: end, output: ErrorStats::of(&out_err), kv: ErrorStats::of(&kv_err) });
+        rows.push(ToleranceRow {
+            prompt: p.name.to_string(),
+            positions: end,
+            output: ErrorStats::of(&out_err),
+            kv: ErrorStats::of(&kv_err),
+        });
         all_out.extend(out_err);
         all_kv.extend(kv_err);
     }
@@ -195,7 +228,10 @@ pub fn run(args: &ToleranceArgs) -> Result<ToleranceReport> {
 }
 
 fn write(args: &ToleranceArgs, r: &ToleranceReport) -> Result<()> {
-    let mut md = format!("# One-layer error of the `{}` backend against the exact CPU kernels\n\n", r.backend);
+    let mut md = format!(
+        "# One-layer error of the `{}` backend against the exact CPU kernels\n\n",
+        r.backend
+    );
     md += &format!(
         "SmolLM2-135M-Instruct (Q4_1), greedy, every cell (layer, position) of every prompt re-executed as a spot check does. {}\n\n",
         r.date
@@ -242,7 +278,11 @@ mod tests {
         assert_eq!((s.cells, s.bit_exact), (5, 2));
         assert_eq!(s.max, 3e-6);
         assert_eq!(s.median, 2e-7);
-        assert_eq!(ErrorStats::of(&[1e-6, f64::NAN]).max, f64::INFINITY, "a NaN row is the worst");
+        assert_eq!(
+            ErrorStats::of(&[1e-6, f64::NAN]).max,
+            f64::INFINITY,
+            "a NaN row is the worst"
+        );
         assert_eq!(published_bound(3e-6, 10.0), 1e-4);
         assert_eq!(published_bound(1e-5, 10.0), 1e-4);
         assert_eq!(published_bound(0.0, 10.0), 1e-7);

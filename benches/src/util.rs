@@ -111,7 +111,11 @@ pub fn load_average() -> Option<f64> {
 
 /// Writes a result table to `md_path` and its raw figures as JSON next to
 /// it (same name, `.json`), creating the folder.
-pub fn write_results(md_path: &std::path::Path, md: &str, report: &impl serde::Serialize) -> anyhow::Result<()> {
+pub fn write_results(
+    md_path: &std::path::Path,
+    md: &str,
+    report: &impl serde::Serialize,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     if let Some(dir) = md_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -119,7 +123,8 @@ pub fn write_results(md_path: &std::path::Path, md: &str, report: &impl serde::S
     std::fs::write(md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let json_path = md_path.with_extension("json");
     let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(&json_path, json + "\n").with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
     tracing::info!(md = %md_path.display(), json = %json_path.display(), "wrote the results");
     Ok(())
 }
@@ -141,7 +146,10 @@ pub fn process_cpu_secs() -> Option<f64> {
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok();
         // A thread may exit between listing and reading: skip it.
-        if let Some(v) = stat.as_deref().and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok()) {
+        if let Some(v) = stat
+            .as_deref()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
             ns += v;
         }
     }
@@ -153,7 +161,9 @@ pub fn process_cpu_secs() -> Option<f64> {
 pub fn cpu_timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let before = process_cpu_secs();
     let out = f();
-    let spent = before.zip(process_cpu_secs()).map_or(0.0, |(a, b)| (b - a).max(0.0));
+    let spent = before
+        .zip(process_cpu_secs())
+        .map_or(0.0, |(a, b)| (b - a).max(0.0));
     (out, spent)
 }
 

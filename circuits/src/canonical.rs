@@ -16,20 +16,25 @@ const PK_BYTES: &[u8] = include_bytes!("../keys/cu.pk");
 const VK_BYTES: &[u8] = include_bytes!("../keys/cu.vk");
 
 /// blake3 of the canonical verifying key's compressed bytes (hex).
-pub const CANONICAL_VK_HASH: &str = "65efc391cc6995f9a16e35ba4d60f99cbf3e9e8167309f970b2f11fcb8a09da9";
+pub const CANONICAL_VK_HASH: &str =
+    "65efc391cc6995f9a16e35ba4d60f99cbf3e9e8167309f970b2f11fcb8a09da9";
 
 /// The canonical proving key.
 pub fn canonical_pk() -> &'static ProvingKey {
     static PK: OnceLock<ProvingKey> = OnceLock::new();
     // The embedded bytes are checked by this crate's tests; a build whose
     // keys/ files do not decode is broken at build time, not by a user.
-    PK.get_or_init(|| pk_from_bytes(PK_BYTES).expect("circuits/keys/cu.pk decodes (checked by tests)"))
+    PK.get_or_init(|| {
+        pk_from_bytes(PK_BYTES).expect("circuits/keys/cu.pk decodes (checked by tests)")
+    })
 }
 
 /// The canonical verifying key.
 pub fn canonical_vk() -> &'static VerifyingKey {
     static VK: OnceLock<VerifyingKey> = OnceLock::new();
-    VK.get_or_init(|| vk_from_bytes(VK_BYTES).expect("circuits/keys/cu.vk decodes (checked by tests)"))
+    VK.get_or_init(|| {
+        vk_from_bytes(VK_BYTES).expect("circuits/keys/cu.vk decodes (checked by tests)")
+    })
 }
 
 #[cfg(test)]
@@ -39,8 +44,15 @@ mod tests {
 
     #[test]
     fn embedded_keys_decode_match_and_are_pinned() {
-        let hash: String = vk_hash(canonical_vk()).iter().map(|b| format!("{b:02x}")).collect();
+        let hash: String = vk_hash(canonical_vk())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(hash, CANONICAL_VK_HASH);
-        assert_eq!(vk_to_bytes(&vk_of(canonical_pk())), vk_to_bytes(canonical_vk()), "the proving key belongs to the verifying key");
+        assert_eq!(
+            vk_to_bytes(&vk_of(canonical_pk())),
+            vk_to_bytes(canonical_vk()),
+            "the proving key belongs to the verifying key"
+        );
     }
 }

@@ -9,7 +9,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -38,7 +41,14 @@ fn circuit_and_engine_count_the_same_flops_on_random_configs() {
         let n_gen = 1 + r.below(4096);
         let end = n_prompt + n_gen - 1;
         let start = if r.below(3) == 0 { r.below(end) } else { 0 };
-        let engine = request_flops(&cfg, ForwardWork { start, end, logits: n_gen });
+        let engine = request_flops(
+            &cfg,
+            ForwardWork {
+                start,
+                end,
+                logits: n_gen,
+            },
+        );
         let fc = FlopConfig {
             layers: cfg.layers as u64,
             d_model: cfg.d_model as u64,
@@ -48,7 +58,11 @@ fn circuit_and_engine_count_the_same_flops_on_random_configs() {
             ffn: cfg.ffn as u64,
             vocab: cfg.vocab as u64,
         };
-        assert_eq!(flops(&fc, n_prompt, n_gen, start), Some(engine), "case {case}: {cfg:?} {n_prompt} {n_gen} {start}");
+        assert_eq!(
+            flops(&fc, n_prompt, n_gen, start),
+            Some(engine),
+            "case {case}: {cfg:?} {n_prompt} {n_gen} {start}"
+        );
         let stmt = |f: u128| CuStatement {
             cfg: fc,
             n_prompt,
@@ -58,7 +72,13 @@ fn circuit_and_engine_count_the_same_flops_on_random_configs() {
             activation_root: [case as u8; 32],
             header_hash: [3; 32],
         };
-        assert!(constraints_satisfied(&stmt(engine)).unwrap(), "case {case}: the engine's count satisfies the circuit");
-        assert!(!constraints_satisfied(&stmt(engine + 1)).unwrap(), "case {case}: one FLOP more does not");
+        assert!(
+            constraints_satisfied(&stmt(engine)).unwrap(),
+            "case {case}: the engine's count satisfies the circuit"
+        );
+        assert!(
+            !constraints_satisfied(&stmt(engine + 1)).unwrap(),
+            "case {case}: one FLOP more does not"
+        );
     }
 }

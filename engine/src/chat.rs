@@ -20,7 +20,10 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with `role` and `content`.
     pub fn new(role: &str, content: &str) -> Self {
-        Self { role: role.to_string(), content: content.to_string() }
+        Self {
+            role: role.to_string(),
+            content: content.to_string(),
+        }
     }
 }
 
@@ -36,9 +39,12 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     /// Recognise `template` (the GGUF `tokenizer.chat_template`) as ChatML.
     pub fn from_gguf_template(template: Option<&str>) -> Result<Self> {
-        let t = template.ok_or_else(|| EngineError::Tokenizer("the model has no chat template".into()))?;
+        let t = template
+            .ok_or_else(|| EngineError::Tokenizer("the model has no chat template".into()))?;
         if !t.contains(START) || !t.contains(END) {
-            return Err(EngineError::Tokenizer("unsupported chat template (Forge renders ChatML templates)".into()));
+            return Err(EngineError::Tokenizer(
+                "unsupported chat template (Forge renders ChatML templates)".into(),
+            ));
         }
         let marker = format!("{START}system\n");
         let default_system = t.find(&marker).and_then(|i| {
@@ -64,10 +70,12 @@ impl ChatTemplate {
                     problem: format!("role `{}` (system, user or assistant)", m.role),
                 });
             }
-            if i == 0 && m.role != "system"
-                && let Some(sys) = &self.default_system {
-                    out.push_str(&format!("{START}system\n{sys}{END}\n"));
-                }
+            if i == 0
+                && m.role != "system"
+                && let Some(sys) = &self.default_system
+            {
+                out.push_str(&format!("{START}system\n{sys}{END}\n"));
+            }
             out.push_str(&format!("{START}{}\n{}{END}\n", m.role, m.content));
         }
         if add_generation_prompt {
@@ -87,15 +95,27 @@ mod tests {
     fn renders_chatml_with_named_system() {
         let t = ChatTemplate::from_gguf_template(Some(SMOL)).unwrap();
         let s = t
-            .render(&[ChatMessage::new("system", "You are a helpful assistant."), ChatMessage::new("user", "Hi")], true)
+            .render(
+                &[
+                    ChatMessage::new("system", "You are a helpful assistant."),
+                    ChatMessage::new("user", "Hi"),
+                ],
+                true,
+            )
             .unwrap();
-        assert_eq!(s, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            s,
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn inserts_the_templates_default_system_message() {
         let t = ChatTemplate::from_gguf_template(Some(SMOL)).unwrap();
-        assert_eq!(t.default_system(), Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face"));
+        assert_eq!(
+            t.default_system(),
+            Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        );
         let s = t.render(&[ChatMessage::new("user", "Hi")], false).unwrap();
         assert!(s.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"));
         assert!(s.ends_with("<|im_start|>user\nHi<|im_end|>\n"));

@@ -80,7 +80,11 @@ impl ModelConfig {
             d_model,
             heads,
             kv_heads,
-            head_dim: if d_model % heads == 0 { d_model / heads } else { 0 },
+            head_dim: if d_model % heads == 0 {
+                d_model / heads
+            } else {
+                0
+            },
             ffn: int("feed_forward_length")?,
             vocab,
             context_length: int("context_length")?,
@@ -96,13 +100,28 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, problem: String| Err(meta_err(key, problem));
         if self.head_dim == 0 || self.heads * self.head_dim != self.d_model {
-            return bad("attention.head_count", format!("{} heads do not divide d_model {}", self.heads, self.d_model));
+            return bad(
+                "attention.head_count",
+                format!(
+                    "{} heads do not divide d_model {}",
+                    self.heads, self.d_model
+                ),
+            );
         }
         if !self.head_dim.is_multiple_of(2) {
-            return bad("attention.head_count", format!("head_dim {} is odd (RoPE rotates pairs)", self.head_dim));
+            return bad(
+                "attention.head_count",
+                format!("head_dim {} is odd (RoPE rotates pairs)", self.head_dim),
+            );
         }
         if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
-            return bad("attention.head_count_kv", format!("{} KV heads do not divide {} heads", self.kv_heads, self.heads));
+            return bad(
+                "attention.head_count_kv",
+                format!(
+                    "{} KV heads do not divide {} heads",
+                    self.kv_heads, self.heads
+                ),
+            );
         }
         Ok(())
     }

@@ -47,7 +47,11 @@ impl ForwardWork {
     /// The work of a request with no prefix reuse: `T = n_prompt + n_gen - 1`
     /// positions (the last sampled token is never forwarded), `n_gen` logits.
     pub fn for_request(n_prompt: u64, n_gen: u64) -> Self {
-        Self { start: 0, end: (n_prompt + n_gen).saturating_sub(1), logits: n_gen }
+        Self {
+            start: 0,
+            end: (n_prompt + n_gen).saturating_sub(1),
+            logits: n_gen,
+        }
     }
 
     /// Positions forwarded.
@@ -93,8 +97,17 @@ mod tests {
 
     fn tiny() -> ModelConfig {
         ModelConfig {
-            layers: 2, d_model: 8, heads: 2, kv_heads: 1, head_dim: 4, ffn: 16, vocab: 10,
-            context_length: 64, rope_base: 10000.0, rms_eps: 1e-5, tied_embeddings: true,
+            layers: 2,
+            d_model: 8,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 4,
+            ffn: 16,
+            vocab: 10,
+            context_length: 64,
+            rope_base: 10000.0,
+            rms_eps: 1e-5,
+            tied_embeddings: true,
         }
     }
 
@@ -105,7 +118,14 @@ mod tests {
         // Prompt 3, gen 2: T = 4 positions, p = 0..=3, attention 4·2·4·(p+1) = 32·(1+2+3+4) = 320 per layer.
         // FLOPs = 4·2·1152 + 2·320 + 2·(2·8·10) = 9216 + 640 + 320 = 10176.
         let w = ForwardWork::for_request(3, 2);
-        assert_eq!(w, ForwardWork { start: 0, end: 4, logits: 2 });
+        assert_eq!(
+            w,
+            ForwardWork {
+                start: 0,
+                end: 4,
+                logits: 2
+            }
+        );
         assert_eq!(request_flops(&tiny(), w), 10_176);
     }
 
@@ -114,8 +134,13 @@ mod tests {
         let cfg = tiny();
         for start in 0..5u64 {
             for end in start..12u64 {
-                let w = ForwardWork { start, end, logits: 3 };
-                let sum: u128 = (start..end).map(|p| position_flops(&cfg, p)).sum::<u128>() + 3 * lm_head_flops(&cfg);
+                let w = ForwardWork {
+                    start,
+                    end,
+                    logits: 3,
+                };
+                let sum: u128 = (start..end).map(|p| position_flops(&cfg, p)).sum::<u128>()
+                    + 3 * lm_head_flops(&cfg);
                 assert_eq!(request_flops(&cfg, w), sum, "start {start} end {end}");
             }
         }
@@ -124,15 +149,27 @@ mod tests {
     #[test]
     fn smollm2_one_token_prompt_one_token_answer() {
         let cfg = ModelConfig {
-            layers: 30, d_model: 576, heads: 9, kv_heads: 3, head_dim: 64, ffn: 1536, vocab: 49152,
-            context_length: 8192, rope_base: 100000.0, rms_eps: 1e-5, tied_embeddings: true,
+            layers: 30,
+            d_model: 576,
+            heads: 9,
+            kv_heads: 3,
+            head_dim: 64,
+            ffn: 1536,
+            vocab: 49152,
+            context_length: 8192,
+            rope_base: 100000.0,
+            rms_eps: 1e-5,
+            tied_embeddings: true,
         };
         // P = 2·576·576 + 4·576·192 + 2·576·576 + 6·576·1536
         //   = 663,552 + 442,368 + 663,552 + 5,308,416 = 7,077,888.
         assert_eq!(projection_flops(&cfg), 7_077_888);
         // One position (p = 0): 30·(7,077,888 + 4·9·64·1) = 30·7,080,192 = 212,405,760.
         // LM head once: 2·576·49,152 = 56,623,104. Total 269,028,864.
-        assert_eq!(request_flops(&cfg, ForwardWork::for_request(1, 1)), 269_028_864);
+        assert_eq!(
+            request_flops(&cfg, ForwardWork::for_request(1, 1)),
+            269_028_864
+        );
         assert_eq!(milli_cu(269_028_864), 269);
     }
 }

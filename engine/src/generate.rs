@@ -102,10 +102,16 @@ fn rate(n: usize, secs: f64) -> f64 {
 pub fn validate(model: &Model, req: &GenerateRequest) -> Result<()> {
     let ctx = model.config().context_length;
     if req.prompt.is_empty() {
-        return Err(EngineError::InvalidParameter { param: "prompt", problem: "is empty".into() });
+        return Err(EngineError::InvalidParameter {
+            param: "prompt",
+            problem: "is empty".into(),
+        });
     }
     if req.max_tokens == 0 {
-        return Err(EngineError::InvalidParameter { param: "max_tokens", problem: "must be at least 1".into() });
+        return Err(EngineError::InvalidParameter {
+            param: "max_tokens",
+            problem: "must be at least 1".into(),
+        });
     }
     if req.prompt.len() + req.max_tokens > ctx {
         return Err(EngineError::ContextLength {
@@ -114,8 +120,15 @@ pub fn validate(model: &Model, req: &GenerateRequest) -> Result<()> {
             context_length: ctx,
         });
     }
-    if let Some(&bad) = req.prompt.iter().find(|&&t| t as usize >= model.config().vocab) {
-        return Err(EngineError::InvalidParameter { param: "prompt", problem: format!("token id {bad} is outside the vocabulary") });
+    if let Some(&bad) = req
+        .prompt
+        .iter()
+        .find(|&&t| t as usize >= model.config().vocab)
+    {
+        return Err(EngineError::InvalidParameter {
+            param: "prompt",
+            problem: format!("token id {bad} is outside the vocabulary"),
+        });
     }
     req.sampling.validate(model.config().vocab)
 }
@@ -136,7 +149,11 @@ pub fn generate(
         let mut seq = Sequence::new(model, req.clone(), sink)?;
         while !seq.is_done() {
             for ev in step(model, &mut [&mut seq])?.into_iter().flatten() {
-                let flow = on_token(&TokenEvent { index: ev.index, token: ev.token, text: &ev.text });
+                let flow = on_token(&TokenEvent {
+                    index: ev.index,
+                    token: ev.token,
+                    text: &ev.text,
+                });
                 if flow.is_break() {
                     seq.cancel();
                 }
@@ -249,7 +266,11 @@ impl<S: TraceSink> Sequence<S> {
 
     /// The result, and the sink back.
     pub fn into_result(self, model: &Model) -> (Generation, Option<S>) {
-        let work = ForwardWork { start: 0, end: self.session.len() as u64, logits: self.tokens.len() as u64 };
+        let work = ForwardWork {
+            start: 0,
+            end: self.session.len() as u64,
+            logits: self.tokens.len() as u64,
+        };
         let generation = Generation {
             text: self.text.finish(),
             prompt_tokens: self.req.prompt.len(),
@@ -267,7 +288,11 @@ impl<S: TraceSink> Sequence<S> {
     /// when asked. Both paths apply the same penalties, bias and draw
     /// ([`sample`] is `adjust` then `pick`), so asking does not change the token.
     fn draw(&self, logits: &[f32]) -> (u32, Option<TokenLogprobs>) {
-        let (params, history, at) = (&self.req.sampling, self.tokens.as_slice(), self.tokens.len() as u64);
+        let (params, history, at) = (
+            &self.req.sampling,
+            self.tokens.as_slice(),
+            self.tokens.len() as u64,
+        );
         match self.logprobs {
             None => (sample(logits, params, history, at), None),
             Some(top) => {
@@ -279,7 +304,12 @@ impl<S: TraceSink> Sequence<S> {
     }
 
     /// Record the token sampled from this step's logits; returns its event.
-    fn accept(&mut self, model: &Model, tok: u32, logprobs: Option<TokenLogprobs>) -> Result<StepEvent> {
+    fn accept(
+        &mut self,
+        model: &Model,
+        tok: u32,
+        logprobs: Option<TokenLogprobs>,
+    ) -> Result<StepEvent> {
         self.tokens.push(tok);
         let index = self.tokens.len() - 1;
         let mut text = String::new();
@@ -295,7 +325,13 @@ impl<S: TraceSink> Sequence<S> {
             }
         }
         self.input = vec![tok];
-        Ok(StepEvent { index, token: tok, text, finish: self.finish, logprobs })
+        Ok(StepEvent {
+            index,
+            token: tok,
+            text,
+            finish: self.finish,
+            logprobs,
+        })
     }
 }
 
@@ -303,7 +339,10 @@ impl<S: TraceSink> Sequence<S> {
 /// (prompts of new sequences and last tokens of running ones together), one
 /// batched LM head, then sampling. Returns an event per sequence (`None` for
 /// those already done).
-pub fn step<S: TraceSink>(model: &Model, seqs: &mut [&mut Sequence<S>]) -> Result<Vec<Option<StepEvent>>> {
+pub fn step<S: TraceSink>(
+    model: &Model,
+    seqs: &mut [&mut Sequence<S>],
+) -> Result<Vec<Option<StepEvent>>> {
     let start = Instant::now();
     let d = model.config().d_model;
     let rows = {
@@ -311,13 +350,25 @@ pub fn step<S: TraceSink>(model: &Model, seqs: &mut [&mut Sequence<S>]) -> Resul
             .iter_mut()
             .filter(|s| !s.is_done())
             .map(|s| {
-                let Sequence { session, sink, input, .. } = &mut **s;
-                BatchItem { session, tokens: input.as_slice(), sink: sink.as_mut().map(|s| s as &mut dyn TraceSink) }
+                let Sequence {
+                    session,
+                    sink,
+                    input,
+                    ..
+                } = &mut **s;
+                BatchItem {
+                    session,
+                    tokens: input.as_slice(),
+                    sink: sink.as_mut().map(|s| s as &mut dyn TraceSink),
+                }
             })
             .collect();
         model.forward_batch(&mut items)?
     };
-    let last: Vec<f32> = rows.iter().flat_map(|r| r[r.len() - d..].iter().copied()).collect();
+    let last: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r[r.len() - d..].iter().copied())
+        .collect();
     let logits = model.logits_batch(&last);
     let secs = start.elapsed().as_secs_f64();
     let vocab = model.config().vocab;
@@ -355,14 +406,24 @@ struct TextStream {
 
 impl TextStream {
     fn new(stops: &[String]) -> Self {
-        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), emitted: 0, full: String::new(), stopped: false }
+        Self {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            emitted: 0,
+            full: String::new(),
+            stopped: false,
+        }
     }
 
     /// Update with the decoded text of all tokens; returns the newly final
     /// text and whether a stop string was hit.
     fn push(&mut self, decoded: &str) -> (String, bool) {
         self.full = decoded.to_string();
-        if let Some(cut) = self.stops.iter().filter_map(|s| self.full.find(s.as_str())).min() {
+        if let Some(cut) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.full.find(s.as_str()))
+            .min()
+        {
             self.full.truncate(cut);
             self.stopped = true;
             let fresh = self.full.get(self.emitted..).unwrap_or("").to_string();

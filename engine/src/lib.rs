@@ -55,9 +55,13 @@ pub use chat::{ChatMessage, ChatTemplate};
 pub use config::ModelConfig;
 pub use error::{EngineError, Result};
 pub use flops::{
-    FLOPS_PER_CU, ForwardWork, cu_f64, lm_head_flops, milli_cu, position_flops, projection_flops, request_flops,
+    FLOPS_PER_CU, ForwardWork, cu_f64, lm_head_flops, milli_cu, position_flops, projection_flops,
+    request_flops,
 };
-pub use generate::{FinishReason, GenerateRequest, Generation, Sequence, StepEvent, TokenEvent, generate, step, validate};
+pub use generate::{
+    FinishReason, GenerateRequest, Generation, Sequence, StepEvent, TokenEvent, generate, step,
+    validate,
+};
 pub use kernels::Isa;
 pub use logprobs::TokenLogprobs;
 pub use model::{Backend, BatchItem, CellReplay, Model, Session};

@@ -32,19 +32,34 @@ pub(crate) fn token_logprobs(adjusted: &[f32], token: u32, top: usize) -> TokenL
             _ => f32::NEG_INFINITY,
         }
     };
-    let top = top_ids(adjusted, top).into_iter().map(|i| (i, lp(i))).collect();
-    TokenLogprobs { token, logprob: lp(token), top }
+    let top = top_ids(adjusted, top)
+        .into_iter()
+        .map(|i| (i, lp(i)))
+        .collect();
+    TokenLogprobs {
+        token,
+        logprob: lp(token),
+        top,
+    }
 }
 
 /// `ln Σ exp(l_i)` over the non-NaN logits, in f64, shifted by the maximum so
 /// that no term overflows.
 fn log_sum_exp(l: &[f32]) -> f64 {
-    let max = l.iter().copied().filter(|v| !v.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    let max = l
+        .iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
     if !max.is_finite() {
         return f64::from(max);
     }
     let m = f64::from(max);
-    let sum: f64 = l.iter().filter(|v| !v.is_nan()).map(|&v| (f64::from(v) - m).exp()).sum();
+    let sum: f64 = l
+        .iter()
+        .filter(|v| !v.is_nan())
+        .map(|&v| (f64::from(v) - m).exp())
+        .sum();
     m + sum.ln()
 }
 
@@ -55,7 +70,9 @@ fn top_ids(l: &[f32], k: usize) -> Vec<u32> {
         return Vec::new();
     }
     let order = |a: &u32, b: &u32| l[*b as usize].total_cmp(&l[*a as usize]).then(a.cmp(b));
-    let mut ids: Vec<u32> = (0..l.len() as u32).filter(|&i| !l[i as usize].is_nan()).collect();
+    let mut ids: Vec<u32> = (0..l.len() as u32)
+        .filter(|&i| !l[i as usize].is_nan())
+        .collect();
     if k < ids.len() {
         // Partial selection: O(V) instead of sorting the whole vocabulary.
         ids.select_nth_unstable_by(k - 1, order);
@@ -75,19 +92,28 @@ mod tests {
         let l = [2f32.ln(), 0.0, 0.0];
         let t = token_logprobs(&l, 2, 2);
         assert!((t.logprob - 0.25f32.ln()).abs() < 1e-6);
-        assert_eq!(t.top.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1], "ties go to the lower id");
+        assert_eq!(
+            t.top.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![0, 1],
+            "ties go to the lower id"
+        );
         assert!((t.top[0].1 - 0.5f32.ln()).abs() < 1e-6);
     }
 
     #[test]
     fn large_logits_do_not_overflow_and_all_mass_sums_to_one() {
-        let l: Vec<f32> = (0..1000).map(|i| 500.0 + (i as f32 * 0.37).sin() * 30.0).collect();
+        let l: Vec<f32> = (0..1000)
+            .map(|i| 500.0 + (i as f32 * 0.37).sin() * 30.0)
+            .collect();
         let t = token_logprobs(&l, 3, l.len());
         assert_eq!(t.top.len(), l.len());
         let total: f64 = t.top.iter().map(|&(_, p)| f64::from(p).exp()).sum();
         assert!((total - 1.0).abs() < 1e-4, "{total}");
         assert!(t.top.windows(2).all(|w| w[0].1 >= w[1].1));
-        assert_eq!(t.top.iter().find(|x| x.0 == 3).map(|x| x.1), Some(t.logprob));
+        assert_eq!(
+            t.top.iter().find(|x| x.0 == 3).map(|x| x.1),
+            Some(t.logprob)
+        );
     }
 
     #[test]
@@ -95,7 +121,11 @@ mod tests {
         let l = [f32::NAN, 1.0, f32::NEG_INFINITY, 1.0];
         let t = token_logprobs(&l, 0, 10);
         assert_eq!(t.logprob, f32::NEG_INFINITY);
-        assert_eq!(t.top.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3, 2], "NaN is never listed");
+        assert_eq!(
+            t.top.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![1, 3, 2],
+            "NaN is never listed"
+        );
         assert_eq!(t.top[2].1, f32::NEG_INFINITY);
         assert!((t.top[0].1 - 0.5f32.ln()).abs() < 1e-6);
         let none = token_logprobs(&[f32::NAN, f32::NAN], 1, 0);

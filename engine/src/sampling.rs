@@ -45,26 +45,38 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Greedy decoding.
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 
     /// Check ranges (as the OpenAI API defines them) against a vocabulary size.
     pub fn validate(&self, vocab: usize) -> Result<()> {
         let bad = |param, problem: String| Err(EngineError::InvalidParameter { param, problem });
         if !(0.0..=2.0).contains(&self.temperature) {
-            return bad("temperature", format!("{} is outside [0, 2]", self.temperature));
+            return bad(
+                "temperature",
+                format!("{} is outside [0, 2]", self.temperature),
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", format!("{} is outside (0, 1]", self.top_p));
         }
-        for (name, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
             if !(-2.0..=2.0).contains(&v) {
                 return bad(name, format!("{v} is outside [-2, 2]"));
             }
         }
         for &(t, b) in &self.logit_bias {
             if t as usize >= vocab {
-                return bad("logit_bias", format!("token {t} is outside the vocabulary of {vocab}"));
+                return bad(
+                    "logit_bias",
+                    format!("token {t} is outside the vocabulary of {vocab}"),
+                );
             }
             if !(-100.0..=100.0).contains(&b) {
                 return bad("logit_bias", format!("bias {b} is outside [-100, 100]"));
@@ -124,14 +136,19 @@ pub(crate) fn pick(l: &[f32], params: &SamplingParams, step: u64) -> u32 {
         return argmax(l);
     }
     // Candidates sorted by logit, ties by token id, so the order is total.
-    let mut idx: Vec<u32> = (0..l.len() as u32).filter(|&i| !l[i as usize].is_nan()).collect();
+    let mut idx: Vec<u32> = (0..l.len() as u32)
+        .filter(|&i| !l[i as usize].is_nan())
+        .collect();
     idx.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]).then(a.cmp(&b)));
     if params.top_k > 0 {
         idx.truncate(params.top_k);
     }
     let max = l[idx[0] as usize];
     let t = f64::from(params.temperature);
-    let mut probs: Vec<f64> = idx.iter().map(|&i| ((f64::from(l[i as usize]) - f64::from(max)) / t).exp()).collect();
+    let mut probs: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((f64::from(l[i as usize]) - f64::from(max)) / t).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     if params.top_p < 1.0 {
         let mut cum = 0.0;
@@ -175,18 +192,27 @@ mod tests {
 
     #[test]
     fn greedy_takes_argmax_and_lowest_tie() {
-        assert_eq!(sample(&[0.1, 3.0, 3.0, -1.0], &SamplingParams::greedy(), &[], 0), 1);
+        assert_eq!(
+            sample(&[0.1, 3.0, 3.0, -1.0], &SamplingParams::greedy(), &[], 0),
+            1
+        );
         assert_eq!(argmax(&[f32::NAN, 1.0, 0.5]), 1);
     }
 
     #[test]
     fn draws_are_deterministic_per_seed_and_step() {
-        let p = SamplingParams { seed: 42, ..SamplingParams::default() };
+        let p = SamplingParams {
+            seed: 42,
+            ..SamplingParams::default()
+        };
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.3).sin()).collect();
         let a: Vec<u32> = (0..20).map(|s| sample(&logits, &p, &[], s)).collect();
         let b: Vec<u32> = (0..20).map(|s| sample(&logits, &p, &[], s)).collect();
         assert_eq!(a, b);
-        let other = SamplingParams { seed: 43, ..p.clone() };
+        let other = SamplingParams {
+            seed: 43,
+            ..p.clone()
+        };
         let c: Vec<u32> = (0..20).map(|s| sample(&logits, &other, &[], s)).collect();
         assert_ne!(a, c);
     }
@@ -194,34 +220,73 @@ mod tests {
     #[test]
     fn top_k_one_is_greedy_and_top_p_limits_support() {
         let logits = [1.0, 5.0, 4.9, 0.0];
-        let k1 = SamplingParams { top_k: 1, seed: 9, ..SamplingParams::default() };
+        let k1 = SamplingParams {
+            top_k: 1,
+            seed: 9,
+            ..SamplingParams::default()
+        };
         for s in 0..50 {
             assert_eq!(sample(&logits, &k1, &[], s), 1);
         }
-        let p = SamplingParams { top_p: 0.5, seed: 3, ..SamplingParams::default() };
+        let p = SamplingParams {
+            top_p: 0.5,
+            seed: 3,
+            ..SamplingParams::default()
+        };
         for s in 0..50 {
-            assert_eq!(sample(&logits, &p, &[], s), 1, "top_p 0.5 keeps only the top token here");
+            assert_eq!(
+                sample(&logits, &p, &[], s),
+                1,
+                "top_p 0.5 keeps only the top token here"
+            );
         }
-        let wide = SamplingParams { temperature: 2.0, seed: 3, ..SamplingParams::default() };
-        let seen: std::collections::BTreeSet<u32> = (0..400).map(|s| sample(&logits, &wide, &[], s)).collect();
+        let wide = SamplingParams {
+            temperature: 2.0,
+            seed: 3,
+            ..SamplingParams::default()
+        };
+        let seen: std::collections::BTreeSet<u32> =
+            (0..400).map(|s| sample(&logits, &wide, &[], s)).collect();
         assert!(seen.contains(&2) && seen.contains(&0), "{seen:?}");
     }
 
     #[test]
     fn penalties_and_bias_move_the_argmax() {
         let logits = [2.0, 1.9, 0.0];
-        let p = SamplingParams { presence_penalty: 0.5, ..SamplingParams::greedy() };
+        let p = SamplingParams {
+            presence_penalty: 0.5,
+            ..SamplingParams::greedy()
+        };
         assert_eq!(sample(&logits, &p, &[0], 0), 1);
-        let b = SamplingParams { logit_bias: vec![(2, 100.0)], ..SamplingParams::greedy() };
+        let b = SamplingParams {
+            logit_bias: vec![(2, 100.0)],
+            ..SamplingParams::greedy()
+        };
         assert_eq!(sample(&logits, &b, &[], 0), 2);
     }
 
     #[test]
     fn validation_names_the_parameter() {
-        let bad = SamplingParams { temperature: 3.0, ..SamplingParams::default() };
-        assert!(bad.validate(10).unwrap_err().to_string().contains("temperature"));
-        let bad = SamplingParams { logit_bias: vec![(10, 1.0)], ..SamplingParams::default() };
-        assert!(bad.validate(10).unwrap_err().to_string().contains("logit_bias"));
+        let bad = SamplingParams {
+            temperature: 3.0,
+            ..SamplingParams::default()
+        };
+        assert!(
+            bad.validate(10)
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
+        let bad = SamplingParams {
+            logit_bias: vec![(10, 1.0)],
+            ..SamplingParams::default()
+        };
+        assert!(
+            bad.validate(10)
+                .unwrap_err()
+                .to_string()
+                .contains("logit_bias")
+        );
         assert!(SamplingParams::default().validate(10).is_ok());
     }
 

@@ -28,7 +28,16 @@ pub struct TinySpec {
 
 impl Default for TinySpec {
     fn default() -> Self {
-        Self { layers: 3, d_model: 64, heads: 4, kv_heads: 2, ffn: 128, context_length: 256, seed: 1, untied_f16_head: false }
+        Self {
+            layers: 3,
+            d_model: 64,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 128,
+            context_length: 256,
+            seed: 1,
+            untied_f16_head: false,
+        }
     }
 }
 
@@ -65,12 +74,19 @@ pub fn tiny_model_gguf(spec: &TinySpec) -> Result<Vec<u8>> {
     let mut tokens: Vec<String> = TINY_SPECIALS.iter().map(|s| s.to_string()).collect();
     tokens.extend(alphabet.iter().map(|c| c.to_string()));
     let g = alphabet[b' ' as usize];
-    let merges = [(format!("{g}"), "t".to_string()), ("h".into(), "e".into()), (format!("{g}t"), "he".to_string()), ("i".into(), "n".into())];
+    let merges = [
+        (format!("{g}"), "t".to_string()),
+        ("h".into(), "e".into()),
+        (format!("{g}t"), "he".to_string()),
+        ("i".into(), "n".into()),
+    ];
     for (a, b) in &merges {
         tokens.push(format!("{a}{b}"));
     }
     let vocab = tokens.len();
-    let types: Vec<GgufValue> = (0..vocab).map(|i| GgufValue::I32(if i < TINY_SPECIALS.len() { 3 } else { 1 })).collect();
+    let types: Vec<GgufValue> = (0..vocab)
+        .map(|i| GgufValue::I32(if i < TINY_SPECIALS.len() { 3 } else { 1 }))
+        .collect();
     let (d, f, l) = (spec.d_model, spec.ffn, spec.layers);
     let dh = d / spec.heads;
     let kv = spec.kv_heads * dh;
@@ -104,23 +120,73 @@ pub fn tiny_model_gguf(spec: &TinySpec) -> Result<Vec<u8>> {
         );
     let mut rng = Rng(spec.seed);
     let ws = 1.0 / (d as f32).sqrt();
-    w.tensor("token_embd.weight", &[d, vocab], GgmlType::Q8_0, &rng.vec(d * vocab, 1.0, 0.0))?;
+    w.tensor(
+        "token_embd.weight",
+        &[d, vocab],
+        GgmlType::Q8_0,
+        &rng.vec(d * vocab, 1.0, 0.0),
+    )?;
     for i in 0..l {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
         w.tensor(&n("attn_norm"), &[d], GgmlType::F32, &rng.vec(d, 0.1, 1.0))?;
-        w.tensor(&n("attn_q"), &[d, d], GgmlType::Q4_1, &rng.vec(d * d, ws, 0.0))?;
-        w.tensor(&n("attn_k"), &[d, kv], GgmlType::Q4_1, &rng.vec(d * kv, ws, 0.0))?;
-        w.tensor(&n("attn_v"), &[d, kv], GgmlType::Q4_1, &rng.vec(d * kv, ws, 0.0))?;
-        w.tensor(&n("attn_output"), &[d, d], GgmlType::Q4_1, &rng.vec(d * d, ws, 0.0))?;
+        w.tensor(
+            &n("attn_q"),
+            &[d, d],
+            GgmlType::Q4_1,
+            &rng.vec(d * d, ws, 0.0),
+        )?;
+        w.tensor(
+            &n("attn_k"),
+            &[d, kv],
+            GgmlType::Q4_1,
+            &rng.vec(d * kv, ws, 0.0),
+        )?;
+        w.tensor(
+            &n("attn_v"),
+            &[d, kv],
+            GgmlType::Q4_1,
+            &rng.vec(d * kv, ws, 0.0),
+        )?;
+        w.tensor(
+            &n("attn_output"),
+            &[d, d],
+            GgmlType::Q4_1,
+            &rng.vec(d * d, ws, 0.0),
+        )?;
         w.tensor(&n("ffn_norm"), &[d], GgmlType::F32, &rng.vec(d, 0.1, 1.0))?;
-        w.tensor(&n("ffn_gate"), &[d, f], GgmlType::Q4_1, &rng.vec(d * f, ws, 0.0))?;
-        w.tensor(&n("ffn_up"), &[d, f], GgmlType::Q4_1, &rng.vec(d * f, ws, 0.0))?;
-        w.tensor(&n("ffn_down"), &[f, d], GgmlType::Q4_1, &rng.vec(f * d, 1.0 / (f as f32).sqrt(), 0.0))?;
+        w.tensor(
+            &n("ffn_gate"),
+            &[d, f],
+            GgmlType::Q4_1,
+            &rng.vec(d * f, ws, 0.0),
+        )?;
+        w.tensor(
+            &n("ffn_up"),
+            &[d, f],
+            GgmlType::Q4_1,
+            &rng.vec(d * f, ws, 0.0),
+        )?;
+        w.tensor(
+            &n("ffn_down"),
+            &[f, d],
+            GgmlType::Q4_1,
+            &rng.vec(f * d, 1.0 / (f as f32).sqrt(), 0.0),
+        )?;
     }
     // A small final norm keeps logits near unit scale, so sampling has real choices.
-    w.tensor("output_norm.weight", &[d], GgmlType::F32, &rng.vec(d, 0.05, 0.2))?;
+    w.tensor(
+        "output_norm.weight",
+        &[d],
+        GgmlType::F32,
+        &rng.vec(d, 0.05, 0.2),
+    )?;
     if spec.untied_f16_head {
-        w.tensor("output.weight", &[d, vocab], GgmlType::F16, &rng.vec(d * vocab, 1.0, 0.0))?;
+        w.tensor(
+            "output.weight",
+            &[d, vocab],
+            GgmlType::F16,
+            &rng.vec(d * vocab, 1.0, 0.0),
+        )?;
     }
     Ok(w.to_bytes())
 }

@@ -40,16 +40,26 @@ fn tok_err(e: impl std::fmt::Display) -> EngineError {
 impl Tokenizer {
     /// Build the tokenizer from `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
-        let model = file.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
+        let model = file
+            .get("tokenizer.ggml.model")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         if model != "gpt2" {
-            return Err(meta_err("tokenizer.ggml.model", format!("`{model}` (only byte-level BPE, `gpt2`, is supported)")));
+            return Err(meta_err(
+                "tokenizer.ggml.model",
+                format!("`{model}` (only byte-level BPE, `gpt2`, is supported)"),
+            ));
         }
         let strings = |key: &str| -> Result<Vec<String>> {
             file.get(key)
                 .and_then(|v| v.as_array())
                 .ok_or_else(|| meta_err(key, "missing or not an array"))?
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| meta_err(key, "holds a non-string")))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| meta_err(key, "holds a non-string"))
+                })
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
@@ -58,25 +68,40 @@ impl Tokenizer {
             .map(|m| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| meta_err("tokenizer.ggml.merges", format!("merge `{m}` has no space")))
+                    .ok_or_else(|| {
+                        meta_err("tokenizer.ggml.merges", format!("merge `{m}` has no space"))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
-        let types: Vec<u64> = match file.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
+        let types: Vec<u64> = match file
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.as_array())
+        {
             Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
         // A merge whose parts or result are not tokens would only fail later,
         // inside `encode`: refuse the file now, naming the merge.
         let known: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
-        if let Some((a, b)) = merges
-            .iter()
-            .find(|(a, b)| !known.contains(a.as_str()) || !known.contains(b.as_str()) || !known.contains(format!("{a}{b}").as_str()))
-        {
-            return Err(meta_err("tokenizer.ggml.merges", format!("merge `{a} {b}` uses or makes a token missing from the vocabulary")));
+        if let Some((a, b)) = merges.iter().find(|(a, b)| {
+            !known.contains(a.as_str())
+                || !known.contains(b.as_str())
+                || !known.contains(format!("{a}{b}").as_str())
+        }) {
+            return Err(meta_err(
+                "tokenizer.ggml.merges",
+                format!("merge `{a} {b}` uses or makes a token missing from the vocabulary"),
+            ));
         }
-        let vocab: tokenizers::models::bpe::Vocab =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(tok_err)?;
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(tok_err)?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let pre = Sequence::new(vec![
             PreTokenizerWrapper::Digits(Digits::new(true)),
@@ -93,25 +118,44 @@ impl Tokenizer {
         inner.add_special_tokens(specials).map_err(tok_err)?;
 
         let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as u32);
-        let eos = id("tokenizer.ggml.eos_token_id").ok_or_else(|| meta_err("tokenizer.ggml.eos_token_id", "missing"))?;
+        let eos = id("tokenizer.ggml.eos_token_id")
+            .ok_or_else(|| meta_err("tokenizer.ggml.eos_token_id", "missing"))?;
         if eos as usize >= tokens.len() {
-            return Err(meta_err("tokenizer.ggml.eos_token_id", format!("{eos} is outside the vocabulary")));
+            return Err(meta_err(
+                "tokenizer.ggml.eos_token_id",
+                format!("{eos} is outside the vocabulary"),
+            ));
         }
         // Generation stops at EOS and at the ChatML / end-of-text markers.
         let mut stop_ids = vec![eos];
         for s in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
             if let Some(i) = tokens.iter().position(|t| t == s)
-                && !stop_ids.contains(&(i as u32)) {
-                    stop_ids.push(i as u32);
-                }
+                && !stop_ids.contains(&(i as u32))
+            {
+                stop_ids.push(i as u32);
+            }
         }
-        let chat_template = file.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
-        Ok(Self { inner, eos, stop_ids, vocab: tokens.len(), chat_template })
+        let chat_template = file
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Ok(Self {
+            inner,
+            eos,
+            stop_ids,
+            vocab: tokens.len(),
+            chat_template,
+        })
     }
 
     /// Token ids of `text`. Special tokens written in the text are matched whole.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.inner.encode_fast(text, false).map_err(tok_err)?.get_ids().to_vec())
+        Ok(self
+            .inner
+            .encode_fast(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
     }
 
     /// Text of `ids`, special tokens included.
@@ -146,7 +190,12 @@ impl Tokenizer {
     pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
         let s = self.inner.id_to_token(id)?;
         let bytes = byte_of_char();
-        Some(s.chars().map(|c| bytes.get(&c).copied()).collect::<Option<Vec<u8>>>().unwrap_or_else(|| s.into_bytes()))
+        Some(
+            s.chars()
+                .map(|c| bytes.get(&c).copied())
+                .collect::<Option<Vec<u8>>>()
+                .unwrap_or_else(|| s.into_bytes()),
+        )
     }
 
     /// The GGUF chat template, if the file has one.
@@ -158,7 +207,8 @@ impl Tokenizer {
 /// GPT-2's byte-to-character map: printable Latin-1 bytes stand for
 /// themselves, the other bytes for the characters from U+0100 on, in order.
 pub(crate) fn byte_level_alphabet() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut extra = 0;
     (0..256u32)
         .map(|b| {
@@ -175,6 +225,7 @@ pub(crate) fn byte_level_alphabet() -> Vec<char> {
 
 /// The inverse of [`byte_level_alphabet`], built once.
 fn byte_of_char() -> &'static std::collections::HashMap<char, u8> {
-    static MAP: std::sync::OnceLock<std::collections::HashMap<char, u8>> = std::sync::OnceLock::new();
+    static MAP: std::sync::OnceLock<std::collections::HashMap<char, u8>> =
+        std::sync::OnceLock::new();
     MAP.get_or_init(|| byte_level_alphabet().into_iter().zip(0..=255u8).collect())
 }

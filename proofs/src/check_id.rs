@@ -124,7 +124,9 @@ impl VerifyError {
             Self::Format(_) => CheckId::Format,
             Self::Inconsistent { .. } | Self::InvalidField { .. } => CheckId::Shape,
             Self::UnknownModel { .. } | Self::ConfigMismatch { .. } => CheckId::Model,
-            Self::FlopFormulasDisagree { .. } | Self::FlopsMismatch { .. } | Self::MilliCuMismatch { .. } => CheckId::Flops,
+            Self::FlopFormulasDisagree { .. }
+            | Self::FlopsMismatch { .. }
+            | Self::MilliCuMismatch { .. } => CheckId::Flops,
             Self::Signature(_) => CheckId::Signature,
             Self::VkMismatch { .. } => CheckId::VerifyingKey,
             Self::MalformedProof(_) | Self::ProofRejected => CheckId::CuProof,
@@ -141,9 +143,10 @@ impl SpotError {
             Self::Receipt(e) => e.check_id(),
             Self::WrongModel { .. } | Self::ConfigMismatch { .. } => CheckId::Model,
             Self::CellsMismatch { .. } => CheckId::SpotCells,
-            Self::TokensMismatch { .. } | Self::PrefixNotCommitted { .. } | Self::MalformedOpening { .. } | Self::Opening { .. } => {
-                CheckId::SpotOpening
-            }
+            Self::TokensMismatch { .. }
+            | Self::PrefixNotCommitted { .. }
+            | Self::MalformedOpening { .. }
+            | Self::Opening { .. } => CheckId::SpotOpening,
             Self::ReplayMismatch { .. } => CheckId::SpotReplay,
             Self::TokenMismatch { .. } => CheckId::SpotToken,
             Self::Engine(_) => CheckId::SpotEngine,
@@ -155,12 +158,19 @@ impl SpotError {
     /// last-layer cell `(L - 1, n_prompt - 1 + s)` whose row sampled it.
     pub fn cell(&self, receipt: &crate::Receipt) -> Option<(u32, u32)> {
         match self {
-            Self::MalformedOpening { layer, pos, .. } | Self::Opening { layer, pos, .. } | Self::ReplayMismatch { layer, pos, .. } => {
-                Some((*layer, *pos))
-            }
+            Self::MalformedOpening { layer, pos, .. }
+            | Self::Opening { layer, pos, .. }
+            | Self::ReplayMismatch { layer, pos, .. } => Some((*layer, *pos)),
             Self::TokenMismatch { step, .. } => {
                 let last = receipt.trace.layers.checked_sub(1)?;
-                Some((last, receipt.request.n_prompt.checked_sub(1)?.checked_add(*step)?))
+                Some((
+                    last,
+                    receipt
+                        .request
+                        .n_prompt
+                        .checked_sub(1)?
+                        .checked_add(*step)?,
+                ))
             }
             _ => None,
         }
@@ -173,11 +183,15 @@ mod tests {
 
     #[test]
     fn identifiers_are_unique_and_round_trip() {
-        let names: std::collections::BTreeSet<&str> = CheckId::ALL.iter().map(|id| id.as_str()).collect();
+        let names: std::collections::BTreeSet<&str> =
+            CheckId::ALL.iter().map(|id| id.as_str()).collect();
         assert_eq!(names.len(), CheckId::ALL.len());
         for id in CheckId::ALL {
             assert_eq!(CheckId::parse(id.as_str()), Some(id));
-            assert_eq!(serde_json::to_value(id).unwrap(), serde_json::Value::from(id.as_str()));
+            assert_eq!(
+                serde_json::to_value(id).unwrap(),
+                serde_json::Value::from(id.as_str())
+            );
         }
         assert_eq!(CheckId::parse("spot"), None);
     }

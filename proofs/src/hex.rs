@@ -19,11 +19,17 @@ pub(crate) fn serialize<S: Serializer, B: AsRef<[u8]>>(bytes: &B, s: S) -> Resul
 }
 
 /// Serialises a list of hashes as a list of hex strings.
-pub(crate) fn serialize_hashes<S: Serializer>(hashes: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_hashes<S: Serializer>(
+    hashes: &[[u8; 32]],
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_seq(hashes.iter().map(|h| encode(h)))
 }
 
 /// Serialises an integer as a decimal string (JSON numbers lose precision above 2^53).
-pub(crate) fn serialize_decimal<S: Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_decimal<S: Serializer, T: std::fmt::Display>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }

@@ -62,17 +62,23 @@ mod spot;
 pub use check_id::CheckId;
 pub use codec::{DecodeError, EncodeError, Reader, Writer};
 pub use commit::{CommitError, Commitment, CommitmentSink, RangeOpening, SinkOptions};
-pub use digest::{AUDIT_DOMAIN, OUTPUT_DOMAIN, PROMPT_DOMAIN, RECEIPT_DOMAIN, domain_hash, output_hash, prompt_hash};
+pub use digest::{
+    AUDIT_DOMAIN, OUTPUT_DOMAIN, PROMPT_DOMAIN, RECEIPT_DOMAIN, domain_hash, output_hash,
+    prompt_hash,
+};
 pub use key::{KeyError, NodeKey, SignatureError, verify_signature};
-pub use merkle::{DType, Hash, MerkleError, MerkleTree, RangeProof, empty_root, kv_leaf_hash, leaf_hash, node_hash, verify_range};
+pub use merkle::{
+    DType, Hash, MerkleError, MerkleTree, RangeProof, empty_root, kv_leaf_hash, leaf_hash,
+    node_hash, verify_range,
+};
 pub use receipt::{
-    AuditEntry, BuildError, CU_PROOF_BYTES, Check, Cost, Forwarded, KnownModel, MAX_AUDIT_CELLS, MAX_AUDITS,
-    MAX_BACKEND_TAG, MAX_LOGIT_BIAS, MAX_OPENINGS_BYTES, ModelDims, OutputInfo, Provider, RECEIPT_MAGIC,
-    RECEIPT_VERSION, Receipt, ReceiptBuilder, Report, RequestInfo, Sampling, TraceInfo, TrustAnchor, Verdict,
-    VerifyError,
+    AuditEntry, BuildError, CU_PROOF_BYTES, Check, Cost, Forwarded, KnownModel, MAX_AUDIT_CELLS,
+    MAX_AUDITS, MAX_BACKEND_TAG, MAX_LOGIT_BIAS, MAX_OPENINGS_BYTES, ModelDims, OutputInfo,
+    Provider, RECEIPT_MAGIC, RECEIPT_VERSION, Receipt, ReceiptBuilder, Report, RequestInfo,
+    Sampling, TraceInfo, TrustAnchor, Verdict, VerifyError,
 };
 pub use spot::{
-    FIAT_SHAMIR_DOMAIN, SelfAuditError, attach_self_audit, fiat_shamir_seed,
-    CellOpening, CellResult, DEFAULT_TOLERANCE, SPOT_TRANSCRIPT_LABEL, SpotChecker, SpotError, SpotOpenings, SpotReport, challenge_cells,
-    open_cells, verify_openings,
+    CellOpening, CellResult, DEFAULT_TOLERANCE, FIAT_SHAMIR_DOMAIN, SPOT_TRANSCRIPT_LABEL,
+    SelfAuditError, SpotChecker, SpotError, SpotOpenings, SpotReport, attach_self_audit,
+    challenge_cells, fiat_shamir_seed, open_cells, verify_openings,
 };

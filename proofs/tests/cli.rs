@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use forge_engine::{GenerateRequest, SamplingParams, generate};
-use forge_proofs::{AuditEntry, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, Verdict, challenge_cells, open_cells};
+use forge_proofs::{
+    AuditEntry, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, Verdict, challenge_cells,
+    open_cells,
+};
 
 use crate::common::{self, D_MODEL};
 
@@ -29,15 +32,27 @@ fn fixture() -> Fixture {
         stop: vec![],
     };
     let mut sink = CommitmentSink::new(D_MODEL).unwrap();
-    let generation = generate(&model, &req, Some(&mut sink), |_| ControlFlow::Continue(())).unwrap();
+    let generation =
+        generate(&model, &req, Some(&mut sink), |_| ControlFlow::Continue(())).unwrap();
     let c = sink.finish().unwrap();
     let key = NodeKey::from_secret(&[42; 32]);
-    let receipt = ReceiptBuilder::new(&model, &key, &common::cu_keys().0).build([2; 16], &req, &generation, &c).unwrap();
+    let receipt = ReceiptBuilder::new(&model, &key, &common::cu_keys().0)
+        .build([2; 16], &req, &generation, &c)
+        .unwrap();
     let cells = challenge_cells(&receipt, &[7; 32], 4).unwrap();
-    let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap().to_bytes().unwrap();
+    let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
     let vk = dir.path().join("cu.vk");
     std::fs::write(&vk, forge_circuits::vk_to_bytes(&common::cu_keys().1)).unwrap();
-    Fixture { dir, model: model_path, vk, receipt, openings }
+    Fixture {
+        dir,
+        model: model_path,
+        vk,
+        receipt,
+        openings,
+    }
 }
 
 impl Fixture {
@@ -46,7 +61,10 @@ impl Fixture {
     }
 
     fn write_bytes(&self, bytes: &[u8]) -> PathBuf {
-        let p = self.dir.path().join(format!("{}.bin", blake3::hash(bytes).to_hex()));
+        let p = self
+            .dir
+            .path()
+            .join(format!("{}.bin", blake3::hash(bytes).to_hex()));
         std::fs::write(&p, bytes).unwrap();
         p
     }
@@ -55,14 +73,32 @@ impl Fixture {
         let mut r = self.receipt.clone();
         let cells = challenge_cells(&r, &seed, 4).unwrap();
         let auditor = NodeKey::from_secret(&[9; 32]);
-        r.audits.push(AuditEntry::signed(&r.header_hash().unwrap(), seed, cells, self.openings.clone(), verdict, &auditor).unwrap());
+        r.audits.push(
+            AuditEntry::signed(
+                &r.header_hash().unwrap(),
+                seed,
+                cells,
+                self.openings.clone(),
+                verdict,
+                &auditor,
+            )
+            .unwrap(),
+        );
         r
     }
 }
 
 fn verify(receipt: &Path, extra: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_forge-verify")).args(extra).arg(receipt).output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    let out = Command::new(env!("CARGO_BIN_EXE_forge-verify"))
+        .args(extra)
+        .arg(receipt)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 #[test]
@@ -73,17 +109,30 @@ fn an_honest_receipt_exits_zero_with_a_checklist_and_json() {
     let (code, stdout, stderr) = verify(&path, &["--vk", vk]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty());
-    assert!(stderr.contains("✓ Groth16 CU proof verifies for this statement"), "{stderr}");
+    assert!(
+        stderr.contains("✓ Groth16 CU proof verifies for this statement"),
+        "{stderr}"
+    );
     assert!(stderr.contains("VERIFIED"), "{stderr}");
 
-    let pin = blake3::hash(&std::fs::read(&f.vk).unwrap()).to_hex().to_string();
+    let pin = blake3::hash(&std::fs::read(&f.vk).unwrap())
+        .to_hex()
+        .to_string();
     let (code, stdout, stderr) = verify(&path, &["--vk", vk, "--vk-hash", &pin, "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["verified"], true);
-    assert_eq!(json["receipt"]["cost"]["flops"], f.receipt.cost.flops.to_string());
+    assert_eq!(
+        json["receipt"]["cost"]["flops"],
+        f.receipt.cost.flops.to_string()
+    );
     assert_eq!(json["report"]["milli_cu"], f.receipt.cost.milli_cu);
-    assert_eq!(json["receipt_hash"], blake3::hash(&f.receipt.to_bytes().unwrap()).to_hex().as_str());
+    assert_eq!(
+        json["receipt_hash"],
+        blake3::hash(&f.receipt.to_bytes().unwrap())
+            .to_hex()
+            .as_str()
+    );
 
     let model = f.model.to_str().unwrap();
     let (code, _, stderr) = verify(&path, &["--vk", vk, "--model", model]);
@@ -99,22 +148,39 @@ fn rejected_receipts_exit_one() {
     forged.cost.flops += 1;
     let (code, stdout, stderr) = verify(&f.write(&forged), &["--vk", vk, "--json"]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("✗ FLOPs") && stderr.contains("REJECTED"), "{stderr}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["verified"], false);
+    assert!(
+        stderr.contains("✗ FLOPs") && stderr.contains("REJECTED"),
+        "{stderr}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["verified"],
+        false
+    );
 
     let bytes = f.receipt.to_bytes().unwrap();
     // Not a well-formed receipt: exit 2 (decode error), with the failing field named.
     let (code, _, stderr) = verify(&f.write_bytes(&bytes[..100]), &["--vk", vk]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("✗ canonical encoding: truncated") && stderr.contains("not a well-formed receipt"), "{stderr}");
+    assert!(
+        stderr.contains("✗ canonical encoding: truncated")
+            && stderr.contains("not a well-formed receipt"),
+        "{stderr}"
+    );
 
     let mut flipped = bytes.clone();
     flipped[200] ^= 1;
-    assert_eq!(verify(&f.write_bytes(&flipped), &["--vk", vk]).0, 1, "a flipped hash byte decodes and fails a check");
+    assert_eq!(
+        verify(&f.write_bytes(&flipped), &["--vk", vk]).0,
+        1,
+        "a flipped hash byte decodes and fails a check"
+    );
 
     let other_dir = tempfile::tempdir().unwrap();
     let other_model = common::write_tiny_model(other_dir.path(), 2);
-    let (code, _, stderr) = verify(&f.write(&f.receipt), &["--vk", vk, "--model", other_model.to_str().unwrap()]);
+    let (code, _, stderr) = verify(
+        &f.write(&f.receipt),
+        &["--vk", vk, "--model", other_model.to_str().unwrap()],
+    );
     assert_eq!(code, 1);
     assert!(stderr.contains("unknown model"), "{stderr}");
 }
@@ -126,14 +192,25 @@ fn audits_are_listed_and_re_executed_with_the_model() {
     let passed = f.write(&f.audit(Verdict::Pass, [7; 32]));
     let (code, _, stderr) = verify(&passed, &["--vk", vk]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("NOT re-executed (needs --model)") && stderr.contains("not performed and are not claimed"), "{stderr}");
+    assert!(
+        stderr.contains("NOT re-executed (needs --model)")
+            && stderr.contains("not performed and are not claimed"),
+        "{stderr}"
+    );
     let (code, _, stderr) = verify(&passed, &["--vk", vk, "--model", model]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("4 cells re-executed bit-exact; verdict pass confirmed"), "{stderr}");
+    assert!(
+        stderr.contains("4 cells re-executed bit-exact; verdict pass confirmed"),
+        "{stderr}"
+    );
     println!("{stderr}"); // the checklist, for `--nocapture`
 
     let failed = f.write(&f.audit(Verdict::Fail, [7; 32]));
-    assert_eq!(verify(&failed, &["--vk", vk]).0, 1, "a signed FAIL verdict rejects without the model");
+    assert_eq!(
+        verify(&failed, &["--vk", vk]).0,
+        1,
+        "a signed FAIL verdict rejects without the model"
+    );
     let (code, _, stderr) = verify(&failed, &["--vk", vk, "--model", model]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("FAIL verdict is contradicted"), "{stderr}");
@@ -143,7 +220,10 @@ fn audits_are_listed_and_re_executed_with_the_model() {
     let wrong = f.write(&f.audit(Verdict::Pass, [8; 32]));
     let (code, _, stderr) = verify(&wrong, &["--vk", vk]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("✗ audit 0") && stderr.contains("challenged"), "{stderr}");
+    assert!(
+        stderr.contains("✗ audit 0") && stderr.contains("challenged"),
+        "{stderr}"
+    );
     let (code, _, stderr) = verify(&wrong, &["--vk", vk, "--model", model]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("✗ audit 0"), "{stderr}");
@@ -159,9 +239,16 @@ fn usage_and_io_errors_exit_two() {
     let (code, _, stderr) = verify(&path, &[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("verifying key"), "{stderr}");
-    assert_eq!(verify(&f.dir.path().join("missing.bin"), &["--vk", vk]).0, 2);
+    assert_eq!(
+        verify(&f.dir.path().join("missing.bin"), &["--vk", vk]).0,
+        2
+    );
     let (code, _, stderr) = verify(&path, &["--vk", vk, "--vk-hash", &"00".repeat(32)]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not the pinned"), "{stderr}");
-    assert_eq!(verify(&path, &["--vk", path.to_str().unwrap()]).0, 2, "a receipt is not a verifying key");
+    assert_eq!(
+        verify(&path, &["--vk", path.to_str().unwrap()]).0,
+        2,
+        "a receipt is not a verifying key"
+    );
 }

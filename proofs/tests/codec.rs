@@ -35,7 +35,11 @@ fn read(bytes: &[u8]) -> Result<(), DecodeError> {
     assert_eq!(r.bytes("blob", 8)?, b"hello");
     assert_eq!(r.string("name", 8)?, "forge");
     let floats: Vec<u32> = r.f32s("g", 3)?.iter().map(|x| x.to_bits()).collect();
-    assert_eq!(floats, [1.5f32.to_bits(), (-0.0f32).to_bits(), 0x7fc0_0001], "bit patterns kept, NaN payload included");
+    assert_eq!(
+        floats,
+        [1.5f32.to_bits(), (-0.0f32).to_bits(), 0x7fc0_0001],
+        "bit patterns kept, NaN payload included"
+    );
     r.finish()
 }
 
@@ -45,7 +49,10 @@ fn round_trip_is_little_endian_and_exact() {
     assert_eq!(&bytes[..4], b"TEST");
     assert_eq!(&bytes[4..6], &[1, 0]);
     assert_eq!(&bytes[7..9], &[0x34, 0x12]);
-    assert_eq!(bytes.len(), 4 + 2 + 1 + 2 + 4 + 8 + 16 + 5 + (4 + 5) + (4 + 5) + 3 * 4);
+    assert_eq!(
+        bytes.len(),
+        4 + 2 + 1 + 2 + 4 + 8 + 16 + 5 + (4 + 5) + (4 + 5) + 3 * 4
+    );
     read(&bytes).unwrap();
 }
 
@@ -74,41 +81,73 @@ fn every_truncation_names_a_field() {
     let bytes = sample();
     for cut in 0..bytes.len() {
         match read(&bytes[..cut]) {
-            Err(DecodeError::Truncated { field, needed, available }) => {
+            Err(DecodeError::Truncated {
+                field,
+                needed,
+                available,
+            }) => {
                 assert!(needed > available, "cut {cut}: {field}");
             }
             other => panic!("cut {cut}: {other:?}"),
         }
     }
-    assert_eq!(read(&[bytes.clone(), vec![0, 0]].concat()), Err(DecodeError::TrailingBytes { count: 2 }));
+    assert_eq!(
+        read(&[bytes.clone(), vec![0, 0]].concat()),
+        Err(DecodeError::TrailingBytes { count: 2 })
+    );
 }
 
 #[test]
 fn magic_version_oversize_and_utf8_are_typed() {
     let mut bytes = sample();
     bytes[0] = b'X';
-    assert!(matches!(read(&bytes), Err(DecodeError::BadMagic { expected: [b'T', b'E', b'S', b'T'], found }) if found[0] == b'X'));
+    assert!(
+        matches!(read(&bytes), Err(DecodeError::BadMagic { expected: [b'T', b'E', b'S', b'T'], found }) if found[0] == b'X')
+    );
     assert!(matches!(read(b"TX"), Err(DecodeError::BadMagic { .. })));
     let mut bytes = sample();
     bytes[4] = 2;
-    assert_eq!(read(&bytes), Err(DecodeError::UnknownVersion { supported: 1, found: 2 }));
+    assert_eq!(
+        read(&bytes),
+        Err(DecodeError::UnknownVersion {
+            supported: 1,
+            found: 2
+        })
+    );
 
     let mut w = Writer::new();
     w.bytes("blob", &[0; 9], 9).unwrap();
     let mut r = Reader::new(w.as_bytes());
-    assert_eq!(r.bytes("blob", 8), Err(DecodeError::Oversize { field: "blob", len: 9, max: 8 }));
+    assert_eq!(
+        r.bytes("blob", 8),
+        Err(DecodeError::Oversize {
+            field: "blob",
+            len: 9,
+            max: 8
+        })
+    );
     assert_eq!(
         Writer::new().bytes("blob", &[0; 9], 8),
-        Err(EncodeError::Oversize { field: "blob", len: 9, max: 8 })
+        Err(EncodeError::Oversize {
+            field: "blob",
+            len: 9,
+            max: 8
+        })
     );
 
     // A huge count is refused before anything is allocated for it.
     let mut w = Writer::new();
     w.u32(1_000_000);
     let mut r = Reader::new(w.as_bytes());
-    assert!(matches!(r.count("list", u32::MAX, 8), Err(DecodeError::Truncated { field: "list", .. })));
+    assert!(matches!(
+        r.count("list", u32::MAX, 8),
+        Err(DecodeError::Truncated { field: "list", .. })
+    ));
 
     let mut w = Writer::new();
     w.bytes("name", &[0xff, 0xfe], 8).unwrap();
-    assert!(matches!(Reader::new(w.as_bytes()).string("name", 8), Err(DecodeError::InvalidValue { field: "name", .. })));
+    assert!(matches!(
+        Reader::new(w.as_bytes()).string("name", 8),
+        Err(DecodeError::InvalidValue { field: "name", .. })
+    ));
 }

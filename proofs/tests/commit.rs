@@ -2,22 +2,36 @@
 
 use std::ops::ControlFlow;
 
-use forge_engine::{GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate};
-use forge_proofs::{CommitError, Commitment, CommitmentSink, DType, MerkleTree, SinkOptions, kv_leaf_hash, leaf_hash};
+use forge_engine::{
+    GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate,
+};
+use forge_proofs::{
+    CommitError, Commitment, CommitmentSink, DType, MerkleTree, SinkOptions, kv_leaf_hash,
+    leaf_hash,
+};
 
 use crate::common::{self, D_MODEL, LAYERS};
 
 fn request(model: &Model) -> GenerateRequest {
     GenerateRequest {
-        prompt: model.tokenizer().encode("<|im_start|>user\nhello there<|im_end|>").unwrap(),
+        prompt: model
+            .tokenizer()
+            .encode("<|im_start|>user\nhello there<|im_end|>")
+            .unwrap(),
         max_tokens: 6,
-        sampling: SamplingParams { seed: 5, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            seed: 5,
+            ..SamplingParams::default()
+        },
         stop: vec![],
     }
 }
 
 fn run(model: &Model, sink: &mut dyn TraceSink) -> Generation {
-    generate(model, &request(model), Some(sink), |_| ControlFlow::Continue(())).unwrap()
+    generate(model, &request(model), Some(sink), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap()
 }
 
 fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
@@ -29,8 +43,12 @@ fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
 /// The root by the definition, from a recorder's rows (already layer-major):
 /// every layer's output rows, then every layer's key/value rows.
 fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
-    let outputs = rec.rows().map(|((l, t), row)| leaf_hash(l as u32, t as u32, DType::F32, row));
-    let kv = rec.kv_rows().map(|((l, t), row)| kv_leaf_hash(l as u32, t as u32, DType::F32, row));
+    let outputs = rec
+        .rows()
+        .map(|((l, t), row)| leaf_hash(l as u32, t as u32, DType::F32, row));
+    let kv = rec
+        .kv_rows()
+        .map(|((l, t), row)| kv_leaf_hash(l as u32, t as u32, DType::F32, row));
     MerkleTree::from_leaves(outputs.chain(kv).collect()).root()
 }
 
@@ -54,7 +72,11 @@ fn the_root_is_deterministic_and_equals_the_recorders_tree() {
     let t = generation.prompt_tokens + generation.tokens.len() - 1;
     assert_eq!(generation.work.positions() as usize, t);
     assert_eq!((a.layers(), a.positions(), a.start()), (LAYERS, t, 0));
-    assert_eq!(a.tree().len(), 2 * LAYERS * t, "output rows and key/value rows");
+    assert_eq!(
+        a.tree().len(),
+        2 * LAYERS * t,
+        "output rows and key/value rows"
+    );
 
     let mut rec = TraceRecorder::new(D_MODEL);
     run(&model, &mut rec);
@@ -70,7 +92,11 @@ fn the_root_is_deterministic_and_equals_the_recorders_tree() {
 
     let mut replayed = CommitmentSink::new(D_MODEL).unwrap();
     replay(&rec, &mut replayed);
-    assert_eq!(replayed.finish().unwrap().root(), a.root(), "the root does not depend on how calls interleave");
+    assert_eq!(
+        replayed.finish().unwrap().root(),
+        a.root(),
+        "the root does not depend on how calls interleave"
+    );
 
     let (_, other) = committed(&common::tiny_model(2).0, SinkOptions::default());
     assert_ne!(a.root(), other.root(), "other weights, other root");
@@ -104,8 +130,18 @@ fn one_flipped_bit_in_one_row_changes_the_root() {
     };
     let honest = feed(None);
     assert_eq!(honest, recorder_root(&rec));
-    for (kv, l, p, bit) in [(false, 0, 0, 0), (false, LAYERS - 1, 3, 31), (false, 1, 2, 77), (true, 0, 0, 5), (true, LAYERS - 1, 2, 63)] {
-        assert_ne!(feed(Some((kv, l, p, bit))), honest, "flip in kv={kv} layer {l} pos {p} bit {bit}");
+    for (kv, l, p, bit) in [
+        (false, 0, 0, 0),
+        (false, LAYERS - 1, 3, 31),
+        (false, 1, 2, 77),
+        (true, 0, 0, 5),
+        (true, LAYERS - 1, 2, 63),
+    ] {
+        assert_ne!(
+            feed(Some((kv, l, p, bit))),
+            honest,
+            "flip in kv={kv} layer {l} pos {p} bit {bit}"
+        );
     }
 }
 
@@ -123,21 +159,36 @@ fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
     assert_eq!(in_memory.spilled_rows(), 0);
     // The tiny model's [k | v] rows are d_model wide too: 5 rows fit.
     assert_eq!(spilled.kv_width(), D_MODEL);
-    assert_eq!(spilled.spilled_rows() as usize, 2 * LAYERS * spilled.positions() - 5);
+    assert_eq!(
+        spilled.spilled_rows() as usize,
+        2 * LAYERS * spilled.positions() - 5
+    );
     assert_eq!(spilled.root(), in_memory.root());
     for l in 0..LAYERS {
         for p in 0..spilled.positions() {
             assert_eq!(spilled.row(l, p).unwrap(), in_memory.row(l, p).unwrap());
-            assert_eq!(spilled.kv_row(l, p).unwrap(), in_memory.kv_row(l, p).unwrap());
+            assert_eq!(
+                spilled.kv_row(l, p).unwrap(),
+                in_memory.kv_row(l, p).unwrap()
+            );
         }
     }
     let kv = spilled.open_kv_range(2, 1, 3).unwrap();
     assert_eq!(kv, in_memory.open_kv_range(2, 1, 3).unwrap());
-    kv.verify(&spilled.root(), LAYERS as u32, 0, spilled.positions() as u32, DType::F32).unwrap();
+    kv.verify(
+        &spilled.root(),
+        LAYERS as u32,
+        0,
+        spilled.positions() as u32,
+        DType::F32,
+    )
+    .unwrap();
     let t = spilled.positions() as u32;
     let opening = spilled.open_range(1, 0, 4).unwrap();
     assert_eq!(opening, in_memory.open_range(1, 0, 4).unwrap());
-    opening.verify(&spilled.root(), LAYERS as u32, 0, t, DType::F32).unwrap();
+    opening
+        .verify(&spilled.root(), LAYERS as u32, 0, t, DType::F32)
+        .unwrap();
 }
 
 #[test]
@@ -157,31 +208,67 @@ fn openings_verify_and_tampered_openings_do_not() {
     let o = c.open_range(2, 1, 3).unwrap();
     let mut bad = o.clone();
     bad.rows[1][5] += 1e-6;
-    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "changed value");
+    assert!(
+        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        "changed value"
+    );
     let mut bad = o.clone();
     bad.layer = 1;
-    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "claimed for another layer");
+    assert!(
+        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        "claimed for another layer"
+    );
     let mut bad = o.clone();
     bad.first_pos = 2;
-    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "claimed for other positions");
+    assert!(
+        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        "claimed for other positions"
+    );
     let mut bad = o.clone();
     bad.rows.pop();
-    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "a row dropped");
-    assert!(o.verify(&root, l, 0, t + 1, DType::F32).is_err(), "another trace shape");
-    assert!(o.verify(&root, 2, 0, t, DType::F32).is_err(), "layer outside the trace");
+    assert!(
+        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        "a row dropped"
+    );
+    assert!(
+        o.verify(&root, l, 0, t + 1, DType::F32).is_err(),
+        "another trace shape"
+    );
+    assert!(
+        o.verify(&root, 2, 0, t, DType::F32).is_err(),
+        "layer outside the trace"
+    );
     let kv = c.open_kv_range(2, 1, 3).unwrap();
     assert_eq!(kv.layer, l + 2, "key/value rows live in group L + l");
     kv.verify(&root, l, 0, t, DType::F32).unwrap();
     let mut bad = kv.clone();
     bad.layer = 2;
-    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "key/value rows claimed as output rows");
+    assert!(
+        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        "key/value rows claimed as output rows"
+    );
     let mut bad = o.clone();
     bad.layer = l + 2;
-    assert!(bad.verify(&root, l, 0, t, DType::F32).is_err(), "output rows claimed as key/value rows");
-    assert!(kv.verify(&root, l + 1, 0, t, DType::F32).is_err(), "another layer count moves the groups");
-    assert!(matches!(c.open_range(LAYERS, 0, 0), Err(CommitError::NotCommitted { .. })));
-    assert!(matches!(c.open_range(0, 2, 1), Err(CommitError::NotCommitted { .. })));
-    assert!(matches!(c.row(0, c.positions()), Err(CommitError::NotCommitted { .. })));
+    assert!(
+        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        "output rows claimed as key/value rows"
+    );
+    assert!(
+        kv.verify(&root, l + 1, 0, t, DType::F32).is_err(),
+        "another layer count moves the groups"
+    );
+    assert!(matches!(
+        c.open_range(LAYERS, 0, 0),
+        Err(CommitError::NotCommitted { .. })
+    ));
+    assert!(matches!(
+        c.open_range(0, 2, 1),
+        Err(CommitError::NotCommitted { .. })
+    ));
+    assert!(matches!(
+        c.row(0, c.positions()),
+        Err(CommitError::NotCommitted { .. })
+    ));
 }
 
 #[test]
@@ -190,43 +277,92 @@ fn malformed_recordings_are_typed_errors() {
     let kv = vec![0.25f32; 32];
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record(0, 0, &row[..D_MODEL - 1]);
-    assert!(matches!(s.finish(), Err(CommitError::RaggedRows { layer: 0, .. })));
+    assert!(matches!(
+        s.finish(),
+        Err(CommitError::RaggedRows { layer: 0, .. })
+    ));
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record_kv(0, 0, 32, &kv);
     s.record_kv(1, 0, 16, &kv);
-    assert!(matches!(s.finish(), Err(CommitError::RaggedRows { layer: 1, width: 32, .. })), "one key/value width per trace");
+    assert!(
+        matches!(
+            s.finish(),
+            Err(CommitError::RaggedRows {
+                layer: 1,
+                width: 32,
+                ..
+            })
+        ),
+        "one key/value width per trace"
+    );
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record(0, 0, &row);
     s.record(0, 2, &row);
-    assert!(matches!(s.finish(), Err(CommitError::OutOfOrder { layer: 0, expected: 1, got: 2 })));
+    assert!(matches!(
+        s.finish(),
+        Err(CommitError::OutOfOrder {
+            layer: 0,
+            expected: 1,
+            got: 2
+        })
+    ));
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record_kv(0, 0, 32, &[kv.clone(), kv.clone()].concat());
     s.record(0, 0, &[row.clone(), row.clone()].concat());
     s.record_kv(1, 0, 32, &[kv.clone(), kv.clone()].concat());
     s.record(1, 0, &row);
-    assert!(matches!(s.finish(), Err(CommitError::Uneven { rows: "rows", layer: 1, end: 1, expected_end: 2, .. })));
+    assert!(matches!(
+        s.finish(),
+        Err(CommitError::Uneven {
+            rows: "rows",
+            layer: 1,
+            end: 1,
+            expected_end: 2,
+            ..
+        })
+    ));
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record_kv(0, 0, 32, &kv);
     s.record(0, 0, &row);
     s.record_kv(1, 3, 32, &kv);
     s.record(1, 0, &row);
-    assert!(matches!(s.finish(), Err(CommitError::Uneven { rows: "keys/values", layer: 1, start: 3, .. })));
+    assert!(matches!(
+        s.finish(),
+        Err(CommitError::Uneven {
+            rows: "keys/values",
+            layer: 1,
+            start: 3,
+            ..
+        })
+    ));
 
     // Output rows alone are not a trace: every layer's keys and values are committed too.
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record(0, 0, &row);
     s.record(1, 0, &row);
     s.record_kv(0, 0, 32, &kv);
-    assert!(matches!(s.finish(), Err(CommitError::MissingKeyValues { layers: 2, kv_layers: 1 })));
+    assert!(matches!(
+        s.finish(),
+        Err(CommitError::MissingKeyValues {
+            layers: 2,
+            kv_layers: 1
+        })
+    ));
 
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
     s.record(1, 0, &row);
-    assert!(matches!(s.finish(), Err(CommitError::Empty)), "layer 0 missing");
-    assert!(matches!(CommitmentSink::new(D_MODEL).unwrap().finish(), Err(CommitError::Empty)));
+    assert!(
+        matches!(s.finish(), Err(CommitError::Empty)),
+        "layer 0 missing"
+    );
+    assert!(matches!(
+        CommitmentSink::new(D_MODEL).unwrap().finish(),
+        Err(CommitError::Empty)
+    ));
 
     // A later prefix (positions starting past 0) is fine as long as every layer agrees.
     let mut s = CommitmentSink::new(D_MODEL).unwrap();
@@ -235,7 +371,10 @@ fn malformed_recordings_are_typed_errors() {
         s.record(l, 7, &row);
     }
     let c = s.finish().unwrap();
-    assert_eq!((c.start(), c.positions(), c.layers(), c.kv_width()), (7, 1, 2, 32));
+    assert_eq!(
+        (c.start(), c.positions(), c.layers(), c.kv_width()),
+        (7, 1, 2, 32)
+    );
     assert_eq!(c.leaf_index(1, 7).unwrap(), 1);
     assert_eq!(c.kv_row(1, 7).unwrap(), kv);
 }

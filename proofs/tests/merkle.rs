@@ -1,9 +1,13 @@
 //! Merkle trees and range proofs, exhaustively on small trees.
 
-use forge_proofs::{DType, Hash, MerkleError, MerkleTree, RangeProof, leaf_hash, node_hash, verify_range};
+use forge_proofs::{
+    DType, Hash, MerkleError, MerkleTree, RangeProof, leaf_hash, node_hash, verify_range,
+};
 
 fn leaves(n: usize) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash(0, i as u32, DType::F32, &[i as f32, 1.5])).collect()
+    (0..n)
+        .map(|i| leaf_hash(0, i as u32, DType::F32, &[i as f32, 1.5]))
+        .collect()
 }
 
 /// The root by the definition, recursively: no shared code with the tree.
@@ -11,7 +15,16 @@ fn reference_root(level: &[Hash]) -> Hash {
     if level.len() == 1 {
         return level[0];
     }
-    let up: Vec<Hash> = level.chunks(2).map(|c| if c.len() == 2 { node_hash(&c[0], &c[1]) } else { c[0] }).collect();
+    let up: Vec<Hash> = level
+        .chunks(2)
+        .map(|c| {
+            if c.len() == 2 {
+                node_hash(&c[0], &c[1])
+            } else {
+                c[0]
+            }
+        })
+        .collect();
     reference_root(&up)
 }
 
@@ -39,7 +52,10 @@ fn tree_path(n: usize, a: usize, b: usize) -> Vec<(Option<usize>, Option<usize>)
     let (mut lo, mut hi, mut n) = (a, b, n);
     let mut path = vec![];
     while n > 1 {
-        path.push(((lo % 2 == 1).then(|| lo - 1), (hi % 2 == 0 && hi + 1 < n).then_some(hi + 1)));
+        path.push((
+            (lo % 2 == 1).then(|| lo - 1),
+            (hi % 2 == 0 && hi + 1 < n).then_some(hi + 1),
+        ));
         (lo, hi, n) = (lo / 2, hi / 2, n.div_ceil(2));
     }
     path
@@ -55,8 +71,13 @@ fn every_range_of_every_tree_up_to_40_leaves_verifies_with_a_minimal_proof() {
         for a in 0..n {
             for b in a..n {
                 let proof = tree.prove_range(a, b).unwrap();
-                assert_eq!(proof.siblings.len(), minimal_proof_len(n, a, b), "n {n} range {a}..={b}");
-                verify_range(&root, n, a, &l[a..=b], &proof).unwrap_or_else(|e| panic!("n {n} {a}..={b}: {e}"));
+                assert_eq!(
+                    proof.siblings.len(),
+                    minimal_proof_len(n, a, b),
+                    "n {n} range {a}..={b}"
+                );
+                verify_range(&root, n, a, &l[a..=b], &proof)
+                    .unwrap_or_else(|e| panic!("n {n} {a}..={b}: {e}"));
             }
         }
     }
@@ -77,10 +98,16 @@ fn every_tampering_of_every_range_is_rejected() {
                 };
                 // Shifted position.
                 if b + 1 < n {
-                    assert!(rejects(a + 1, range, &proof, n), "n {n} {a}..={b} shifted right");
+                    assert!(
+                        rejects(a + 1, range, &proof, n),
+                        "n {n} {a}..={b} shifted right"
+                    );
                 }
                 if a > 0 {
-                    assert!(rejects(a - 1, range, &proof, n), "n {n} {a}..={b} shifted left");
+                    assert!(
+                        rejects(a - 1, range, &proof, n),
+                        "n {n} {a}..={b} shifted left"
+                    );
                 }
                 // Wrong leaf counts.
                 if range.len() > 1 {
@@ -97,7 +124,11 @@ fn every_tampering_of_every_range_is_rejected() {
                 for other in [n.saturating_sub(1), n + 1] {
                     if other > b && other != n {
                         let same_path = tree_path(other, a, b) == tree_path(n, a, b);
-                        assert_eq!(!rejects(a, range, &proof, other), same_path, "n {n} {a}..={b} as {other}");
+                        assert_eq!(
+                            !rejects(a, range, &proof, other),
+                            same_path,
+                            "n {n} {a}..={b} as {other}"
+                        );
                     }
                 }
                 // A flipped bit in any leaf or sibling.
@@ -117,9 +148,14 @@ fn every_tampering_of_every_range_is_rejected() {
                 // Extra and missing siblings.
                 let mut extra = proof.clone();
                 extra.siblings.push([7; 32]);
-                assert!(matches!(verify_range(&root, n, a, range, &extra), Err(MerkleError::ExtraSiblings { extra: 1 })));
+                assert!(matches!(
+                    verify_range(&root, n, a, range, &extra),
+                    Err(MerkleError::ExtraSiblings { extra: 1 })
+                ));
                 if let Some((_, rest)) = proof.siblings.split_last() {
-                    let missing = RangeProof { siblings: rest.to_vec() };
+                    let missing = RangeProof {
+                        siblings: rest.to_vec(),
+                    };
                     assert!(matches!(
                         verify_range(&root, n, a, range, &missing),
                         Err(MerkleError::MissingSiblings { .. })
@@ -141,12 +177,30 @@ fn degenerate_inputs_are_typed_errors() {
     let root = tree.root();
     let empty = RangeProof::default();
     assert_eq!(tree.prove_range(3, 2), Err(MerkleError::EmptyRange));
-    assert!(matches!(tree.prove_range(2, 5), Err(MerkleError::OutOfBounds { n_leaves: 5, .. })));
-    assert_eq!(MerkleTree::from_leaves(vec![]).prove_range(0, 0), Err(MerkleError::EmptyTree));
-    assert_eq!(verify_range(&root, 0, 0, &l[..1], &empty), Err(MerkleError::EmptyTree));
-    assert_eq!(verify_range(&root, 5, 0, &[], &empty), Err(MerkleError::EmptyRange));
-    assert!(matches!(verify_range(&root, 5, 4, &l[..2], &empty), Err(MerkleError::OutOfBounds { .. })));
-    assert!(matches!(verify_range(&root, 5, usize::MAX, &l[..2], &empty), Err(MerkleError::OutOfBounds { .. })));
+    assert!(matches!(
+        tree.prove_range(2, 5),
+        Err(MerkleError::OutOfBounds { n_leaves: 5, .. })
+    ));
+    assert_eq!(
+        MerkleTree::from_leaves(vec![]).prove_range(0, 0),
+        Err(MerkleError::EmptyTree)
+    );
+    assert_eq!(
+        verify_range(&root, 0, 0, &l[..1], &empty),
+        Err(MerkleError::EmptyTree)
+    );
+    assert_eq!(
+        verify_range(&root, 5, 0, &[], &empty),
+        Err(MerkleError::EmptyRange)
+    );
+    assert!(matches!(
+        verify_range(&root, 5, 4, &l[..2], &empty),
+        Err(MerkleError::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        verify_range(&root, 5, usize::MAX, &l[..2], &empty),
+        Err(MerkleError::OutOfBounds { .. })
+    ));
     // One leaf: the root is the leaf, the proof is empty.
     let one = MerkleTree::from_leaves(l[..1].to_vec());
     assert_eq!(one.root(), l[0]);
@@ -158,7 +212,11 @@ fn degenerate_inputs_are_typed_errors() {
 fn leaves_and_nodes_are_domain_separated() {
     let row = [1.0f32, -2.0, 3.5];
     let base = leaf_hash(1, 2, DType::F32, &row);
-    assert_ne!(base, leaf_hash(2, 1, DType::F32, &row), "layer and position are bound");
+    assert_ne!(
+        base,
+        leaf_hash(2, 1, DType::F32, &row),
+        "layer and position are bound"
+    );
     assert_ne!(base, leaf_hash(1, 3, DType::F32, &row));
     assert_ne!(base, leaf_hash(1, 2, DType::F32, &[1.0, -2.0, 3.5000002]));
     assert_ne!(base, leaf_hash(1, 2, DType::F32, &row[..2]));
@@ -167,25 +225,35 @@ fn leaves_and_nodes_are_domain_separated() {
     bytes.extend_from_slice(&1u32.to_le_bytes());
     bytes.extend_from_slice(&2u32.to_le_bytes());
     bytes.push(DType::F32.tag());
-    row.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+    row.iter()
+        .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
     let key = blake3::derive_key("forge.act.v1", b"");
     assert_eq!(base, *blake3::keyed_hash(&key, &bytes).as_bytes());
     let nkey = blake3::derive_key("forge.node.v1", b"");
     let cat: Vec<u8> = [base, base].concat();
-    assert_eq!(node_hash(&base, &base), *blake3::keyed_hash(&nkey, &cat).as_bytes());
+    assert_eq!(
+        node_hash(&base, &base),
+        *blake3::keyed_hash(&nkey, &cat).as_bytes()
+    );
     // Rows longer than the hashing buffer hash as one stream.
     let long: Vec<f32> = (0..1000).map(|i| i as f32 * 0.25).collect();
     let mut bytes = vec![];
     bytes.extend_from_slice(&[0u8; 8]);
     bytes.push(1);
-    long.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
-    assert_eq!(leaf_hash(0, 0, DType::F32, &long), *blake3::keyed_hash(&key, &bytes).as_bytes());
+    long.iter()
+        .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+    assert_eq!(
+        leaf_hash(0, 0, DType::F32, &long),
+        *blake3::keyed_hash(&key, &bytes).as_bytes()
+    );
 }
 
 #[test]
 fn wide_trees_hash_levels_in_parallel_to_the_same_root() {
     let n = 20_001;
-    let l: Vec<Hash> = (0..n).map(|i| *blake3::hash(&(i as u64).to_le_bytes()).as_bytes()).collect();
+    let l: Vec<Hash> = (0..n)
+        .map(|i| *blake3::hash(&(i as u64).to_le_bytes()).as_bytes())
+        .collect();
     let tree = MerkleTree::from_leaves(l.clone());
     assert_eq!(tree.root(), reference_root(&l));
     let proof = tree.prove_range(9_999, 12_345).unwrap();

@@ -2,19 +2,31 @@
 
 use std::ops::ControlFlow;
 
-use forge_engine::{GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate};
+use forge_engine::{
+    GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate,
+};
 use forge_proofs::{
-    AuditEntry, Check, Commitment, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotError, SpotOpenings,
-    TrustAnchor, Verdict, challenge_cells, open_cells,
+    AuditEntry, Check, Commitment, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker,
+    SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells, open_cells,
 };
 
 use crate::common::{self, D_MODEL, LAYERS};
 
 fn request(model: &Model) -> GenerateRequest {
     GenerateRequest {
-        prompt: model.tokenizer().encode("<|im_start|>user\nspot me<|im_end|>").unwrap(),
+        prompt: model
+            .tokenizer()
+            .encode("<|im_start|>user\nspot me<|im_end|>")
+            .unwrap(),
         max_tokens: 6,
-        sampling: SamplingParams { temperature: 0.8, top_k: 50, top_p: 0.95, seed: 3, presence_penalty: 0.5, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: 0.8,
+            top_k: 50,
+            top_p: 0.95,
+            seed: 3,
+            presence_penalty: 0.5,
+            ..SamplingParams::default()
+        },
         stop: vec![],
     }
 }
@@ -29,22 +41,40 @@ fn commit(model: &Model, req: &GenerateRequest) -> (Generation, Commitment) {
     (generation, sink.finish().unwrap())
 }
 
-fn build(claimed: &Model, req: &GenerateRequest, generation: &Generation, commitment: &Commitment) -> Receipt {
+fn build(
+    claimed: &Model,
+    req: &GenerateRequest,
+    generation: &Generation,
+    commitment: &Commitment,
+) -> Receipt {
     let key = NodeKey::from_secret(&[42; 32]);
-    ReceiptBuilder::new(claimed, &key, &common::cu_keys().0).build([1; 16], req, generation, commitment).unwrap()
+    ReceiptBuilder::new(claimed, &key, &common::cu_keys().0)
+        .build([1; 16], req, generation, commitment)
+        .unwrap()
 }
 
 fn all_cells(r: &Receipt) -> Vec<(u32, u32)> {
-    (0..r.trace.layers).flat_map(|l| (0..r.trace.positions).map(move |t| (l, t))).collect()
+    (0..r.trace.layers)
+        .flat_map(|l| (0..r.trace.positions).map(move |t| (l, t)))
+        .collect()
 }
 
 /// Checks every cell on its own; returns the failures.
-fn failing_cells(checker: &SpotChecker<'_>, r: &Receipt, c: &Commitment, req: &GenerateRequest, output: &[u32]) -> Vec<((u32, u32), SpotError)> {
+fn failing_cells(
+    checker: &SpotChecker<'_>,
+    r: &Receipt,
+    c: &Commitment,
+    req: &GenerateRequest,
+    output: &[u32],
+) -> Vec<((u32, u32), SpotError)> {
     all_cells(r)
         .into_iter()
         .filter_map(|cell| {
             let openings = open_cells(c, &req.prompt, output, &[cell]).unwrap();
-            checker.check_cells(r, &[cell], &openings).err().map(|e| (cell, e))
+            checker
+                .check_cells(r, &[cell], &openings)
+                .err()
+                .map(|e| (cell, e))
         })
         .collect()
 }
@@ -57,11 +87,17 @@ fn every_cell_of_an_honest_run_replays_bit_exactly() {
     let r = build(&model, &req, &generation, &c);
     let cells = all_cells(&r);
     let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
-    let report = SpotChecker::new(&model).check_cells(&r, &cells, &openings).unwrap();
+    let report = SpotChecker::new(&model)
+        .check_cells(&r, &cells, &openings)
+        .unwrap();
     assert!(report.exact);
     assert!(report.cells.iter().all(|c| c.rel_l2 == 0.0));
     let steps: Vec<u32> = report.cells.iter().filter_map(|c| c.token_step).collect();
-    assert_eq!(steps, (0..generation.tokens.len() as u32).collect::<Vec<_>>(), "every generated token re-sampled");
+    assert_eq!(
+        steps,
+        (0..generation.tokens.len() as u32).collect::<Vec<_>>(),
+        "every generated token re-sampled"
+    );
     assert_eq!(cells.len(), LAYERS * c.positions());
 }
 
@@ -74,27 +110,60 @@ fn a_challenge_is_answered_checked_and_signed_into_the_receipt() {
 
     let seed = [7; 32];
     let cells = challenge_cells(&r, &seed, 8).unwrap();
-    assert_eq!(cells, challenge_cells(&r, &seed, 8).unwrap(), "deterministic");
-    assert_ne!(cells, challenge_cells(&r, &[8; 32], 8).unwrap(), "seed-dependent");
-    assert!(cells.iter().all(|&(l, t)| l < r.trace.layers && t < r.trace.positions));
-    let spread: std::collections::BTreeSet<u32> = challenge_cells(&r, &seed, 64).unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(
+        cells,
+        challenge_cells(&r, &seed, 8).unwrap(),
+        "deterministic"
+    );
+    assert_ne!(
+        cells,
+        challenge_cells(&r, &[8; 32], 8).unwrap(),
+        "seed-dependent"
+    );
+    assert!(
+        cells
+            .iter()
+            .all(|&(l, t)| l < r.trace.layers && t < r.trace.positions)
+    );
+    let spread: std::collections::BTreeSet<u32> = challenge_cells(&r, &seed, 64)
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
     assert_eq!(spread.len(), LAYERS, "all layers get challenged");
 
     // Provider answers; the bytes travel; the auditor checks and signs.
-    let bytes = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap().to_bytes().unwrap();
+    let bytes = open_cells(&c, &req.prompt, &generation.tokens, &cells)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
     let openings = SpotOpenings::from_bytes(&bytes).unwrap();
-    let report = SpotChecker::new(&model).check(&r, &seed, 8, &openings).unwrap();
+    let report = SpotChecker::new(&model)
+        .check(&r, &seed, 8, &openings)
+        .unwrap();
     assert_eq!(report.cells.len(), 8);
     let auditor = NodeKey::from_secret(&[9; 32]);
-    let entry = AuditEntry::signed(&r.header_hash().unwrap(), seed, cells, bytes, Verdict::Pass, &auditor).unwrap();
+    let entry = AuditEntry::signed(
+        &r.header_hash().unwrap(),
+        seed,
+        cells,
+        bytes,
+        Verdict::Pass,
+        &auditor,
+    )
+    .unwrap();
     r.audits.push(entry);
-    let verified = r.verify_offline(&TrustAnchor::new(common::cu_keys().1.clone())).unwrap();
+    let verified = r
+        .verify_offline(&TrustAnchor::new(common::cu_keys().1.clone()))
+        .unwrap();
     assert!(verified.checks.contains(&Check::AuditSignatures));
     // Appending the audit does not change the challenge (it hangs off the header hash).
     assert_eq!(challenge_cells(&r, &seed, 8).unwrap(), r.audits[0].cells);
     // The stored openings still check.
     let stored = SpotOpenings::from_bytes(&r.audits[0].openings).unwrap();
-    SpotChecker::new(&model).check(&r, &seed, 8, &stored).unwrap();
+    SpotChecker::new(&model)
+        .check(&r, &seed, 8, &stored)
+        .unwrap();
 }
 
 #[test]
@@ -105,12 +174,24 @@ fn a_different_model_fails_every_cell() {
     let (generation, c) = commit(&actual, &req);
     // The provider ran `actual` but signs and proves a receipt naming `claimed`.
     let r = build(&claimed, &req, &generation, &c);
-    let failures = failing_cells(&SpotChecker::new(&claimed), &r, &c, &req, &generation.tokens);
+    let failures = failing_cells(
+        &SpotChecker::new(&claimed),
+        &r,
+        &c,
+        &req,
+        &generation.tokens,
+    );
     assert_eq!(failures.len(), all_cells(&r).len());
-    assert!(failures.iter().all(|(_, e)| matches!(e, SpotError::ReplayMismatch { .. } | SpotError::TokenMismatch { .. })));
+    assert!(failures.iter().all(|(_, e)| matches!(
+        e,
+        SpotError::ReplayMismatch { .. } | SpotError::TokenMismatch { .. }
+    )));
     let cells = [(0, 0)];
     let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
-    assert!(matches!(SpotChecker::new(&actual).check_cells(&r, &cells, &openings), Err(SpotError::WrongModel { .. })));
+    assert!(matches!(
+        SpotChecker::new(&actual).check_cells(&r, &cells, &openings),
+        Err(SpotError::WrongModel { .. })
+    ));
 }
 
 #[test]
@@ -134,7 +215,11 @@ fn a_skipped_layer_fails_the_cells_that_touch_it() {
     let failed: Vec<(u32, u32)> = failures.iter().map(|f| f.0).collect();
     let expected: Vec<(u32, u32)> = all_cells(&r).into_iter().filter(|&(l, _)| l >= 1).collect();
     assert_eq!(failed, expected);
-    assert!(failures.iter().all(|(_, e)| matches!(e, SpotError::ReplayMismatch { .. })));
+    assert!(
+        failures
+            .iter()
+            .all(|(_, e)| matches!(e, SpotError::ReplayMismatch { .. }))
+    );
 }
 
 #[test]
@@ -149,7 +234,9 @@ fn a_forged_token_fails_at_its_sampling_step() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     let ((l, t), e) = &failures[0];
     assert_eq!((*l, *t), (LAYERS as u32 - 1, r.trace.positions - 1));
-    assert!(matches!(e, SpotError::TokenMismatch { step, received, .. } if *step as usize == last && *received == generation.tokens[last]));
+    assert!(
+        matches!(e, SpotError::TokenMismatch { step, received, .. } if *step as usize == last && *received == generation.tokens[last])
+    );
 }
 
 #[test]
@@ -165,43 +252,97 @@ fn tampered_or_mismatched_openings_are_rejected() {
 
     let mut bad = honest.clone();
     bad.cells[0].output.rows[0][0] += 0.5;
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { layer: 2, pos: 3, .. })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::Opening {
+            layer: 2,
+            pos: 3,
+            ..
+        })
+    ));
     let mut bad = honest.clone();
     bad.cells[0].input.as_mut().unwrap().rows[0][7] *= 2.0;
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { .. })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::Opening { .. })
+    ));
     let mut bad = honest.clone();
     bad.cells[0].kv.rows[1][7] *= 2.0;
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::Opening { layer: 2, pos: 3, .. })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::Opening {
+            layer: 2,
+            pos: 3,
+            ..
+        })
+    ));
     let mut bad = honest.clone();
     bad.cells[0].kv.rows.pop();
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { .. })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::MalformedOpening { .. })
+    ));
     let mut bad = honest.clone();
     bad.cells[0].kv.layer = 2;
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { .. })), "kv must come from the kv groups");
+    assert!(
+        matches!(
+            checker.check_cells(&r, &cells, &bad),
+            Err(SpotError::MalformedOpening { .. })
+        ),
+        "kv must come from the kv groups"
+    );
     let mut bad = honest.clone();
     bad.cells[1].input = bad.cells[0].input.clone();
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::MalformedOpening { layer: 0, .. })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::MalformedOpening { layer: 0, .. })
+    ));
     let mut bad = honest.clone();
     bad.cells.swap(0, 1);
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::CellsMismatch { index: 0, .. })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::CellsMismatch { index: 0, .. })
+    ));
     let mut bad = honest.clone();
     bad.cells.pop();
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::CellsMismatch { index: 1, received: None, .. })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::CellsMismatch {
+            index: 1,
+            received: None,
+            ..
+        })
+    ));
     let mut bad = honest.clone();
     bad.prompt[0] += 1;
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::TokensMismatch { which: "prompt" })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::TokensMismatch { which: "prompt" })
+    ));
     let mut bad = honest.clone();
     bad.output.push(1);
-    assert!(matches!(checker.check_cells(&r, &cells, &bad), Err(SpotError::TokensMismatch { which: "output" })));
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::TokensMismatch { which: "output" })
+    ));
 
     let mut inflated = r.clone();
     inflated.trace.positions += 100;
-    assert!(matches!(checker.check_cells(&inflated, &cells, &honest), Err(SpotError::Receipt(_))), "shape checked, no panic");
+    assert!(
+        matches!(
+            checker.check_cells(&inflated, &cells, &honest),
+            Err(SpotError::Receipt(_))
+        ),
+        "shape checked, no panic"
+    );
 
     let bytes = honest.to_bytes().unwrap();
     assert_eq!(SpotOpenings::from_bytes(&bytes).unwrap(), honest);
     for cut in 0..bytes.len() {
-        assert!(SpotOpenings::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
+        assert!(
+            SpotOpenings::from_bytes(&bytes[..cut]).is_err(),
+            "cut {cut}"
+        );
     }
     assert!(SpotOpenings::from_bytes(&[bytes.clone(), vec![0]].concat()).is_err());
 }
@@ -210,20 +351,37 @@ fn tampered_or_mismatched_openings_are_rejected() {
 fn a_flex_receipt_replays_within_the_published_tolerance_and_a_nudged_row_does_not() {
     let (exact, dir) = common::tiny_model(1);
     let flex = Model::load(&dir.path().join("tiny.gguf"), forge_engine::Backend::Flex).unwrap();
-    let req = GenerateRequest { sampling: SamplingParams::greedy(), ..request(&exact) };
+    let req = GenerateRequest {
+        sampling: SamplingParams::greedy(),
+        ..request(&exact)
+    };
     let (generation, c) = commit(&flex, &req);
     let r = build(&flex, &req, &generation, &c);
-    assert_ne!(r.request.backend, "cpu-f32", "the receipt names the inexact backend");
+    assert_ne!(
+        r.request.backend, "cpu-f32",
+        "the receipt names the inexact backend"
+    );
     let checker = SpotChecker::new(&exact);
     let cells = all_cells(&r);
     let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
     let report = checker.check_cells(&r, &cells, &openings).unwrap();
     assert!(!report.exact, "flex rows are compared within the tolerance");
-    assert!(report.cells.iter().all(|cell| cell.rel_l2 <= forge_proofs::DEFAULT_TOLERANCE), "{report:?}");
+    assert!(
+        report
+            .cells
+            .iter()
+            .all(|cell| cell.rel_l2 <= forge_proofs::DEFAULT_TOLERANCE),
+        "{report:?}"
+    );
 
     // An output row off by 5e-4 relative (a cheat the old, uncalibrated 1e-3 bound let through) fails.
     let (l, t) = (1, 2);
-    let row: Vec<f32> = c.row(l, t).unwrap().iter().map(|x| x * (1.0 + 5e-4)).collect();
+    let row: Vec<f32> = c
+        .row(l, t)
+        .unwrap()
+        .iter()
+        .map(|x| x * (1.0 + 5e-4))
+        .collect();
     let mut sink = CommitmentSink::new(D_MODEL).unwrap();
     let mut rec = TraceRecorder::new(D_MODEL);
     generate_into(&flex, &req, &mut rec);
@@ -231,11 +389,30 @@ fn a_flex_receipt_replays_within_the_published_tolerance_and_a_nudged_row_does_n
         sink.record_kv(kl, kt, kv.len(), kv);
     }
     for ((rl, rt), r) in rec.rows() {
-        sink.record(rl, rt, if (rl, rt) == (l as usize, t as usize) { &row } else { r });
+        sink.record(
+            rl,
+            rt,
+            if (rl, rt) == (l as usize, t as usize) {
+                &row
+            } else {
+                r
+            },
+        );
     }
     let nudged = sink.finish().unwrap();
     let r2 = build(&flex, &req, &generation, &nudged);
-    let openings = open_cells(&nudged, &req.prompt, &generation.tokens, &[(l as u32, t as u32)]).unwrap();
-    let err = checker.check_cells(&r2, &[(l as u32, t as u32)], &openings).unwrap_err();
-    assert!(matches!(err, SpotError::ReplayMismatch { what: "output", .. }), "{err:?}");
+    let openings = open_cells(
+        &nudged,
+        &req.prompt,
+        &generation.tokens,
+        &[(l as u32, t as u32)],
+    )
+    .unwrap();
+    let err = checker
+        .check_cells(&r2, &[(l as u32, t as u32)], &openings)
+        .unwrap_err();
+    assert!(
+        matches!(err, SpotError::ReplayMismatch { what: "output", .. }),
+        "{err:?}"
+    );
 }

@@ -39,12 +39,13 @@ use forge_engine::gguf::GgufFile;
 use forge_engine::quant::{GgmlType, Q4_1_BLOCK_BYTES};
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
 use forge_engine::{
-    Backend, FinishReason, ForwardWork, GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink,
-    generate, request_flops,
+    Backend, FinishReason, ForwardWork, GenerateRequest, Generation, Model, SamplingParams,
+    TraceRecorder, TraceSink, generate, request_flops,
 };
 use forge_proofs::{
-    AuditEntry, Commitment, CommitmentSink, ModelDims, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotError,
-    SpotOpenings, TrustAnchor, Verdict, challenge_cells, domain_hash, fiat_shamir_seed, open_cells, output_hash,
+    AuditEntry, Commitment, CommitmentSink, ModelDims, NodeKey, Receipt, ReceiptBuilder,
+    SpotChecker, SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells, domain_hash,
+    fiat_shamir_seed, open_cells, output_hash,
 };
 
 /// The CU proving and verifying keys of a fixed test setup, made once per
@@ -106,7 +107,11 @@ pub fn patch_layer(gguf: &[u8], layer: usize, patch: LayerPatch) -> Vec<u8> {
     let mut out = gguf.to_vec();
     let prefix = format!("blk.{layer}.");
     let mut patched = 0;
-    for t in file.tensors().iter().filter(|t| t.name.starts_with(&prefix) && t.ty == GgmlType::Q4_1) {
+    for t in file
+        .tensors()
+        .iter()
+        .filter(|t| t.name.starts_with(&prefix) && t.ty == GgmlType::Q4_1)
+    {
         let zero = t.name.ends_with(".attn_output.weight") || t.name.ends_with(".ffn_down.weight");
         for block in out[t.offset..t.offset + t.len].chunks_exact_mut(Q4_1_BLOCK_BYTES) {
             match patch {
@@ -180,7 +185,9 @@ impl Cheat {
             Self::CoarseLayer { layer } => format!("(c) layer {layer} with 2-bit weights"),
             Self::InflatedFlops { factor } => format!("(d) FLOPs x{factor}"),
             Self::InflatedNGenStaleProof { extra } => format!("(d) n_gen +{extra}, stale CU proof"),
-            Self::InflatedNGenPadded { extra } => format!("(d) n_gen +{extra}, padded trace, re-proved"),
+            Self::InflatedNGenPadded { extra } => {
+                format!("(d) n_gen +{extra}, padded trace, re-proved")
+            }
             Self::ForgedTokenStaleProof => "(e) last token forged, stale CU proof".into(),
             Self::ForgedToken => "(e) last token forged, re-proved".into(),
         }
@@ -216,7 +223,15 @@ impl World {
         let model = Model::load(&model_path, Backend::Cpu).expect("tiny model loads");
         let vk_path = dir.path().join("cu.vk");
         std::fs::write(&vk_path, forge_circuits::vk_to_bytes(&cu_keys().1)).expect("write vk");
-        Self { dir, spec, gguf, model_path, model, vk_path, key: provider_key() }
+        Self {
+            dir,
+            spec,
+            gguf,
+            model_path,
+            model,
+            vk_path,
+            key: provider_key(),
+        }
     }
 
     /// A sampled request: the ChatML-less `text` tokenized, `max_tokens`, seed `seed`.
@@ -224,7 +239,13 @@ impl World {
         GenerateRequest {
             prompt: self.model.tokenizer().encode(text).expect("tokenizes"),
             max_tokens,
-            sampling: SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, seed, ..SamplingParams::default() },
+            sampling: SamplingParams {
+                temperature: 0.9,
+                top_k: 40,
+                top_p: 0.95,
+                seed,
+                ..SamplingParams::default()
+            },
             stop: vec![],
         }
     }
@@ -242,8 +263,16 @@ impl World {
     /// What an honest provider serves for `req`.
     pub fn honest(&self, req: &GenerateRequest) -> Served {
         let (generation, commitment) = run(&self.model, req);
-        let receipt = self.builder().build([1; 16], req, &generation, &commitment).expect("honest receipt builds");
-        Served { receipt, commitment, prompt: req.prompt.clone(), output: generation.tokens }
+        let receipt = self
+            .builder()
+            .build([1; 16], req, &generation, &commitment)
+            .expect("honest receipt builds");
+        Served {
+            receipt,
+            commitment,
+            prompt: req.prompt.clone(),
+            output: generation.tokens,
+        }
     }
 
     /// What a provider running `cheat` serves for `req`: a receipt naming
@@ -251,19 +280,26 @@ impl World {
     pub fn cheat(&self, cheat: &Cheat, req: &GenerateRequest) -> Served {
         match cheat {
             Cheat::OtherModel { seed } => {
-                let other = tiny_model_gguf(&TinySpec { seed: *seed, ..self.spec.clone() }).expect("other model builds");
+                let other = tiny_model_gguf(&TinySpec {
+                    seed: *seed,
+                    ..self.spec.clone()
+                })
+                .expect("other model builds");
                 self.served_by(&model_from_bytes(&other), req)
             }
-            Cheat::SkippedLayer { layer } => {
-                self.served_by(&model_from_bytes(&patch_layer(&self.gguf, *layer, LayerPatch::Skip)), req)
-            }
-            Cheat::CoarseLayer { layer } => {
-                self.served_by(&model_from_bytes(&patch_layer(&self.gguf, *layer, LayerPatch::Coarse)), req)
-            }
+            Cheat::SkippedLayer { layer } => self.served_by(
+                &model_from_bytes(&patch_layer(&self.gguf, *layer, LayerPatch::Skip)),
+                req,
+            ),
+            Cheat::CoarseLayer { layer } => self.served_by(
+                &model_from_bytes(&patch_layer(&self.gguf, *layer, LayerPatch::Coarse)),
+                req,
+            ),
             Cheat::InflatedFlops { factor } => {
                 let mut s = self.honest(req);
                 s.receipt.cost.flops *= factor;
-                s.receipt.cost.milli_cu = u64::try_from(forge_engine::milli_cu(s.receipt.cost.flops)).expect("fits");
+                s.receipt.cost.milli_cu =
+                    u64::try_from(forge_engine::milli_cu(s.receipt.cost.flops)).expect("fits");
                 resign(&mut s.receipt, &self.key);
                 s
             }
@@ -274,8 +310,15 @@ impl World {
                 r.request.forwarded.end += extra;
                 r.trace.positions += extra;
                 let q = &r.request;
-                r.cost.flops = forge_circuits::flops(&r.config.flop_config(), q.n_prompt.into(), q.n_gen.into(), 0).expect("fits");
-                r.cost.milli_cu = u64::try_from(forge_engine::milli_cu(r.cost.flops)).expect("fits");
+                r.cost.flops = forge_circuits::flops(
+                    &r.config.flop_config(),
+                    q.n_prompt.into(),
+                    q.n_gen.into(),
+                    0,
+                )
+                .expect("fits");
+                r.cost.milli_cu =
+                    u64::try_from(forge_engine::milli_cu(r.cost.flops)).expect("fits");
                 let last = *s.output.last().expect("one token");
                 s.output.extend(std::iter::repeat_n(last, *extra as usize));
                 r.output.tokens_hash = output_hash(&s.output);
@@ -293,8 +336,16 @@ impl World {
             Cheat::ForgedToken => {
                 let (mut generation, commitment) = run(&self.model, req);
                 forge_last_token(&mut generation.tokens, self.model.config().vocab);
-                let receipt = self.builder().build([1; 16], req, &generation, &commitment).expect("forged receipt builds");
-                Served { receipt, commitment, prompt: req.prompt.clone(), output: generation.tokens }
+                let receipt = self
+                    .builder()
+                    .build([1; 16], req, &generation, &commitment)
+                    .expect("forged receipt builds");
+                Served {
+                    receipt,
+                    commitment,
+                    prompt: req.prompt.clone(),
+                    output: generation.tokens,
+                }
             }
         }
     }
@@ -302,15 +353,26 @@ impl World {
     /// `actual` ran the request; the receipt names the honest model.
     fn served_by(&self, actual: &Model, req: &GenerateRequest) -> Served {
         let (generation, commitment) = run(actual, req);
-        let receipt = self.builder().build([1; 16], req, &generation, &commitment).expect("receipt builds");
-        Served { receipt, commitment, prompt: req.prompt.clone(), output: generation.tokens }
+        let receipt = self
+            .builder()
+            .build([1; 16], req, &generation, &commitment)
+            .expect("receipt builds");
+        Served {
+            receipt,
+            commitment,
+            prompt: req.prompt.clone(),
+            output: generation.tokens,
+        }
     }
 
     /// The honest run, then `extra` fake tokens and a trace padded to match.
     fn padded(&self, req: &GenerateRequest, extra: usize) -> Served {
         let d = self.model.config().d_model;
         let mut rec = TraceRecorder::new(d);
-        let mut generation = generate(&self.model, req, Some(&mut rec), |_| ControlFlow::Continue(())).expect("generates");
+        let mut generation = generate(&self.model, req, Some(&mut rec), |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("generates");
         let layers = self.model.config().layers;
         let real = generation.work.end as usize;
         let mut sink = CommitmentSink::new(d).expect("sink");
@@ -326,7 +388,11 @@ impl World {
         for l in 0..layers {
             let kv = padded(&|t| rec.kv_row(l, t).expect("recorded").to_vec());
             sink.record_kv(l, 0, rec.kv_row(l, 0).expect("recorded").len(), &kv);
-            sink.record(l, 0, &padded(&|t| rec.row(l, t).expect("recorded").to_vec()));
+            sink.record(
+                l,
+                0,
+                &padded(&|t| rec.row(l, t).expect("recorded").to_vec()),
+            );
         }
         let commitment = sink.finish().expect("padded commitment");
         let last = *generation.tokens.last().expect("one token");
@@ -335,15 +401,24 @@ impl World {
         let n_gen = generation.tokens.len() as u64;
         generation.work = ForwardWork::for_request(req.prompt.len() as u64, n_gen);
         generation.flops = request_flops(self.model.config(), generation.work);
-        let receipt = self.builder().build([1; 16], req, &generation, &commitment).expect("padded receipt builds");
-        Served { receipt, commitment, prompt: req.prompt.clone(), output: generation.tokens }
+        let receipt = self
+            .builder()
+            .build([1; 16], req, &generation, &commitment)
+            .expect("padded receipt builds");
+        Served {
+            receipt,
+            commitment,
+            prompt: req.prompt.clone(),
+            output: generation.tokens,
+        }
     }
 }
 
 /// Generates `req` on `model` into a fresh commitment.
 pub fn run(model: &Model, req: &GenerateRequest) -> (Generation, Commitment) {
     let mut sink = CommitmentSink::new(model.config().d_model).expect("sink");
-    let generation = generate(model, req, Some(&mut sink), |_| ControlFlow::Continue(())).expect("generates");
+    let generation =
+        generate(model, req, Some(&mut sink), |_| ControlFlow::Continue(())).expect("generates");
     (generation, sink.finish().expect("commitment"))
 }
 
@@ -357,7 +432,8 @@ pub fn resign(r: &mut Receipt, key: &NodeKey) {
 /// proving key (anyone can: the key is public).
 pub fn reprove(r: &mut Receipt) {
     let stmt = r.cu_statement(r.header_hash().expect("header encodes"));
-    let proof = forge_circuits::prove(&cu_keys().0, &stmt, &mut ChaCha20Rng::from_seed([3; 32])).expect("statement holds");
+    let proof = forge_circuits::prove(&cu_keys().0, &stmt, &mut ChaCha20Rng::from_seed([3; 32]))
+        .expect("statement holds");
     r.cu_proof = proof.to_bytes();
 }
 
@@ -383,7 +459,9 @@ impl Served {
     /// Every cell (layer, position) of the receipt's trace.
     pub fn all_cells(&self) -> Vec<(u32, u32)> {
         let t = &self.receipt.trace;
-        (0..t.layers).flat_map(|l| (0..t.positions).map(move |p| (l, p))).collect()
+        (0..t.layers)
+            .flat_map(|l| (0..t.positions).map(move |p| (l, p)))
+            .collect()
     }
 
     /// The provider's answer to a challenge of `cells`. Cells outside its
@@ -392,7 +470,8 @@ impl Served {
     pub fn openings(&self, cells: &[(u32, u32)]) -> SpotOpenings {
         let last = (self.commitment.start() + self.commitment.positions() - 1) as u32;
         let clamped: Vec<(u32, u32)> = cells.iter().map(|&(l, t)| (l, t.min(last))).collect();
-        let mut o = open_cells(&self.commitment, &self.prompt, &self.output, &clamped).expect("cells open");
+        let mut o =
+            open_cells(&self.commitment, &self.prompt, &self.output, &clamped).expect("cells open");
         for (c, &(l, t)) in o.cells.iter_mut().zip(cells) {
             c.layer = l;
             c.pos = t;
@@ -402,9 +481,16 @@ impl Served {
     }
 
     /// Verifies a challenge of `count` cells from `seed` with `checker`.
-    pub fn spot_check(&self, checker: &SpotChecker<'_>, seed: &[u8; 32], count: u32) -> Result<(), SpotError> {
+    pub fn spot_check(
+        &self,
+        checker: &SpotChecker<'_>,
+        seed: &[u8; 32],
+        count: u32,
+    ) -> Result<(), SpotError> {
         let cells = challenge_cells(&self.receipt, seed, count).expect("header encodes");
-        checker.check(&self.receipt, seed, count, &self.openings(&cells)).map(|_| ())
+        checker
+            .check(&self.receipt, seed, count, &self.openings(&cells))
+            .map(|_| ())
     }
 
     /// The cells that fail a one-cell spot check, with their errors: the
@@ -412,7 +498,12 @@ impl Served {
     pub fn failing_cells(&self, checker: &SpotChecker<'_>) -> Vec<((u32, u32), SpotError)> {
         self.all_cells()
             .into_iter()
-            .filter_map(|cell| checker.check_cells(&self.receipt, &[cell], &self.openings(&[cell])).err().map(|e| (cell, e)))
+            .filter_map(|cell| {
+                checker
+                    .check_cells(&self.receipt, &[cell], &self.openings(&[cell]))
+                    .err()
+                    .map(|e| (cell, e))
+            })
             .collect()
     }
 
@@ -424,7 +515,10 @@ impl Served {
         let cells = challenge_cells(&r, &seed, count).expect("header encodes");
         let openings = self.openings(&cells).to_bytes().expect("openings encode");
         let header = r.header_hash().expect("header encodes");
-        r.audits.push(AuditEntry::signed(&header, seed, cells, openings, Verdict::Pass, key).expect("audit encodes"));
+        r.audits.push(
+            AuditEntry::signed(&header, seed, cells, openings, Verdict::Pass, key)
+                .expect("audit encodes"),
+        );
         r
     }
 
@@ -443,10 +537,17 @@ pub fn recheck_audits(receipt: &Receipt, checker: &SpotChecker<'_>) -> Result<us
     for (i, a) in receipt.audits.iter().enumerate() {
         let count = u32::try_from(a.cells.len()).map_err(|e| e.to_string())?;
         if challenge_cells(receipt, &a.seed, count).map_err(|e| e.to_string())? != a.cells {
-            return Err(format!("audit {i}: its cells are not the ones its seed selects"));
+            return Err(format!(
+                "audit {i}: its cells are not the ones its seed selects"
+            ));
         }
-        let o = SpotOpenings::from_bytes(&a.openings).map_err(|e| format!("audit {i}: openings do not decode: {e}"))?;
-        cells += checker.check(receipt, &a.seed, count, &o).map_err(|e| format!("audit {i}: {e}"))?.cells.len();
+        let o = SpotOpenings::from_bytes(&a.openings)
+            .map_err(|e| format!("audit {i}: openings do not decode: {e}"))?;
+        cells += checker
+            .check(receipt, &a.seed, count, &o)
+            .map_err(|e| format!("audit {i}: {e}"))?
+            .cells
+            .len();
     }
     Ok(cells)
 }
@@ -463,7 +564,10 @@ pub fn forge_verify_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let bin = profile_dir.join(format!("forge-verify{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
@@ -490,7 +594,9 @@ pub struct VerifyRun {
 impl VerifyRun {
     /// The checklist lines that failed, in order.
     pub fn failures(&self) -> Vec<String> {
-        let Some(checks) = self.json.as_ref().and_then(|j| j["checks"].as_array()) else { return Vec::new() };
+        let Some(checks) = self.json.as_ref().and_then(|j| j["checks"].as_array()) else {
+            return Vec::new();
+        };
         checks
             .iter()
             .filter(|c| c["status"] == "fail")
@@ -514,23 +620,35 @@ impl VerifyRun {
     }
 
     fn first_failure(&self) -> Option<&serde_json::Value> {
-        self.json.as_ref()?["checks"].as_array()?.iter().find(|c| c["status"] == "fail")
+        self.json.as_ref()?["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| c["status"] == "fail")
     }
 
     /// Asserts a clean rejection: exit 1 (rejected) or 2 (malformed file or
     /// usage error), never 0, never a signal or a panic; a failing check or
     /// an error on stderr; `verified: false` whenever JSON was printed.
     pub fn assert_rejected(&self, what: &str) {
-        assert!(!self.stderr.contains("panicked"), "{what}: forge-verify panicked:\n{}", self.stderr);
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{what}: forge-verify panicked:\n{}",
+            self.stderr
+        );
         match self.code {
             Some(1 | 2) => {}
-            other => panic!("{what}: forge-verify exited {other:?} (0 = accepted a dishonest receipt):\n{}", self.stderr),
+            other => panic!(
+                "{what}: forge-verify exited {other:?} (0 = accepted a dishonest receipt):\n{}",
+                self.stderr
+            ),
         }
         if let Some(j) = &self.json {
             assert_eq!(j["verified"], false, "{what}");
         }
         assert!(
-            self.stderr.contains("REJECTED") || self.stderr.contains("forge-verify: error:") || !self.failures().is_empty(),
+            self.stderr.contains("REJECTED")
+                || self.stderr.contains("forge-verify: error:")
+                || !self.failures().is_empty(),
             "{what}: exit {:?} without a failing check:\n{}",
             self.code,
             self.stderr
@@ -543,7 +661,10 @@ impl VerifyRun {
         self.assert_rejected(what);
         match self.failed_check() {
             Some((id, line)) => {
-                assert_eq!(id, expected, "{what}: failed at `{id}` ({line}), expected `{expected}`");
+                assert_eq!(
+                    id, expected,
+                    "{what}: failed at `{id}` ({line}), expected `{expected}`"
+                );
                 line
             }
             None => panic!("{what}: no failing check recognised:\n{}", self.stderr),
@@ -552,8 +673,17 @@ impl VerifyRun {
 
     /// Asserts acceptance (exit 0, `verified: true`).
     pub fn assert_verified(&self, what: &str) {
-        assert_eq!(self.code, Some(0), "{what}: forge-verify rejected:\n{}", self.stderr);
-        assert_eq!(self.json.as_ref().map(|j| j["verified"].clone()), Some(true.into()), "{what}");
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what}: forge-verify rejected:\n{}",
+            self.stderr
+        );
+        assert_eq!(
+            self.json.as_ref().map(|j| j["verified"].clone()),
+            Some(true.into()),
+            "{what}"
+        );
         assert!(self.stderr.contains("VERIFIED"), "{what}:\n{}", self.stderr);
     }
 }
@@ -589,7 +719,11 @@ impl World {
 
     /// `forge-verify` on a file.
     pub fn verify_path(&self, path: &Path, with_model: bool) -> VerifyRun {
-        forge_verify(path, &self.vk_path, with_model.then_some(self.model_path.as_path()))
+        forge_verify(
+            path,
+            &self.vk_path,
+            with_model.then_some(self.model_path.as_path()),
+        )
     }
 }
 
@@ -622,7 +756,11 @@ impl DetectionRow {
     /// |measured - expected| in standard errors (0 when both are exact).
     pub fn z(&self) -> f64 {
         let diff = (self.measured - self.expected).abs();
-        if diff == 0.0 { 0.0 } else { diff / self.std_err() }
+        if diff == 0.0 {
+            0.0
+        } else {
+            diff / self.std_err()
+        }
     }
 }
 
@@ -664,11 +802,19 @@ pub fn measure_detection(
 
 /// The table as Markdown.
 pub fn detection_markdown(rows: &[DetectionRow]) -> String {
-    let mut s = String::from("| cheat | f | k | expected 1-(1-f)^k | measured | n | z |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    let mut s = String::from(
+        "| cheat | f | k | expected 1-(1-f)^k | measured | n | z |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
     for r in rows {
         s += &format!(
             "| {} | {:.4} | {} | {:.4} | {:.4} | {} | {:.2} |\n",
-            r.cheat, r.f, r.k, r.expected, r.measured, r.n, r.z()
+            r.cheat,
+            r.f,
+            r.k,
+            r.expected,
+            r.measured,
+            r.n,
+            r.z()
         );
     }
     s

@@ -16,8 +16,9 @@ use serde::Deserialize;
 pub fn smollm2_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        forge_node::ensure_default_model()
-            .unwrap_or_else(|e| panic!("the real-model tests need SmolLM2 and could not pull it: {e:#}"))
+        forge_node::ensure_default_model().unwrap_or_else(|e| {
+            panic!("the real-model tests need SmolLM2 and could not pull it: {e:#}")
+        })
     })
     .clone()
 }
@@ -48,5 +49,7 @@ pub fn reference() -> Vec<ReferenceCase> {
         cases: Vec<ReferenceCase>,
     }
     let text = include_str!("../data/smollm2_reference.json");
-    serde_json::from_str::<File>(text).expect("reference JSON parses").cases
+    serde_json::from_str::<File>(text)
+        .expect("reference JSON parses")
+        .cases
 }

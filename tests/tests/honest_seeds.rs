@@ -22,17 +22,35 @@ const CHECKS: u32 = 4;
 /// The engine's default tiny model with another weight seed (a 1,000-seed
 /// run takes about 10 s on two cores, mostly CU proving).
 fn spec() -> TinySpec {
-    TinySpec { layers: 3, d_model: 64, heads: 4, kv_heads: 2, ffn: 128, context_length: 64, seed: 5, untied_f16_head: false }
+    TinySpec {
+        layers: 3,
+        d_model: 64,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 128,
+        context_length: 64,
+        seed: 5,
+        untied_f16_head: false,
+    }
 }
 
-const PROMPTS: [&str; 4] = ["hi", "the cat", "<|im_start|>user\nwhy?<|im_end|>", "in the end"];
+const PROMPTS: [&str; 4] = [
+    "hi",
+    "the cat",
+    "<|im_start|>user\nwhy?<|im_end|>",
+    "in the end",
+];
 
 /// Request `i`: sampling seed `i`, and prompts, lengths and sampling
 /// parameters that vary with it.
 fn request(w: &World, i: u64) -> GenerateRequest {
     let j = i as usize;
     GenerateRequest {
-        prompt: w.model.tokenizer().encode(PROMPTS[j % PROMPTS.len()]).unwrap(),
+        prompt: w
+            .model
+            .tokenizer()
+            .encode(PROMPTS[j % PROMPTS.len()])
+            .unwrap(),
         max_tokens: 1 + j % 5,
         sampling: SamplingParams {
             temperature: [0.7, 1.0, 1.3, 2.0][j / 4 % 4],
@@ -41,7 +59,11 @@ fn request(w: &World, i: u64) -> GenerateRequest {
             seed: i,
             presence_penalty: [0.0, 0.5][j / 64 % 2],
             frequency_penalty: [0.0, 0.3][j / 128 % 2],
-            logit_bias: if j.is_multiple_of(7) { vec![(40, 2.0)] } else { vec![] },
+            logit_bias: if j.is_multiple_of(7) {
+                vec![(40, 2.0)]
+            } else {
+                vec![]
+            },
         },
         stop: vec![],
     }
@@ -54,8 +76,18 @@ fn serve(w: &World, i: u64) -> (Vec<u8>, Vec<u32>) {
     let (generation, commitment) = run(&w.model, &req);
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&i.to_le_bytes());
-    let mut receipt = ReceiptBuilder::new(&w.model, &w.key, &cu_keys().0).build(id, &req, &generation, &commitment).unwrap();
-    attach_self_audit(&mut receipt, &commitment, &req.prompt, &generation.tokens, &w.key, CHECKS).unwrap();
+    let mut receipt = ReceiptBuilder::new(&w.model, &w.key, &cu_keys().0)
+        .build(id, &req, &generation, &commitment)
+        .unwrap();
+    attach_self_audit(
+        &mut receipt,
+        &commitment,
+        &req.prompt,
+        &generation.tokens,
+        &w.key,
+        CHECKS,
+    )
+    .unwrap();
     (receipt.to_bytes().unwrap(), generation.tokens)
 }
 
@@ -65,13 +97,25 @@ fn verify(w: &World, checker: &SpotChecker<'_>, bytes: &[u8], i: u64) {
     let r = Receipt::from_bytes(bytes).unwrap_or_else(|e| panic!("seed {i}: does not decode: {e}"));
     assert_eq!(r.to_bytes().unwrap(), bytes, "seed {i}: not canonical");
     assert_eq!(r.request.sampling.seed, i);
-    let report = r.verify_offline(&w.anchor()).unwrap_or_else(|e| panic!("seed {i}: rejected offline: {e}"));
+    let report = r
+        .verify_offline(&w.anchor())
+        .unwrap_or_else(|e| panic!("seed {i}: rejected offline: {e}"));
     assert_eq!(
         report.checks,
-        [Check::Format, Check::Shape, Check::Model, Check::Flops, Check::Signature, Check::VerifyingKey, Check::CuProof, Check::AuditSignatures],
+        [
+            Check::Format,
+            Check::Shape,
+            Check::Model,
+            Check::Flops,
+            Check::Signature,
+            Check::VerifyingKey,
+            Check::CuProof,
+            Check::AuditSignatures
+        ],
         "seed {i}"
     );
-    let cells = recheck_audits(&r, checker).unwrap_or_else(|e| panic!("seed {i}: spot check failed: {e}"));
+    let cells =
+        recheck_audits(&r, checker).unwrap_or_else(|e| panic!("seed {i}: spot check failed: {e}"));
     assert_eq!(cells, CHECKS as usize, "seed {i}");
 }
 
@@ -80,7 +124,9 @@ fn honest_receipts_from_a_thousand_seeds_all_verify() {
     let started = Instant::now();
     let w = &World::new(spec());
     let setup = started.elapsed();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8) as u64;
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8) as u64;
     let results: Vec<(u64, Vec<u8>, Vec<u32>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -97,7 +143,10 @@ fn honest_receipts_from_a_thousand_seeds_all_verify() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let elapsed = started.elapsed();
     assert_eq!(results.len() as u64, SEEDS);
@@ -106,7 +155,10 @@ fn honest_receipts_from_a_thousand_seeds_all_verify() {
 
     // The seeds really sampled different answers (a fifth of the requests
     // generate a single token, so some answers repeat).
-    let outputs: BTreeSet<(u64, &[u32])> = results.iter().map(|r| (r.0 % PROMPTS.len() as u64, r.2.as_slice())).collect();
+    let outputs: BTreeSet<(u64, &[u32])> = results
+        .iter()
+        .map(|r| (r.0 % PROMPTS.len() as u64, r.2.as_slice()))
+        .collect();
     let tokens: usize = results.iter().map(|r| r.2.len()).sum();
     let bytes: usize = results.iter().map(|r| r.1.len()).sum();
     println!(
@@ -117,14 +169,24 @@ fn honest_receipts_from_a_thousand_seeds_all_verify() {
         outputs.len(),
         bytes / results.len()
     );
-    assert!(outputs.len() > 500, "only {} distinct (prompt, output) pairs", outputs.len());
+    assert!(
+        outputs.len() > 500,
+        "only {} distinct (prompt, output) pairs",
+        outputs.len()
+    );
 
     // A handful through the binary, with the model: every check passes.
     for i in [0, 1, 2, 499, 998, 999] {
         let (_, b, _) = results.iter().find(|r| r.0 == i).unwrap();
         let run = w.verify_path(&w.write(&format!("seed-{i}.bin"), b), true);
         run.assert_verified(&format!("seed {i}"));
-        assert!(run.stderr.contains(&format!("{CHECKS} cells re-executed bit-exact; verdict pass confirmed")), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "{CHECKS} cells re-executed bit-exact; verdict pass confirmed"
+            )),
+            "{}",
+            run.stderr
+        );
     }
 
     if let Some(dir) = std::env::var_os("FORGE_FUZZ_CORPUS") {
@@ -137,7 +199,11 @@ fn honest_receipts_from_a_thousand_seeds_all_verify() {
                 r.audits.clear();
                 r.to_bytes().unwrap()
             });
-            std::fs::write(dir.join(format!("honest-seed-{i}-no-audit.bin")), plain.unwrap()).unwrap();
+            std::fs::write(
+                dir.join(format!("honest-seed-{i}-no-audit.bin")),
+                plain.unwrap(),
+            )
+            .unwrap();
         }
         println!("wrote fuzz seeds to {}", dir.display());
     }

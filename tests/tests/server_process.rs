@@ -16,7 +16,15 @@ use serve_support::{Server, forge_node, forge_node_ok, http, json_ok, start_stre
 
 /// A tiny model slow enough that a long generation is still running when the server is killed.
 fn tiny_model(dir: &Path) -> PathBuf {
-    let spec = TinySpec { layers: 4, d_model: 256, heads: 4, kv_heads: 2, ffn: 512, context_length: 2048, ..TinySpec::default() };
+    let spec = TinySpec {
+        layers: 4,
+        d_model: 256,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 512,
+        context_length: 2048,
+        ..TinySpec::default()
+    };
     let p = dir.join("tiny.gguf");
     std::fs::write(&p, tiny_model_gguf(&spec).unwrap()).unwrap();
     p
@@ -25,7 +33,10 @@ fn tiny_model(dir: &Path) -> PathBuf {
 fn model_id(server: &Server, key: Option<&str>) -> String {
     let auth = key.map(|k| format!("Bearer {k}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    json_ok(http(server.addr, "GET", "/v1/models", None, &headers))["data"][0]["id"].as_str().unwrap().to_string()
+    json_ok(http(server.addr, "GET", "/v1/models", None, &headers))["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -36,7 +47,11 @@ fn flags_beat_env_beat_file_beat_defaults() {
     std::fs::write(&config, "model_name = \"from-file\"\nmax_concurrent = 2\n").unwrap();
     let (m, c) = (model.to_str().unwrap(), config.to_str().unwrap());
     let env = [("FORGE_MODEL_NAME", "from-env")];
-    let s = Server::start(home.path(), &["--model", m, "--config", c, "--model-name", "from-flag"], &env);
+    let s = Server::start(
+        home.path(),
+        &["--model", m, "--config", c, "--model-name", "from-flag"],
+        &env,
+    );
     assert_eq!(model_id(&s, None), "from-flag");
     drop(s);
     let s = Server::start(home.path(), &["--model", m, "--config", c], &env);
@@ -46,11 +61,19 @@ fn flags_beat_env_beat_file_beat_defaults() {
     assert_eq!(model_id(&s, None), "from-file");
     drop(s);
     let s = Server::start(home.path(), &["--model", m], &[]);
-    assert_eq!(model_id(&s, None), "tiny", "default: the file name without .gguf");
+    assert_eq!(
+        model_id(&s, None),
+        "tiny",
+        "default: the file name without .gguf"
+    );
     drop(s);
 
     // API keys from the environment (comma-separated) become accounts, and then every request needs one.
-    let s = Server::start(home.path(), &["--model", m], &[("FORGE_API_KEYS", "sk-one,sk-two")]);
+    let s = Server::start(
+        home.path(),
+        &["--model", m],
+        &[("FORGE_API_KEYS", "sk-one,sk-two")],
+    );
     let (status, body) = http(s.addr, "GET", "/v1/models", None, &[]);
     assert_eq!(status, 401, "{body}");
     assert_eq!(model_id(&s, Some("sk-two")), "tiny");
@@ -59,25 +82,51 @@ fn flags_beat_env_beat_file_beat_defaults() {
 
     // A bad configuration file is a clear error, exit code 1.
     std::fs::write(&config, "max_concurent = 2\n").unwrap();
-    let out = forge_node(home.path()).args(["serve", "--model", m, "--config", c]).output().unwrap();
+    let out = forge_node(home.path())
+        .args(["serve", "--model", m, "--config", c])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("max_concurent"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_concurent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn account_cli_creates_credits_and_shows() {
     let home = tempfile::tempdir().unwrap();
-    let created: Value =
-        serde_json::from_str(&forge_node_ok(home.path(), &["account", "create", "--name", "carol", "--credit", "500", "--json"])).unwrap();
+    let created: Value = serde_json::from_str(&forge_node_ok(
+        home.path(),
+        &[
+            "account", "create", "--name", "carol", "--credit", "500", "--json",
+        ],
+    ))
+    .unwrap();
     let key = created["api_key"].as_str().unwrap();
     assert!(key.starts_with("fk-"));
-    let shown: Value = serde_json::from_str(&forge_node_ok(home.path(), &["account", "credit", "carol", "250", "--json"])).unwrap();
+    let shown: Value = serde_json::from_str(&forge_node_ok(
+        home.path(),
+        &["account", "credit", "carol", "250", "--json"],
+    ))
+    .unwrap();
     assert_eq!(shown["balance_milli_cu"], 750);
-    let by_key: Value = serde_json::from_str(&forge_node_ok(home.path(), &["account", "show", key, "--json"])).unwrap();
+    let by_key: Value = serde_json::from_str(&forge_node_ok(
+        home.path(),
+        &["account", "show", key, "--json"],
+    ))
+    .unwrap();
     assert_eq!(by_key, shown);
-    let out = forge_node(home.path()).args(["account", "create", "--name", "carol"]).output().unwrap();
+    let out = forge_node(home.path())
+        .args(["account", "create", "--name", "carol"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "duplicate names are refused");
-    let out = forge_node(home.path()).args(["account", "show", "nobody"]).output().unwrap();
+    let out = forge_node(home.path())
+        .args(["account", "show", "nobody"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -92,14 +141,26 @@ fn check_ledger(home: &Path, account: &str, server: &Server, key: &str) -> usize
     for s in &stored {
         let r = Receipt::from_bytes(&s.bytes).expect("a stored receipt decodes");
         assert_eq!(r.hash().unwrap(), s.hash, "stored under its own hash");
-        assert_eq!(s.charged_milli_cu, r.cost.milli_cu, "charged its cost at price 1000");
+        assert_eq!(
+            s.charged_milli_cu, r.cost.milli_cu,
+            "charged its cost at price 1000"
+        );
         spent += s.charged_milli_cu;
     }
     let b = ledger.balance(&a).unwrap();
     assert_eq!(b.spent_milli_cu, spent);
     assert_eq!(b.receipts as usize, stored.len());
-    assert_eq!(b.balance_milli_cu, b.credited_milli_cu as i64 - spent as i64);
-    let via_api = json_ok(http(server.addr, "GET", "/v1/balance", None, &[("Authorization", &format!("Bearer {key}"))]));
+    assert_eq!(
+        b.balance_milli_cu,
+        b.credited_milli_cu as i64 - spent as i64
+    );
+    let via_api = json_ok(http(
+        server.addr,
+        "GET",
+        "/v1/balance",
+        None,
+        &[("Authorization", &format!("Bearer {key}"))],
+    ));
     assert_eq!(via_api["spent_milli_cu"].as_u64(), Some(spent));
     assert_eq!(via_api["receipts"].as_u64(), Some(stored.len() as u64));
     stored.len()
@@ -112,12 +173,27 @@ fn sigkill_mid_request_leaves_no_half_applied_charge() {
     let m = model.to_str().unwrap();
     let created: Value = serde_json::from_str(&forge_node_ok(
         home.path(),
-        &["account", "create", "--name", "alice", "--credit", "1000000000", "--json"],
+        &[
+            "account",
+            "create",
+            "--name",
+            "alice",
+            "--credit",
+            "1000000000",
+            "--json",
+        ],
     ))
     .unwrap();
     let key = created["api_key"].as_str().unwrap().to_string();
     let auth = format!("Bearer {key}");
-    let args = ["--model", m, "--model-name", "tiny", "--max-concurrent", "4"];
+    let args = [
+        "--model",
+        m,
+        "--model-name",
+        "tiny",
+        "--max-concurrent",
+        "4",
+    ];
     let short = json!({"model": "tiny", "messages": [{"role": "user", "content": "the tin"}], "max_tokens": 6}).to_string();
     let long = json!({"model": "tiny", "messages": [{"role": "user", "content": "the tin"}], "max_tokens": 1800,
         "logit_bias": {"0": -100, "2": -100}, "stream": true})
@@ -130,25 +206,59 @@ fn sigkill_mid_request_leaves_no_half_applied_charge() {
         if round > 0 {
             // After a restart: the ledger is consistent and earlier receipts are served.
             let n = check_ledger(home.path(), "alice", &server, &key);
-            assert!(n as u64 >= answered && n as u64 <= answered + 2 * round, "{n} receipts for {answered} answers");
+            assert!(
+                n as u64 >= answered && n as u64 <= answered + 2 * round,
+                "{n} receipts for {answered} answers"
+            );
             for id in &kept {
-                assert_eq!(http(server.addr, "GET", &format!("/v1/receipts/{id}"), None, &[]).0, 200, "receipt {id} lost");
+                assert_eq!(
+                    http(server.addr, "GET", &format!("/v1/receipts/{id}"), None, &[]).0,
+                    200,
+                    "receipt {id} lost"
+                );
             }
         }
-        let done = json_ok(http(server.addr, "POST", "/v1/chat/completions", Some(&short), &[("Authorization", &auth)]));
+        let done = json_ok(http(
+            server.addr,
+            "POST",
+            "/v1/chat/completions",
+            Some(&short),
+            &[("Authorization", &auth)],
+        ));
         answered += 1;
         kept.push(done["forge"]["receipt_id"].as_str().unwrap().to_string());
 
         // Two long streams in flight, and a client that keeps completing short requests.
-        let streams: Vec<_> =
-            (0..2).map(|_| start_stream(server.addr, "/v1/chat/completions", &long, &[("Authorization", &auth)], 600)).collect();
+        let streams: Vec<_> = (0..2)
+            .map(|_| {
+                start_stream(
+                    server.addr,
+                    "/v1/chat/completions",
+                    &long,
+                    &[("Authorization", &auth)],
+                    600,
+                )
+            })
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let client = {
-            let (stop, ok, addr, auth, short) = (Arc::clone(&stop), Arc::clone(&ok), server.addr, auth.clone(), short.clone());
+            let (stop, ok, addr, auth, short) = (
+                Arc::clone(&stop),
+                Arc::clone(&ok),
+                server.addr,
+                auth.clone(),
+                short.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    match try_http(addr, "POST", "/v1/chat/completions", Some(&short), &[("Authorization", &auth)]) {
+                    match try_http(
+                        addr,
+                        "POST",
+                        "/v1/chat/completions",
+                        Some(&short),
+                        &[("Authorization", &auth)],
+                    ) {
                         Ok((200, _)) => {
                             ok.fetch_add(1, Ordering::SeqCst);
                         }
@@ -170,7 +280,16 @@ fn sigkill_mid_request_leaves_no_half_applied_charge() {
     // Answers the clients saw are all charged; at most one request per client
     // was charged without its answer reaching the client (killed in between);
     // the killed streams were never charged (no receipt, no charge).
-    assert!(n as u64 >= answered && n as u64 <= answered + 3, "{n} receipts for {answered} answers");
-    let after = json_ok(http(server.addr, "POST", "/v1/chat/completions", Some(&short), &[("Authorization", &auth)]));
+    assert!(
+        n as u64 >= answered && n as u64 <= answered + 3,
+        "{n} receipts for {answered} answers"
+    );
+    let after = json_ok(http(
+        server.addr,
+        "POST",
+        "/v1/chat/completions",
+        Some(&short),
+        &[("Authorization", &auth)],
+    ));
     assert!(after["forge"]["receipt_id"].is_string());
 }

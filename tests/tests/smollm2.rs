@@ -4,7 +4,8 @@
 use std::ops::ControlFlow;
 
 use forge_engine::{
-    ChatMessage, FinishReason, ForwardWork, GenerateRequest, SamplingParams, TraceRecorder, generate, request_flops,
+    ChatMessage, FinishReason, ForwardWork, GenerateRequest, SamplingParams, TraceRecorder,
+    generate, request_flops,
 };
 use forge_tests::{reference, smollm2};
 
@@ -13,7 +14,13 @@ fn chat(system: &str, user: &str) -> Vec<u32> {
     let text = m
         .chat_template()
         .unwrap()
-        .render(&[ChatMessage::new("system", system), ChatMessage::new("user", user)], true)
+        .render(
+            &[
+                ChatMessage::new("system", system),
+                ChatMessage::new("user", user),
+            ],
+            true,
+        )
         .unwrap();
     m.tokenizer().encode(&text).unwrap()
 }
@@ -22,7 +29,10 @@ fn chat(system: &str, user: &str) -> Vec<u32> {
 fn greedy_answers_paris() {
     let m = smollm2();
     let req = GenerateRequest {
-        prompt: chat("You are a helpful assistant.", "What is the capital of France?"),
+        prompt: chat(
+            "You are a helpful assistant.",
+            "What is the capital of France?",
+        ),
         max_tokens: 32,
         sampling: SamplingParams::greedy(),
         stop: vec![],
@@ -30,14 +40,25 @@ fn greedy_answers_paris() {
     let out = generate(m, &req, None, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(out.text, "The capital of France is Paris.");
     assert_eq!(out.finish_reason, FinishReason::Stop);
-    assert_eq!(out.flops, request_flops(m.config(), ForwardWork::for_request(out.prompt_tokens as u64, out.tokens.len() as u64)));
+    assert_eq!(
+        out.flops,
+        request_flops(
+            m.config(),
+            ForwardWork::for_request(out.prompt_tokens as u64, out.tokens.len() as u64)
+        )
+    );
 }
 
 #[test]
 fn tokenizer_matches_llama_cpp() {
     let m = smollm2();
     for case in reference() {
-        assert_eq!(m.tokenizer().encode(&case.prompt).unwrap(), case.tokens, "prompt {:?}", case.prompt);
+        assert_eq!(
+            m.tokenizer().encode(&case.prompt).unwrap(),
+            case.tokens,
+            "prompt {:?}",
+            case.prompt
+        );
         assert_eq!(m.tokenizer().decode(&case.tokens).unwrap(), case.prompt);
     }
 }
@@ -68,7 +89,12 @@ fn logits_match_independent_references() {
 #[test]
 fn one_token_prompt_one_token_answer_costs_what_paper_says() {
     let m = smollm2();
-    let req = GenerateRequest { prompt: vec![504], max_tokens: 1, sampling: SamplingParams::greedy(), stop: vec![] };
+    let req = GenerateRequest {
+        prompt: vec![504],
+        max_tokens: 1,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
     let out = generate(m, &req, None, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(out.tokens.len(), 1);
     // 30·(7,077,888 + 2,304) + 2·576·49,152 = 212,405,760 + 56,623,104 (see engine/src/flops.rs).
@@ -79,9 +105,17 @@ fn one_token_prompt_one_token_answer_costs_what_paper_says() {
 fn sampling_is_deterministic_per_seed_rows_included() {
     let m = smollm2();
     let mk = |seed| GenerateRequest {
-        prompt: chat("You are a helpful assistant.", "Write a short poem about the sea."),
+        prompt: chat(
+            "You are a helpful assistant.",
+            "Write a short poem about the sea.",
+        ),
         max_tokens: 12,
-        sampling: SamplingParams { temperature: 0.8, top_p: 0.9, seed, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: 0.8,
+            top_p: 0.9,
+            seed,
+            ..SamplingParams::default()
+        },
         stop: vec![],
     };
     let d = m.config().d_model;
@@ -113,24 +147,50 @@ fn replayed_layers_reproduce_committed_rows() {
     let out = generate(m, &req, Some(&mut rec), |_| ControlFlow::Continue(())).unwrap();
     let all: Vec<u32> = req.prompt.iter().chain(&out.tokens).copied().collect();
     let t_total = out.work.end as usize;
-    for (l, t) in [(0, 0), (0, t_total - 1), (7, t_total / 2), (29, t_total - 1), (15, 3)] {
+    for (l, t) in [
+        (0, 0),
+        (0, t_total - 1),
+        (7, t_total / 2),
+        (29, t_total - 1),
+        (15, 3),
+    ] {
         let inputs: Vec<f32> = (0..=t)
-            .flat_map(|p| if l == 0 { m.embedding(all[p]).unwrap() } else { rec.row(l - 1, p).unwrap().to_vec() })
+            .flat_map(|p| {
+                if l == 0 {
+                    m.embedding(all[p]).unwrap()
+                } else {
+                    rec.row(l - 1, p).unwrap().to_vec()
+                }
+            })
             .collect();
         let replay = m.replay_layer(l, &inputs).unwrap();
         let want: Vec<u32> = rec.row(l, t).unwrap().iter().map(|x| x.to_bits()).collect();
         let got: Vec<u32> = replay[t * d..].iter().map(|x| x.to_bits()).collect();
         assert_eq!(got, want, "cell ({l},{t})");
-        let last: Vec<u32> = m.replay_layer_last(l, &inputs).unwrap().iter().map(|x| x.to_bits()).collect();
+        let last: Vec<u32> = m
+            .replay_layer_last(l, &inputs)
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
         assert_eq!(last, want, "last-row replay of cell ({l},{t})");
         // The spot check's replay: one input row plus the committed keys and values of 0..t.
-        let kv_prefix: Vec<f32> = (0..t).flat_map(|p| rec.kv_row(l, p).unwrap().to_vec()).collect();
+        let kv_prefix: Vec<f32> = (0..t)
+            .flat_map(|p| rec.kv_row(l, p).unwrap().to_vec())
+            .collect();
         let cell = m.replay_cell(l, &inputs[t * d..], &kv_prefix).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         assert_eq!(bits(&cell.output), want, "cell replay of ({l},{t})");
-        assert_eq!(bits(&cell.kv), bits(rec.kv_row(l, t).unwrap()), "cell replay's keys/values at ({l},{t})");
+        assert_eq!(
+            bits(&cell.kv),
+            bits(rec.kv_row(l, t).unwrap()),
+            "cell replay's keys/values at ({l},{t})"
+        );
     }
     // The last layer's row at the last forwarded position yields the last token.
     let last = rec.row(29, t_total - 1).unwrap();
-    assert_eq!(forge_engine::argmax(&m.logits(last)), *out.tokens.last().unwrap());
+    assert_eq!(
+        forge_engine::argmax(&m.logits(last)),
+        *out.tokens.last().unwrap()
+    );
 }

@@ -38,8 +38,14 @@ impl Ledger {
     pub fn create_account(&self, name: &str) -> Result<(Account, String), LedgerError> {
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(|e| LedgerError::Entropy(e.to_string()))?;
-        let key = format!("fk-{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let account = Account { id: key_id(&key), name: name.to_string() };
+        let key = format!(
+            "fk-{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let account = Account {
+            id: key_id(&key),
+            name: name.to_string(),
+        };
         let conn = self.conn()?;
         let n = conn.execute(
             "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
@@ -60,7 +66,10 @@ impl Ledger {
             "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             params![id, format!("key-{}", &id[..8]), now_secs()],
         )?;
-        let name: String = conn.query_row("SELECT name FROM accounts WHERE id = ?1", [&id], |r| r.get(0))?;
+        let name: String =
+            conn.query_row("SELECT name FROM accounts WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })?;
         Ok(Account { id, name })
     }
 
@@ -68,8 +77,11 @@ impl Ledger {
     pub fn account_by_key(&self, key: &str) -> Result<Option<Account>, LedgerError> {
         let id = key_id(key);
         let conn = self.conn()?;
-        let name: Option<String> =
-            conn.query_row("SELECT name FROM accounts WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
+        let name: Option<String> = conn
+            .query_row("SELECT name FROM accounts WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })
+            .optional()?;
         Ok(name.map(|name| Account { id, name }))
     }
 
@@ -79,18 +91,32 @@ impl Ledger {
             return Ok(a);
         }
         let conn = self.conn()?;
-        let id: Option<String> =
-            conn.query_row("SELECT id FROM accounts WHERE name = ?1", [who], |r| r.get(0)).optional()?;
-        id.map(|id| Account { id, name: who.to_string() }).ok_or_else(|| LedgerError::UnknownAccount(who.to_string()))
+        let id: Option<String> = conn
+            .query_row("SELECT id FROM accounts WHERE name = ?1", [who], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        id.map(|id| Account {
+            id,
+            name: who.to_string(),
+        })
+        .ok_or_else(|| LedgerError::UnknownAccount(who.to_string()))
     }
 
     /// Whether any account exists (then every request must authenticate).
     pub fn has_accounts(&self) -> Result<bool, LedgerError> {
-        Ok(self.conn()?.query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))?)
+        Ok(self
+            .conn()?
+            .query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))?)
     }
 
     /// Adds `milli_cu` to an account.
-    pub fn credit(&self, account: &Account, milli_cu: u64, note: Option<&str>) -> Result<(), LedgerError> {
+    pub fn credit(
+        &self,
+        account: &Account,
+        milli_cu: u64,
+        note: Option<&str>,
+    ) -> Result<(), LedgerError> {
         if milli_cu == 0 {
             return Err(LedgerError::ZeroCredit);
         }
@@ -106,8 +132,11 @@ impl Ledger {
     pub fn balance(&self, account: &Account) -> Result<Balance, LedgerError> {
         let conn = self.conn()?;
         let tx = conn.unchecked_transaction()?;
-        let credited: i64 =
-            tx.query_row("SELECT COALESCE(SUM(milli_cu), 0) FROM credits WHERE account = ?1", [&account.id], |r| r.get(0))?;
+        let credited: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(milli_cu), 0) FROM credits WHERE account = ?1",
+            [&account.id],
+            |r| r.get(0),
+        )?;
         let (spent, receipts): (i64, i64) = tx.query_row(
             "SELECT COALESCE(SUM(charged_milli_cu), 0), COUNT(*) FROM receipts WHERE account = ?1",
             [&account.id],

@@ -68,14 +68,23 @@ impl Ledger {
 
     /// The receipt whose request id is `request_id` (the receipt id that
     /// answers name, known before the receipt's hash is).
-    pub fn receipt_by_request_id(&self, request_id: &[u8; 16]) -> Result<Option<StoredReceipt>, LedgerError> {
+    pub fn receipt_by_request_id(
+        &self,
+        request_id: &[u8; 16],
+    ) -> Result<Option<StoredReceipt>, LedgerError> {
         self.receipt_where("request_id", request_id)
     }
 
     /// The receipt whose `column` (a fixed column name, never input) is `key`.
-    fn receipt_where(&self, column: &'static str, key: &[u8]) -> Result<Option<StoredReceipt>, LedgerError> {
+    fn receipt_where(
+        &self,
+        column: &'static str,
+        key: &[u8],
+    ) -> Result<Option<StoredReceipt>, LedgerError> {
         let conn = self.conn()?;
-        let sql = format!("SELECT hash, bytes, account, charged_milli_cu FROM receipts WHERE {column} = ?1");
+        let sql = format!(
+            "SELECT hash, bytes, account, charged_milli_cu FROM receipts WHERE {column} = ?1"
+        );
         Ok(conn.query_row(&sql, [key], row).optional()?)
     }
 
@@ -122,18 +131,48 @@ mod tests {
         assert!(!ledger.has_accounts().unwrap());
         let (alice, key) = ledger.create_account("alice").unwrap();
         assert!(ledger.has_accounts().unwrap());
-        assert!(matches!(ledger.create_account("alice"), Err(LedgerError::DuplicateName(_))));
+        assert!(matches!(
+            ledger.create_account("alice"),
+            Err(LedgerError::DuplicateName(_))
+        ));
         assert_eq!(ledger.find_account(&key).unwrap(), alice);
         assert_eq!(ledger.find_account("alice").unwrap(), alice);
         ledger.credit(&alice, 1000, Some("welcome")).unwrap();
-        assert!(ledger.record_receipt(&record(1, Some(alice.id.clone()), 300)).unwrap());
-        assert!(!ledger.record_receipt(&record(1, Some(alice.id.clone()), 300)).unwrap(), "applied at most once");
+        assert!(
+            ledger
+                .record_receipt(&record(1, Some(alice.id.clone()), 300))
+                .unwrap()
+        );
+        assert!(
+            !ledger
+                .record_receipt(&record(1, Some(alice.id.clone()), 300))
+                .unwrap(),
+            "applied at most once"
+        );
         assert!(ledger.record_receipt(&record(2, None, 50)).unwrap());
         let b = ledger.balance(&alice).unwrap();
-        assert_eq!((b.credited_milli_cu, b.spent_milli_cu, b.balance_milli_cu, b.receipts), (1000, 300, 700, 1));
-        assert_eq!(ledger.receipt(&[1; 32]).unwrap().unwrap().bytes, vec![1; 10]);
+        assert_eq!(
+            (
+                b.credited_milli_cu,
+                b.spent_milli_cu,
+                b.balance_milli_cu,
+                b.receipts
+            ),
+            (1000, 300, 700, 1)
+        );
+        assert_eq!(
+            ledger.receipt(&[1; 32]).unwrap().unwrap().bytes,
+            vec![1; 10]
+        );
         assert!(ledger.receipt(&[9; 32]).unwrap().is_none());
-        assert_eq!(ledger.receipt_by_request_id(&[1; 16]).unwrap().unwrap().hash, [1; 32]);
+        assert_eq!(
+            ledger
+                .receipt_by_request_id(&[1; 16])
+                .unwrap()
+                .unwrap()
+                .hash,
+            [1; 32]
+        );
         assert!(ledger.receipt_by_request_id(&[9; 16]).unwrap().is_none());
         assert_eq!(ledger.receipts_of(&alice.id).unwrap().len(), 1);
         // Another connection sees the same, and a registered key is idempotent.
@@ -141,6 +180,9 @@ mod tests {
         assert_eq!(other.balance(&alice).unwrap(), b);
         let k1 = other.register_key("sk-test").unwrap();
         assert_eq!(other.register_key("sk-test").unwrap(), k1);
-        assert!(matches!(other.credit(&k1, 0, None), Err(LedgerError::ZeroCredit)));
+        assert!(matches!(
+            other.credit(&k1, 0, None),
+            Err(LedgerError::ZeroCredit)
+        ));
     }
 }

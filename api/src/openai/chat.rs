@@ -16,7 +16,13 @@ pub(crate) struct ChatRequest {
     pub(crate) messages: Vec<ChatMessage>,
 }
 
-const CHAT_KEYS: &[&str] = &["messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format"];
+const CHAT_KEYS: &[&str] = &[
+    "messages",
+    "max_completion_tokens",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+];
 
 /// Most alternatives `top_logprobs` may ask for (OpenAI's limit).
 pub(crate) const MAX_TOP_LOGPROBS: u64 = 20;
@@ -40,7 +46,12 @@ fn logprobs(obj: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
     let on = match obj.get("logprobs") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid_param("logprobs", "`logprobs` must be a boolean")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "logprobs",
+                "`logprobs` must be a boolean",
+            ));
+        }
     };
     let top = match obj.get("top_logprobs") {
         None | Some(Value::Null) => None,
@@ -73,19 +84,37 @@ fn logprobs(obj: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
 
 fn messages(v: Option<&Value>) -> Result<Vec<ChatMessage>, ApiError> {
     let list = match v {
-        None | Some(Value::Null) => return Err(ApiError::invalid_param("messages", "Missing required parameter: 'messages'")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "Missing required parameter: 'messages'",
+            ));
+        }
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::invalid_param("messages", "`messages` must be an array")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "`messages` must be an array",
+            ));
+        }
     };
     if list.is_empty() {
-        return Err(ApiError::invalid_param("messages", "`messages` must contain at least one message"));
+        return Err(ApiError::invalid_param(
+            "messages",
+            "`messages` must contain at least one message",
+        ));
     }
-    list.iter().enumerate().map(|(i, m)| message(i, m)).collect()
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| message(i, m))
+        .collect()
 }
 
 fn message(i: usize, m: &Value) -> Result<ChatMessage, ApiError> {
     let at = |k: &str| format!("messages[{i}].{k}");
-    let obj = m.as_object().ok_or_else(|| ApiError::invalid_param(format!("messages[{i}]"), "Each message must be an object"))?;
+    let obj = m.as_object().ok_or_else(|| {
+        ApiError::invalid_param(format!("messages[{i}]"), "Each message must be an object")
+    })?;
     for k in obj.keys() {
         if !matches!(k.as_str(), "role" | "content") {
             if obj[k].is_null() {
@@ -98,8 +127,11 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, ApiError> {
         Some(r @ ("system" | "user" | "assistant")) => r,
         Some("developer") => "system",
         Some(r @ ("tool" | "function")) => {
-            return Err(ApiError::invalid_param(at("role"), format!("Messages with role `{r}` are not supported by this server"))
-                .with_code("unsupported_parameter"));
+            return Err(ApiError::invalid_param(
+                at("role"),
+                format!("Messages with role `{r}` are not supported by this server"),
+            )
+            .with_code("unsupported_parameter"));
         }
         Some(r) => {
             return Err(ApiError::invalid_param(
@@ -107,7 +139,12 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, ApiError> {
                 format!("Invalid role `{r}`: expected system, developer, user or assistant"),
             ));
         }
-        None => return Err(ApiError::invalid_param(at("role"), "Each message needs a string `role`")),
+        None => {
+            return Err(ApiError::invalid_param(
+                at("role"),
+                "Each message needs a string `role`",
+            ));
+        }
     };
     let content = match obj.get("content") {
         Some(Value::String(s)) => s.clone(),
@@ -119,10 +156,16 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, ApiError> {
             text
         }
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid_param(at("content"), "Each message needs `content` (a string or an array of text parts)"));
+            return Err(ApiError::invalid_param(
+                at("content"),
+                "Each message needs `content` (a string or an array of text parts)",
+            ));
         }
         Some(_) => {
-            return Err(ApiError::invalid_param(at("content"), "`content` must be a string or an array of text parts"));
+            return Err(ApiError::invalid_param(
+                at("content"),
+                "`content` must be a string or an array of text parts",
+            ));
         }
     };
     Ok(ChatMessage::new(role, &content))
@@ -130,14 +173,24 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, ApiError> {
 
 fn part(i: usize, j: usize, p: &Value) -> Result<String, ApiError> {
     let at = format!("messages[{i}].content[{j}]");
-    let obj = p.as_object().ok_or_else(|| ApiError::invalid_param(at.clone(), "Each content part must be an object"))?;
+    let obj = p.as_object().ok_or_else(|| {
+        ApiError::invalid_param(at.clone(), "Each content part must be an object")
+    })?;
     match obj.get("type").and_then(Value::as_str) {
         Some("text") => {}
         Some(t) => {
-            return Err(ApiError::invalid_param(format!("{at}.type"), format!("Content parts of type `{t}` are not supported by this server (text only)"))
-                .with_code("unsupported_parameter"));
+            return Err(ApiError::invalid_param(
+                format!("{at}.type"),
+                format!("Content parts of type `{t}` are not supported by this server (text only)"),
+            )
+            .with_code("unsupported_parameter"));
         }
-        None => return Err(ApiError::invalid_param(format!("{at}.type"), "Each content part needs a string `type`")),
+        None => {
+            return Err(ApiError::invalid_param(
+                format!("{at}.type"),
+                "Each content part needs a string `type`",
+            ));
+        }
     }
     if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "type" | "text")) {
         return Err(ApiError::unsupported_param(&format!("{at}.{k}")));
@@ -145,7 +198,9 @@ fn part(i: usize, j: usize, p: &Value) -> Result<String, ApiError> {
     obj.get("text")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| ApiError::invalid_param(format!("{at}.text"), "A text part needs a string `text`"))
+        .ok_or_else(|| {
+            ApiError::invalid_param(format!("{at}.text"), "A text part needs a string `text`")
+        })
 }
 
 #[cfg(test)]
@@ -154,7 +209,9 @@ mod tests {
     use crate::body::parse;
 
     fn param(body: Value) -> Option<String> {
-        parse::<ChatRequest>(body.to_string().as_bytes()).unwrap_err().param
+        parse::<ChatRequest>(body.to_string().as_bytes())
+            .unwrap_err()
+            .param
     }
 
     #[test]
@@ -168,33 +225,61 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        assert_eq!(r.messages, vec![ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi there")]);
+        assert_eq!(
+            r.messages,
+            vec![
+                ChatMessage::new("system", "Be brief."),
+                ChatMessage::new("user", "Hi there")
+            ]
+        );
     }
 
     #[test]
     fn logprobs_and_top_logprobs() {
         let lp = |extra: Value| {
-            let mut body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+            let mut body =
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
             for (k, v) in extra.as_object().unwrap() {
                 body[k] = v.clone();
             }
-            parse::<ChatRequest>(body.to_string().as_bytes()).unwrap().params.logprobs
+            parse::<ChatRequest>(body.to_string().as_bytes())
+                .unwrap()
+                .params
+                .logprobs
         };
         assert_eq!(lp(serde_json::json!({})), None);
         assert_eq!(lp(serde_json::json!({"logprobs": false})), None);
         assert_eq!(lp(serde_json::json!({"logprobs": true})), Some(0));
-        assert_eq!(lp(serde_json::json!({"logprobs": true, "top_logprobs": 20})), Some(20));
-        assert_eq!(lp(serde_json::json!({"logprobs": null, "top_logprobs": null})), None);
+        assert_eq!(
+            lp(serde_json::json!({"logprobs": true, "top_logprobs": 20})),
+            Some(20)
+        );
+        assert_eq!(
+            lp(serde_json::json!({"logprobs": null, "top_logprobs": null})),
+            None
+        );
     }
 
     #[test]
     fn errors_name_the_parameter() {
         let user = serde_json::json!({"role": "user", "content": "x"});
-        assert_eq!(param(serde_json::json!({"model": "m"})).as_deref(), Some("messages"));
-        assert_eq!(param(serde_json::json!({"model": "m", "messages": []})).as_deref(), Some("messages"));
-        assert_eq!(param(serde_json::json!({"messages": [user]})).as_deref(), Some("model"));
         assert_eq!(
-            param(serde_json::json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).as_deref(),
+            param(serde_json::json!({"model": "m"})).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "messages": []})).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param(serde_json::json!({"messages": [user]})).as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            param(
+                serde_json::json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})
+            )
+            .as_deref(),
             Some("messages[0].role")
         );
         assert_eq!(
@@ -206,7 +291,10 @@ mod tests {
             param(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x", "name": "bob"}]})).as_deref(),
             Some("messages[0].name")
         );
-        assert_eq!(param(serde_json::json!({"model": "m", "messages": [user], "logprobs": 1})).as_deref(), Some("logprobs"));
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "messages": [user], "logprobs": 1})).as_deref(),
+            Some("logprobs")
+        );
         for bad in [
             serde_json::json!({"logprobs": true, "top_logprobs": 21}),
             serde_json::json!({"logprobs": true, "top_logprobs": -1}),
@@ -223,7 +311,14 @@ mod tests {
             param(serde_json::json!({"model": "m", "messages": [user], "response_format": {"type": "json_schema"}})).as_deref(),
             Some("response_format")
         );
-        assert_eq!(param(serde_json::json!({"model": "m", "messages": [user], "tools": [{}]})).as_deref(), Some("tools"));
-        assert_eq!(param(serde_json::json!({"model": "m", "messages": [user], "temperature": "hot"})).as_deref(), Some("temperature"));
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "messages": [user], "tools": [{}]})).as_deref(),
+            Some("tools")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "messages": [user], "temperature": "hot"}))
+                .as_deref(),
+            Some("temperature")
+        );
     }
 }

@@ -101,11 +101,28 @@ mod tests {
     #[test]
     fn prompts_of_every_supported_shape() {
         let p = |v: Value| req(serde_json::json!({"model": "m", "prompt": v})).map(|r| r.prompt);
-        assert_eq!(p(serde_json::json!("hi")).unwrap(), Prompt::Text("hi".into()));
-        assert_eq!(p(serde_json::json!(["hi"])).unwrap(), Prompt::Text("hi".into()));
-        assert_eq!(p(serde_json::json!([1, 2])).unwrap(), Prompt::Tokens(vec![1, 2]));
-        assert_eq!(p(serde_json::json!([[3]])).unwrap(), Prompt::Tokens(vec![3]));
-        for bad in [serde_json::json!(["a", "b"]), serde_json::json!([-1]), serde_json::json!({}), serde_json::json!([])] {
+        assert_eq!(
+            p(serde_json::json!("hi")).unwrap(),
+            Prompt::Text("hi".into())
+        );
+        assert_eq!(
+            p(serde_json::json!(["hi"])).unwrap(),
+            Prompt::Text("hi".into())
+        );
+        assert_eq!(
+            p(serde_json::json!([1, 2])).unwrap(),
+            Prompt::Tokens(vec![1, 2])
+        );
+        assert_eq!(
+            p(serde_json::json!([[3]])).unwrap(),
+            Prompt::Tokens(vec![3])
+        );
+        for bad in [
+            serde_json::json!(["a", "b"]),
+            serde_json::json!([-1]),
+            serde_json::json!({}),
+            serde_json::json!([]),
+        ] {
             assert_eq!(p(bad).unwrap_err().param.as_deref(), Some("prompt"));
         }
     }
@@ -126,9 +143,22 @@ mod tests {
             body[k] = v;
             assert_eq!(req(body).unwrap_err().param.as_deref(), Some(k));
         }
-        let lp = |v: Value| req(serde_json::json!({"model": "m", "prompt": "x", "logprobs": v})).unwrap().params.logprobs;
-        assert_eq!((lp(serde_json::json!(0)), lp(serde_json::json!(5)), lp(Value::Null)), (Some(0), Some(5), None));
-        let e = req(serde_json::json!({"model": "m", "prompt": "x", "max_completion_tokens": 3})).unwrap_err();
+        let lp = |v: Value| {
+            req(serde_json::json!({"model": "m", "prompt": "x", "logprobs": v}))
+                .unwrap()
+                .params
+                .logprobs
+        };
+        assert_eq!(
+            (
+                lp(serde_json::json!(0)),
+                lp(serde_json::json!(5)),
+                lp(Value::Null)
+            ),
+            (Some(0), Some(5), None)
+        );
+        let e = req(serde_json::json!({"model": "m", "prompt": "x", "max_completion_tokens": 3}))
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_completion_tokens"));
     }
 }

@@ -35,16 +35,30 @@ fn tok(tokenizer: &Tokenizer, id: u32, logprob: f32) -> Tok {
     let bytes = tokenizer.token_bytes(id).unwrap_or_default();
     let token = match std::str::from_utf8(&bytes) {
         Ok(s) => s.to_string(),
-        Err(_) => format!("bytes:{}", bytes.iter().map(|b| format!("\\x{b:02x}")).collect::<String>()),
+        Err(_) => format!(
+            "bytes:{}",
+            bytes
+                .iter()
+                .map(|b| format!("\\x{b:02x}"))
+                .collect::<String>()
+        ),
     };
-    Tok { token, bytes, logprob }
+    Tok {
+        token,
+        bytes,
+        logprob,
+    }
 }
 
 /// The engine's ids and numbers, as token texts and bytes.
 pub(crate) fn describe(tokenizer: &Tokenizer, lp: &TokenLogprobs) -> TokenInfo {
     TokenInfo {
         chosen: tok(tokenizer, lp.token, lp.logprob),
-        top: lp.top.iter().map(|&(id, p)| tok(tokenizer, id, p)).collect(),
+        top: lp
+            .top
+            .iter()
+            .map(|&(id, p)| tok(tokenizer, id, p))
+            .collect(),
     }
 }
 
@@ -55,7 +69,10 @@ fn number(p: f32) -> f64 {
     if !p.is_finite() {
         return FLOOR;
     }
-    p.to_string().parse::<f64>().unwrap_or(f64::from(p)).max(FLOOR)
+    p.to_string()
+        .parse::<f64>()
+        .unwrap_or(f64::from(p))
+        .max(FLOOR)
 }
 
 /// Chat: the `logprobs` object of a choice (or of a chunk) for `tokens`.
@@ -105,7 +122,8 @@ impl CompletionLogprobs {
     fn push(&mut self, t: &TokenInfo) {
         let mut top = Map::new();
         for alt in t.top.iter().chain(std::iter::once(&t.chosen)) {
-            top.entry(alt.token.clone()).or_insert_with(|| json!(number(alt.logprob)));
+            top.entry(alt.token.clone())
+                .or_insert_with(|| json!(number(alt.logprob)));
         }
         self.tokens.push(t.chosen.token.clone());
         self.token_logprobs.push(number(t.chosen.logprob));
@@ -128,7 +146,9 @@ impl CompletionLogprobs {
                 Err(e) => {
                     let valid = e.valid_up_to();
                     // Checked by from_utf8: the first `valid` bytes are UTF-8.
-                    self.offset += String::from_utf8_lossy(&self.partial[..valid]).chars().count();
+                    self.offset += String::from_utf8_lossy(&self.partial[..valid])
+                        .chars()
+                        .count();
                     match e.error_len() {
                         // An incomplete character at the end: wait for the next token.
                         None => {
@@ -197,34 +217,60 @@ mod tests {
     use super::*;
 
     fn t(token: &str, bytes: &[u8], logprob: f32) -> Tok {
-        Tok { token: token.into(), bytes: bytes.to_vec(), logprob }
+        Tok {
+            token: token.into(),
+            bytes: bytes.to_vec(),
+            logprob,
+        }
     }
 
     #[test]
     fn chat_shape_and_numbers() {
-        let info = TokenInfo { chosen: t("Hi", b"Hi", -0.1), top: vec![t("Hi", b"Hi", -0.1), t(" a", b" a", f32::NEG_INFINITY)] };
+        let info = TokenInfo {
+            chosen: t("Hi", b"Hi", -0.1),
+            top: vec![t("Hi", b"Hi", -0.1), t(" a", b" a", f32::NEG_INFINITY)],
+        };
         let v = chat_json(&[info]);
         assert_eq!(v["refusal"], Value::Null);
         let c = &v["content"][0];
         assert_eq!(c["token"], "Hi");
         assert_eq!(c["logprob"], json!(-0.1), "shortest decimal of the f32");
         assert_eq!(c["bytes"], json!([72, 105]));
-        assert_eq!(c["top_logprobs"][1], json!({"token": " a", "logprob": -9999.0, "bytes": [32, 97]}));
+        assert_eq!(
+            c["top_logprobs"][1],
+            json!({"token": " a", "logprob": -9999.0, "bytes": [32, 97]})
+        );
     }
 
     #[test]
     fn completion_offsets_count_characters_across_split_utf8() {
         // "é" (2 bytes) split over two tokens, then "x".
         let mut c = CompletionLogprobs::new(5);
-        for (tok, bytes) in [("bytes:\\xc3", &[0xc3u8][..]), ("bytes:\\xa9", &[0xa9][..]), ("x", b"x"), ("bytes:\\xff", &[0xff][..]), ("y", b"y")] {
-            c.push(&TokenInfo { chosen: t(tok, bytes, -1.0), top: vec![] });
+        for (tok, bytes) in [
+            ("bytes:\\xc3", &[0xc3u8][..]),
+            ("bytes:\\xa9", &[0xa9][..]),
+            ("x", b"x"),
+            ("bytes:\\xff", &[0xff][..]),
+            ("y", b"y"),
+        ] {
+            c.push(&TokenInfo {
+                chosen: t(tok, bytes, -1.0),
+                top: vec![],
+            });
         }
         let v = c.take_json();
         assert_eq!(v["text_offset"], json!([5, 5, 6, 7, 8]));
         assert_eq!(v["tokens"][2], "x");
-        assert_eq!(v["top_logprobs"][2], json!({"x": -1.0}), "the sampled token is always in the dict");
+        assert_eq!(
+            v["top_logprobs"][2],
+            json!({"x": -1.0}),
+            "the sampled token is always in the dict"
+        );
         // The next chunk continues where the last one stopped.
-        c.push(&TokenInfo { chosen: t("z", b"z", -2.0), top: vec![t("w", b"w", -0.5)] });
+        c.push(&TokenInfo {
+            chosen: t("z", b"z", -2.0),
+            top: vec![t("w", b"w", -0.5)],
+        });
         let v = c.take_json();
         assert_eq!(v["text_offset"], json!([9]));
         assert_eq!(v["top_logprobs"][0], json!({"w": -0.5, "z": -2.0}));

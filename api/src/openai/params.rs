@@ -116,7 +116,9 @@ impl Params {
             }
             Some(o) => {
                 if o.include_obfuscation == Some(true) {
-                    return Err(ApiError::unsupported_param("stream_options.include_obfuscation"));
+                    return Err(ApiError::unsupported_param(
+                        "stream_options.include_obfuscation",
+                    ));
                 }
                 o.include_usage.unwrap_or(false)
             }
@@ -128,22 +130,34 @@ impl Params {
             Some(Stop::Many(v)) => v,
         };
         if stop.len() > MAX_STOP {
-            return Err(ApiError::invalid_param("stop", format!("At most {MAX_STOP} stop sequences are allowed")));
+            return Err(ApiError::invalid_param(
+                "stop",
+                format!("At most {MAX_STOP} stop sequences are allowed"),
+            ));
         }
         if stop.iter().any(|s| s.len() > MAX_STOP_BYTES) {
-            return Err(ApiError::invalid_param("stop", format!("A stop sequence may be at most {MAX_STOP_BYTES} bytes long")));
+            return Err(ApiError::invalid_param(
+                "stop",
+                format!("A stop sequence may be at most {MAX_STOP_BYTES} bytes long"),
+            ));
         }
         let mut logit_bias = Vec::new();
         for (k, b) in r.logit_bias.unwrap_or_default() {
             let t: u32 = k.trim().parse().map_err(|_| {
-                ApiError::invalid_param("logit_bias", format!("Invalid key `{k}` in `logit_bias`: keys are token ids"))
+                ApiError::invalid_param(
+                    "logit_bias",
+                    format!("Invalid key `{k}` in `logit_bias`: keys are token ids"),
+                )
             })?;
             logit_bias.push((t, b));
         }
         if logit_bias.len() > forge_proofs::MAX_LOGIT_BIAS as usize {
             return Err(ApiError::invalid_param(
                 "logit_bias",
-                format!("At most {} entries are allowed in `logit_bias`", forge_proofs::MAX_LOGIT_BIAS),
+                format!(
+                    "At most {} entries are allowed in `logit_bias`",
+                    forge_proofs::MAX_LOGIT_BIAS
+                ),
             ));
         }
         let seed = match r.seed {
@@ -151,13 +165,16 @@ impl Params {
             Some(n) => n
                 .as_u64()
                 .or_else(|| n.as_i64().map(|v| v as u64))
-                .ok_or_else(|| ApiError::invalid_param("seed", format!("`seed` must be an integer, got {n}")))?,
+                .ok_or_else(|| {
+                    ApiError::invalid_param("seed", format!("`seed` must be an integer, got {n}"))
+                })?,
         };
         let top_k = match r.top_k {
             None => 0,
-            Some(k) => usize::try_from(k).ok().filter(|&k| k <= u32::MAX as usize).ok_or_else(|| {
-                ApiError::invalid_param("top_k", "`top_k` is too large")
-            })?,
+            Some(k) => usize::try_from(k)
+                .ok()
+                .filter(|&k| k <= u32::MAX as usize)
+                .ok_or_else(|| ApiError::invalid_param("top_k", "`top_k` is too large"))?,
         };
         let max_tokens = match (r.max_completion_tokens, r.max_tokens) {
             (Some(m), _) => Some((m, "max_completion_tokens")),
@@ -257,19 +274,50 @@ mod tests {
         assert!(ok.stream && ok.include_usage);
         assert_eq!(ok.sampling.logit_bias, vec![(7, -100.0)]);
         let param = |v| p(v).unwrap_err().param;
-        assert_eq!(param(serde_json::json!({"model": "m", "n": 0})).as_deref(), Some("n"));
-        assert_eq!(param(serde_json::json!({"model": "m", "n": 1.5})).as_deref(), Some("n"));
-        assert_eq!(param(serde_json::json!({"model": "m", "n": "2"})).as_deref(), Some("n"));
-        assert_eq!(param(serde_json::json!({"model": "m", "n": -1})).as_deref(), Some("n"));
-        assert_eq!(p(serde_json::json!({"model": "m", "n": 3})).unwrap().n, 3);
-        assert_eq!(param(serde_json::json!({"model": "m", "stream_options": {}})).as_deref(), Some("stream_options"));
-        assert_eq!(param(serde_json::json!({"model": "m", "logit_bias": {"a": 1}})).as_deref(), Some("logit_bias"));
-        assert_eq!(param(serde_json::json!({"model": "m", "stop": ["a","b","c","d","e"]})).as_deref(), Some("stop"));
-        assert_eq!(param(serde_json::json!({"model": "m", "stop": "x".repeat(257)})).as_deref(), Some("stop"));
-        assert_eq!(param(serde_json::json!({"model": "m", "max_tokens": -1})).as_deref(), Some("max_tokens"));
-        assert_eq!(param(serde_json::json!({"model": "m", "seed": 1.5})).as_deref(), Some("seed"));
         assert_eq!(
-            param(serde_json::json!({"model": "m", "stream": true, "stream_options": {"x": 1}})).as_deref(),
+            param(serde_json::json!({"model": "m", "n": 0})).as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "n": 1.5})).as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "n": "2"})).as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "n": -1})).as_deref(),
+            Some("n")
+        );
+        assert_eq!(p(serde_json::json!({"model": "m", "n": 3})).unwrap().n, 3);
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "stream_options": {}})).as_deref(),
+            Some("stream_options")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "logit_bias": {"a": 1}})).as_deref(),
+            Some("logit_bias")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "stop": ["a","b","c","d","e"]})).as_deref(),
+            Some("stop")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "stop": "x".repeat(257)})).as_deref(),
+            Some("stop")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "max_tokens": -1})).as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "seed": 1.5})).as_deref(),
+            Some("seed")
+        );
+        assert_eq!(
+            param(serde_json::json!({"model": "m", "stream": true, "stream_options": {"x": 1}}))
+                .as_deref(),
             Some("stream_options.x")
         );
     }
@@ -277,7 +325,8 @@ mod tests {
     #[test]
     fn choice_seeds_are_derived_and_distinct() {
         assert_eq!(choice_seed(42, 0), 42);
-        let seeds: std::collections::BTreeSet<u64> = (0..MAX_CHOICES).map(|i| choice_seed(42, i)).collect();
+        let seeds: std::collections::BTreeSet<u64> =
+            (0..MAX_CHOICES).map(|i| choice_seed(42, i)).collect();
         assert_eq!(seeds.len(), MAX_CHOICES);
         assert_eq!(choice_seed(42, 3), choice_seed(42, 3));
         assert_ne!(choice_seed(42, 1), choice_seed(43, 1));
@@ -289,7 +338,10 @@ mod tests {
     #[test]
     fn response_format_text_only() {
         assert!(check_response_format(Some(&serde_json::json!({"type": "text"}))).is_ok());
-        let e = check_response_format(Some(&serde_json::json!({"type": "json_schema", "json_schema": {}}))).unwrap_err();
+        let e = check_response_format(Some(
+            &serde_json::json!({"type": "json_schema", "json_schema": {}}),
+        ))
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("response_format"));
     }
 }

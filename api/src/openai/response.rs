@@ -4,7 +4,6 @@
 
 use serde_json::{Value, json};
 
-
 /// Which API an answer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -121,7 +120,14 @@ impl Meta {
         v
     }
 
-    fn chunk(&self, index: usize, delta: Value, text: &str, finish_reason: Option<&str>, logprobs: Option<Value>) -> Value {
+    fn chunk(
+        &self,
+        index: usize,
+        delta: Value,
+        text: &str,
+        finish_reason: Option<&str>,
+        logprobs: Option<Value>,
+    ) -> Value {
         let (object, choice) = match self.kind {
             Kind::Chat => (
                 "chat.completion.chunk",
@@ -141,7 +147,13 @@ impl Meta {
 
     /// The first chat chunk of choice `index`: the assistant's role (chat only).
     pub(crate) fn role_chunk(&self, index: usize) -> Value {
-        self.chunk(index, json!({"role": "assistant", "content": ""}), "", None, None)
+        self.chunk(
+            index,
+            json!({"role": "assistant", "content": ""}),
+            "",
+            None,
+            None,
+        )
     }
 
     /// A chunk of choice `index`: generated text (possibly empty when the

@@ -62,7 +62,14 @@ impl Answer {
                 receipt: None,
             })
             .collect();
-        Self { meta, model, receipt_ids, deadline, timeout_secs, choices }
+        Self {
+            meta,
+            model,
+            receipt_ids,
+            deadline,
+            timeout_secs,
+            choices,
+        }
     }
 
     /// The kind of API.
@@ -73,11 +80,17 @@ impl Answer {
     /// Choice `index`, or a 500 if the engine named a choice this request
     /// does not have (it never should: the indices are the handler's own).
     pub(crate) fn choice(&mut self, index: usize) -> Result<&mut ChoiceState, ApiError> {
-        self.choices.get_mut(index).ok_or_else(|| ApiError::internal(format!("an event for unknown choice {index}")))
+        self.choices
+            .get_mut(index)
+            .ok_or_else(|| ApiError::internal(format!("an event for unknown choice {index}")))
     }
 
     /// Records a token's log-probabilities for choice `index`, if asked.
-    pub(crate) fn push_logprobs(&mut self, index: usize, lp: Option<&TokenLogprobs>) -> Result<(), ApiError> {
+    pub(crate) fn push_logprobs(
+        &mut self,
+        index: usize,
+        lp: Option<&TokenLogprobs>,
+    ) -> Result<(), ApiError> {
         let model = Arc::clone(&self.model);
         if let (Some(acc), Some(lp)) = (self.choice(index)?.logprobs.as_mut(), lp) {
             acc.push(describe(model.tokenizer(), lp));
@@ -93,7 +106,11 @@ impl Answer {
     /// Usage over every finished choice: the prompt once, completions summed.
     pub(crate) fn usage(&self) -> Usage {
         // Every choice has the same prompt.
-        let done: Vec<&Done> = self.choices.iter().filter_map(|c| c.done.as_ref()).collect();
+        let done: Vec<&Done> = self
+            .choices
+            .iter()
+            .filter_map(|c| c.done.as_ref())
+            .collect();
         Usage {
             prompt_tokens: done.first().map_or(0, |d| d.prompt_tokens),
             completion_tokens: done.iter().map(|d| d.completion_tokens).sum(),
@@ -102,7 +119,11 @@ impl Answer {
 
     /// The `forge` summary over the receipts that exist.
     pub(crate) fn forge(&self) -> serde_json::Value {
-        let infos: Vec<&ForgeInfo> = self.choices.iter().filter_map(|c| c.receipt.as_ref()?.as_ref()).collect();
+        let infos: Vec<&ForgeInfo> = self
+            .choices
+            .iter()
+            .filter_map(|c| c.receipt.as_ref()?.as_ref())
+            .collect();
         summary(&infos)
     }
 
@@ -117,7 +138,10 @@ impl Answer {
     /// will appear. Logged either way, since the client gets no receipt.
     pub(crate) fn deadline_passed(&self) -> ApiError {
         let ids = self.receipt_ids.join(",");
-        let generated = self.choices.iter().all(|c| c.done.as_ref().is_some_and(|d| !d.timed_out));
+        let generated = self
+            .choices
+            .iter()
+            .all(|c| c.done.as_ref().is_some_and(|d| !d.timed_out));
         if generated {
             tracing::warn!(receipts = %ids, limit_secs = self.timeout_secs, "receipts not recorded within the request time limit");
             ApiError::receipt_timeout(self.timeout_secs, &self.receipt_ids)

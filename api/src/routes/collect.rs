@@ -13,7 +13,10 @@ use crate::openai::ChoiceOut;
 use crate::scheduler::Event;
 
 /// Waits for every choice's receipt (or the deadline), then answers.
-pub(crate) async fn collect(mut rx: UnboundedReceiver<(usize, Event)>, mut answer: Answer) -> Result<Response, ApiError> {
+pub(crate) async fn collect(
+    mut rx: UnboundedReceiver<(usize, Event)>,
+    mut answer: Answer,
+) -> Result<Response, ApiError> {
     while !answer.all_receipted() {
         let Ok(next) = tokio::time::timeout_at(answer.deadline, rx.recv()).await else {
             return Err(answer.deadline_passed());
@@ -32,13 +35,18 @@ pub(crate) async fn collect(mut rx: UnboundedReceiver<(usize, Event)>, mut answe
                 c.done = Some(d);
             }
             Event::Receipt(Ok(info)) => answer.choice(i)?.receipt = Some(info),
-            Event::Receipt(Err(e)) => return Err(ApiError::internal(format!("the receipt failed: {e}"))),
+            Event::Receipt(Err(e)) => {
+                return Err(ApiError::internal(format!("the receipt failed: {e}")));
+            }
             Event::Failed(e) => return Err(ApiError::internal(e)),
         }
     }
     let mut choices = Vec::with_capacity(answer.choices.len());
     for (index, c) in answer.choices.iter_mut().enumerate() {
-        let done = c.done.as_ref().ok_or_else(|| ApiError::internal("the receipt came before the end of generation"))?;
+        let done = c
+            .done
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("the receipt came before the end of generation"))?;
         if done.timed_out {
             return Err(ApiError::timeout(answer.timeout_secs));
         }
@@ -49,7 +57,9 @@ pub(crate) async fn collect(mut rx: UnboundedReceiver<(usize, Event)>, mut answe
             logprobs: c.logprobs.as_mut().map(|l| l.take_json()),
         });
     }
-    let body = answer.meta.response(&choices, answer.usage(), answer.forge());
+    let body = answer
+        .meta
+        .response(&choices, answer.usage(), answer.forge());
     let mut res = (StatusCode::OK, Json(body)).into_response();
     if let Some(v) = answer.receipt_header() {
         res.headers_mut().insert(RECEIPT_HEADER, v);

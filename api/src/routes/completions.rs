@@ -26,9 +26,21 @@ pub(crate) async fn completions(
     let (req, prompt_chars) = tokio::task::spawn_blocking(move || {
         let chars = prepare::prompt_chars(&model, &prompt);
         let prompt = prepare::completion_prompt(&model, &prompt)?;
-        Ok::<_, ApiError>((prepare::request(&model, prompt, &p, default_max, Kind::Completion)?, chars))
+        Ok::<_, ApiError>((
+            prepare::request(&model, prompt, &p, default_max, Kind::Completion)?,
+            chars,
+        ))
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task: {e}")))??;
-    generate::run(&state, ready, caller, req, &params, Kind::Completion, prompt_chars).await
+    generate::run(
+        &state,
+        ready,
+        caller,
+        req,
+        &params,
+        Kind::Completion,
+        prompt_chars,
+    )
+    .await
 }

@@ -28,7 +28,10 @@ fn random_id() -> [u8; 16] {
         // Unique enough without entropy: the time and a process-wide counter.
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         id[..8].copy_from_slice(&(t as u64).to_le_bytes());
         id[8..].copy_from_slice(&n.to_le_bytes());
     }
@@ -42,7 +45,10 @@ pub(crate) fn check_n(options: &ServerOptions, params: &Params) -> Result<(), Ap
     if params.n > cap {
         return Err(ApiError::invalid_param(
             "n",
-            format!("`n` must be at most {cap} on this node (it was {}); each choice is a sequence with its own receipt", params.n),
+            format!(
+                "`n` must be at most {cap} on this node (it was {}); each choice is a sequence with its own receipt",
+                params.n
+            ),
         ));
     }
     Ok(())
@@ -62,8 +68,14 @@ pub(crate) async fn run(
     check_n(state.options(), params)?;
     let n = params.n;
     let cfg = ready.model.config();
-    let worst = milli_cu(request_flops(cfg, ForwardWork::for_request(req.prompt.len() as u64, req.max_tokens as u64)));
-    let worst = charge_for(u64::try_from(worst).unwrap_or(u64::MAX), state.options().price_milli_per_cu);
+    let worst = milli_cu(request_flops(
+        cfg,
+        ForwardWork::for_request(req.prompt.len() as u64, req.max_tokens as u64),
+    ));
+    let worst = charge_for(
+        u64::try_from(worst).unwrap_or(u64::MAX),
+        state.options().price_milli_per_cu,
+    );
     let charges = match caller.0 {
         None => (0..n).map(|_| Charge::default()).collect(),
         Some(account) => {
@@ -82,23 +94,43 @@ pub(crate) async fn run(
     let deadline = now + timeout;
     let mut jobs = Vec::with_capacity(n);
     for (index, charge) in charges.into_iter().enumerate() {
-        let choice = GenerateRequest { sampling: params.choice_sampling(index), ..req.clone() };
-        let sink = CommitmentSink::new(cfg.d_model).map_err(|e| ApiError::internal(format!("trace commitment: {e}")))?;
-        let mut seq = Sequence::new(&ready.model, choice, Some(sink)).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
+        let choice = GenerateRequest {
+            sampling: params.choice_sampling(index),
+            ..req.clone()
+        };
+        let sink = CommitmentSink::new(cfg.d_model)
+            .map_err(|e| ApiError::internal(format!("trace commitment: {e}")))?;
+        let mut seq = Sequence::new(&ready.model, choice, Some(sink))
+            .map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
         if let Some(top) = params.logprobs {
             seq = seq.with_logprobs(top);
         }
         let events = Events::new(index, tx.clone());
-        jobs.push(Job { id: random_id(), seq, events, submitted: now, deadline, charge });
+        jobs.push(Job {
+            id: random_id(),
+            seq,
+            events,
+            submitted: now,
+            deadline,
+            charge,
+        });
     }
     drop(tx);
     let ids: Vec<String> = jobs.iter().map(|j| hex(&j.id)).collect();
     let meta = Meta {
         kind,
-        id: format!("{}{}", kind.id_prefix(), ids.first().map_or("", String::as_str)),
+        id: format!(
+            "{}{}",
+            kind.id_prefix(),
+            ids.first().map_or("", String::as_str)
+        ),
         created: unix_now(),
         model: ready.name.clone(),
-        fingerprint: format!("fp_{}_{}", &hex(&ready.model.model_id())[..12], ready.model.backend().tag()),
+        fingerprint: format!(
+            "fp_{}_{}",
+            &hex(&ready.model.model_id())[..12],
+            ready.model.backend().tag()
+        ),
         include_usage: params.include_usage,
     };
     ready.scheduler.submit(jobs)?;

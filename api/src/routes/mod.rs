@@ -43,7 +43,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
     let res = next.run(req).await;
     state.metrics().request(&route, res.status().as_u16());
     res

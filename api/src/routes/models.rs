@@ -27,9 +27,14 @@ fn model_object(r: &Ready) -> Value {
     })
 }
 
-pub(crate) async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     let ready = state.ready()?;
-    Ok(Json(json!({"object": "list", "data": [model_object(&ready)]})))
+    Ok(Json(
+        json!({"object": "list", "data": [model_object(&ready)]}),
+    ))
 }
 
 pub(crate) async fn get(

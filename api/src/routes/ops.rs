@@ -27,13 +27,22 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<Response, Ap
 
 /// Prometheus text format.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics().render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+        .into_response()
 }
 
 /// The OpenAPI document of this node's surface.
 pub(crate) async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
     let ready = state.ready().ok();
-    Json(crate::openapi::document(ready.as_deref().map(|r| r.name.as_str())))
+    Json(crate::openapi::document(
+        ready.as_deref().map(|r| r.name.as_str()),
+    ))
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

@@ -8,16 +8,27 @@ use crate::openai::{Kind, Params, Prompt};
 /// The chat prompt's tokens (ChatML, ending with the assistant's turn).
 pub(crate) fn chat_prompt(model: &Model, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
     let template = model.chat_template().ok_or_else(|| {
-        ApiError::invalid_param("messages", "This model has no chat template; use /v1/completions")
+        ApiError::invalid_param(
+            "messages",
+            "This model has no chat template; use /v1/completions",
+        )
     })?;
-    let text = template.render(messages, true).map_err(|e| ApiError::from_engine(e, "messages"))?;
-    model.tokenizer().encode(&text).map_err(|e| ApiError::from_engine(e, "messages"))
+    let text = template
+        .render(messages, true)
+        .map_err(|e| ApiError::from_engine(e, "messages"))?;
+    model
+        .tokenizer()
+        .encode(&text)
+        .map_err(|e| ApiError::from_engine(e, "messages"))
 }
 
 /// A completion prompt's tokens.
 pub(crate) fn completion_prompt(model: &Model, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
     match prompt {
-        Prompt::Text(t) => model.tokenizer().encode(t).map_err(|e| ApiError::from_engine(e, "prompt")),
+        Prompt::Text(t) => model
+            .tokenizer()
+            .encode(t)
+            .map_err(|e| ApiError::from_engine(e, "prompt")),
         Prompt::Tokens(t) => Ok(t.clone()),
     }
 }
@@ -28,7 +39,11 @@ pub(crate) fn completion_prompt(model: &Model, prompt: &Prompt) -> Result<Vec<u3
 pub(crate) fn prompt_chars(model: &Model, prompt: &Prompt) -> usize {
     match prompt {
         Prompt::Text(t) => t.chars().count(),
-        Prompt::Tokens(t) => model.tokenizer().decode(t).map(|s| s.chars().count()).unwrap_or(0),
+        Prompt::Tokens(t) => model
+            .tokenizer()
+            .decode(t)
+            .map(|s| s.chars().count())
+            .unwrap_or(0),
     }
 }
 
@@ -46,17 +61,33 @@ pub(crate) fn request(
         return Err(ApiError::invalid_param(pp, "The prompt is empty"));
     }
     let max_tokens = match params.max_tokens {
-        Some((0, name)) => return Err(ApiError::invalid_param(name, format!("`{name}` must be at least 1"))),
+        Some((0, name)) => {
+            return Err(ApiError::invalid_param(
+                name,
+                format!("`{name}` must be at least 1"),
+            ));
+        }
         Some((m, _)) => usize::try_from(m).unwrap_or(usize::MAX),
-        None => default_max_tokens.min(ctx.saturating_sub(prompt.len())).max(1),
+        None => default_max_tokens
+            .min(ctx.saturating_sub(prompt.len()))
+            .max(1),
     };
     if prompt.len().saturating_add(max_tokens) > ctx {
         return Err(ApiError::from_engine(
-            forge_engine::EngineError::ContextLength { prompt_tokens: prompt.len(), max_tokens, context_length: ctx },
+            forge_engine::EngineError::ContextLength {
+                prompt_tokens: prompt.len(),
+                max_tokens,
+                context_length: ctx,
+            },
             pp,
         ));
     }
-    let req = GenerateRequest { prompt, max_tokens, sampling: params.sampling.clone(), stop: params.stop.clone() };
+    let req = GenerateRequest {
+        prompt,
+        max_tokens,
+        sampling: params.sampling.clone(),
+        stop: params.stop.clone(),
+    };
     validate(model, &req).map_err(|e| ApiError::from_engine(e, pp))?;
     Ok(req)
 }

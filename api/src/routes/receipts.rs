@@ -34,14 +34,19 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 fn parse_id(id: &str) -> Option<ReceiptKey> {
-    unhex::<16>(id).map(ReceiptKey::Id).or_else(|| unhex::<32>(id).map(ReceiptKey::Hash))
+    unhex::<16>(id)
+        .map(ReceiptKey::Id)
+        .or_else(|| unhex::<32>(id).map(ReceiptKey::Hash))
 }
 
 fn wants_binary(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').any(|t| t.split(';').next().unwrap_or("").trim() == "application/octet-stream"))
+        .is_some_and(|a| {
+            a.split(',')
+                .any(|t| t.split(';').next().unwrap_or("").trim() == "application/octet-stream")
+        })
 }
 
 /// Receipts are public evidence: anyone with the id (or hash) may fetch one.
@@ -55,7 +60,10 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::not_found(format!("Bad receipt id: {e}")))?;
     let key = parse_id(&id.to_ascii_lowercase()).ok_or_else(|| {
-        ApiError::not_found(format!("No receipt `{id}` (ids are 32 hex digits, hashes 64)")).with_param("id")
+        ApiError::not_found(format!(
+            "No receipt `{id}` (ids are 32 hex digits, hashes 64)"
+        ))
+        .with_param("id")
     })?;
     let ledger = state.ledger();
     let stored = tokio::task::spawn_blocking(move || match key {
@@ -70,9 +78,14 @@ pub(crate) async fn get(
                 .with_param("id")
         })?;
     if wants_binary(&headers) {
-        return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], stored.bytes).into_response());
+        return Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            stored.bytes,
+        )
+            .into_response());
     }
-    let receipt = Receipt::from_bytes(&stored.bytes).map_err(|e| ApiError::internal(format!("stored receipt: {e}")))?;
+    let receipt = Receipt::from_bytes(&stored.bytes)
+        .map_err(|e| ApiError::internal(format!("stored receipt: {e}")))?;
     let mut v = serde_json::to_value(&receipt).map_err(|e| ApiError::internal(e.to_string()))?;
     v["id"] = json!(hex(&receipt.request.id));
     v["hash"] = json!(hex(&stored.hash));
@@ -83,11 +96,18 @@ pub(crate) async fn get(
 /// The CU verifying key (compressed arkworks bytes), for `forge-verify --vk`.
 pub(crate) async fn verifying_key(State(state): State<AppState>) -> Result<Response, ApiError> {
     let ready = state.ready()?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], ready.vk_bytes.clone()).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        ready.vk_bytes.clone(),
+    )
+        .into_response())
 }
 
 /// The caller's balance (an open node has no accounts).
-pub(crate) async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn balance(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let Some(account) = caller.0 else {
         return Ok(Json(json!({"object": "balance", "metered": false})));
     };
@@ -116,7 +136,13 @@ mod tests {
     fn ids_and_hashes_are_told_apart_by_length() {
         assert_eq!(parse_id(&"0a".repeat(16)), Some(ReceiptKey::Id([10; 16])));
         assert_eq!(parse_id(&"0a".repeat(32)), Some(ReceiptKey::Hash([10; 32])));
-        for bad in ["", "0a", &"0a".repeat(24), &"zz".repeat(16), &"é".repeat(16)] {
+        for bad in [
+            "",
+            "0a",
+            &"0a".repeat(24),
+            &"zz".repeat(16),
+            &"é".repeat(16),
+        ] {
             assert_eq!(parse_id(bad), None, "{bad}");
         }
     }

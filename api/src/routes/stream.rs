@@ -62,29 +62,48 @@ impl State {
         match ev {
             Event::Token { text, logprobs } => {
                 self.answer.push_logprobs(i, logprobs.as_ref())?;
-                let lp = self.answer.choice(i)?.logprobs.as_mut().map(|l| l.take_json());
-                self.out.push_back(data(&self.answer.meta.content_chunk(i, &text, lp)));
+                let lp = self
+                    .answer
+                    .choice(i)?
+                    .logprobs
+                    .as_mut()
+                    .map(|l| l.take_json());
+                self.out
+                    .push_back(data(&self.answer.meta.content_chunk(i, &text, lp)));
             }
             Event::Done(d) => {
                 if !d.tail.is_empty() && !d.timed_out {
-                    self.out.push_back(data(&self.answer.meta.content_chunk(i, &d.tail, None)));
+                    self.out
+                        .push_back(data(&self.answer.meta.content_chunk(i, &d.tail, None)));
                 }
                 self.answer.choice(i)?.done = Some(d);
             }
             Event::Receipt(r) => {
-                let forge = r.map_err(|e| ApiError::internal(format!("the receipt failed: {e}")))?;
+                let forge =
+                    r.map_err(|e| ApiError::internal(format!("the receipt failed: {e}")))?;
                 let timeout_secs = self.answer.timeout_secs;
                 let c = self.answer.choice(i)?;
-                let done = c.done.clone().ok_or_else(|| ApiError::internal("the receipt came before the end of generation"))?;
+                let done = c.done.clone().ok_or_else(|| {
+                    ApiError::internal("the receipt came before the end of generation")
+                })?;
                 if done.timed_out {
                     return Err(ApiError::timeout(timeout_secs));
                 }
                 let own = summary(&forge.iter().collect::<Vec<_>>());
                 c.receipt = Some(forge);
-                self.out.push_back(data(&self.answer.meta.finish_chunk(i, finish_name(&done), own)));
+                self.out.push_back(data(&self.answer.meta.finish_chunk(
+                    i,
+                    finish_name(&done),
+                    own,
+                )));
                 if self.answer.all_receipted() {
                     if self.answer.meta.include_usage {
-                        self.out.push_back(data(&self.answer.meta.usage_chunk(self.answer.usage(), self.answer.forge())));
+                        self.out.push_back(data(
+                            &self
+                                .answer
+                                .meta
+                                .usage_chunk(self.answer.usage(), self.answer.forge()),
+                        ));
                     }
                     self.out.push_back(finished());
                     return Ok(false);
@@ -106,7 +125,11 @@ impl State {
 
 /// The SSE response for one request's events, with the receipt ids in the
 /// `x-forge-receipt` header (they are known before generation starts).
-pub(crate) fn sse(rx: UnboundedReceiver<(usize, Event)>, answer: Answer, keep_alive: Duration) -> Response {
+pub(crate) fn sse(
+    rx: UnboundedReceiver<(usize, Event)>,
+    answer: Answer,
+    keep_alive: Duration,
+) -> Response {
     let mut out = VecDeque::new();
     if answer.kind() == Kind::Chat {
         for i in 0..answer.choices.len() {
@@ -114,7 +137,11 @@ pub(crate) fn sse(rx: UnboundedReceiver<(usize, Event)>, answer: Answer, keep_al
         }
     }
     let header = answer.receipt_header();
-    let state = State { rx: Some(rx), answer, out };
+    let state = State {
+        rx: Some(rx),
+        answer,
+        out,
+    };
     let events = stream::unfold(state, |mut st| async move {
         loop {
             if let Some(ev) = st.out.pop_front() {
@@ -136,7 +163,9 @@ pub(crate) fn sse(rx: UnboundedReceiver<(usize, Event)>, answer: Answer, keep_al
             }
         }
     });
-    let mut res = Sse::new(events).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive")).into_response();
+    let mut res = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
+        .into_response();
     if let Some(v) = header {
         res.headers_mut().insert(RECEIPT_HEADER, v);
     }

@@ -16,6 +16,7 @@ use std::time::Instant;
 use forge_engine::{Model, Sequence, StepEvent, step};
 use forge_proofs::CommitmentSink;
 
+use super::admission::Admission;
 use super::job::{Done, Event, Finished, Job};
 use crate::metrics::Metrics;
 
@@ -45,6 +46,7 @@ pub(crate) fn run(
     rx: Receiver<Vec<Job>>,
     finisher: SyncSender<Finished>,
     max_concurrent: usize,
+    slots: &Admission,
     metrics: Arc<Metrics>,
 ) {
     let mut rx = rx;
@@ -74,7 +76,7 @@ pub(crate) fn run(
                     break;
                 }
                 step_all(&model, &mut active, &metrics);
-                retire(&model, &mut active, &finisher, &metrics);
+                retire(&model, &mut active, &finisher, slots, &metrics);
             }
             rx
         });
@@ -84,7 +86,12 @@ pub(crate) fn run(
 fn admit(active: &mut Vec<Active>, job: Job, metrics: &Metrics) {
     metrics.queue_depth.dec();
     metrics.active.inc();
-    active.push(Active { job, emitted: 0, last_token: None, timed_out: false });
+    active.push(Active {
+        job,
+        emitted: 0,
+        last_token: None,
+        timed_out: false,
+    });
 }
 
 fn step_all(model: &Model, active: &mut [Active], metrics: &Metrics) {
@@ -124,14 +131,20 @@ fn step_all(model: &Model, active: &mut [Active], metrics: &Metrics) {
     if stepped.is_empty() {
         return;
     }
-    let mut seqs: Vec<&mut Sequence<CommitmentSink>> =
-        active.iter_mut().zip(&take).filter(|(_, t)| **t).map(|(a, _)| &mut a.job.seq).collect();
+    let mut seqs: Vec<&mut Sequence<CommitmentSink>> = active
+        .iter_mut()
+        .zip(&take)
+        .filter(|(_, t)| **t)
+        .map(|(a, _)| &mut a.job.seq)
+        .collect();
     let started = Instant::now();
     match step(model, &mut seqs) {
         Ok(events) => {
             metrics.engine_steps.inc();
             metrics.batch_rows.observe(seqs.len() as f64);
-            metrics.step_seconds.observe(started.elapsed().as_secs_f64());
+            metrics
+                .step_seconds
+                .observe(started.elapsed().as_secs_f64());
             drop(seqs);
             for (i, ev) in stepped.into_iter().zip(events) {
                 if let Some(ev) = ev {
@@ -145,7 +158,9 @@ fn step_all(model: &Model, active: &mut [Active], metrics: &Metrics) {
             tracing::error!(error = %e, "engine step failed");
             drop(seqs);
             for a in active.iter_mut().filter(|a| !a.job.seq.is_done()) {
-                a.job.events.send(Event::Failed(format!("the engine failed: {e}")));
+                a.job
+                    .events
+                    .send(Event::Failed(format!("the engine failed: {e}")));
                 a.job.seq.cancel();
             }
         }
@@ -155,21 +170,34 @@ fn step_all(model: &Model, active: &mut [Active], metrics: &Metrics) {
 fn deliver(model: &Model, a: &mut Active, ev: StepEvent, metrics: &Metrics) {
     let now = Instant::now();
     match a.last_token {
-        None => metrics.ttft.observe(now.duration_since(a.job.submitted).as_secs_f64()),
+        None => metrics
+            .ttft
+            .observe(now.duration_since(a.job.submitted).as_secs_f64()),
         Some(t) => metrics.itl.observe(now.duration_since(t).as_secs_f64()),
     }
     a.last_token = Some(now);
     metrics.completion_tokens.inc();
     // A final stop token is not part of the answer's text, and OpenAI lists
     // no log-probability for it either.
-    let logprobs = ev.logprobs.filter(|_| !model.tokenizer().stop_ids().contains(&ev.token));
+    let logprobs = ev
+        .logprobs
+        .filter(|_| !model.tokenizer().stop_ids().contains(&ev.token));
     if !ev.text.is_empty() || logprobs.is_some() {
         a.emitted += ev.text.len();
-        a.job.events.send(Event::Token { text: ev.text, logprobs });
+        a.job.events.send(Event::Token {
+            text: ev.text,
+            logprobs,
+        });
     }
 }
 
-fn retire(model: &Model, active: &mut Vec<Active>, finisher: &SyncSender<Finished>, metrics: &Metrics) {
+fn retire(
+    model: &Model,
+    active: &mut Vec<Active>,
+    finisher: &SyncSender<Finished>,
+    slots: &Admission,
+    metrics: &Metrics,
+) {
     let mut i = 0;
     while i < active.len() {
         if !active[i].job.seq.is_done() {
@@ -178,7 +206,14 @@ fn retire(model: &Model, active: &mut Vec<Active>, finisher: &SyncSender<Finishe
         }
         let a = active.swap_remove(i);
         metrics.active.dec();
-        let Job { id, seq, events, charge, .. } = a.job;
+        slots.give_back(1);
+        let Job {
+            id,
+            seq,
+            events,
+            charge,
+            ..
+        } = a.job;
         let request = seq.request().clone();
         let (generation, sink) = seq.into_result(model);
         let tail = generation.text.get(a.emitted..).unwrap_or("").to_string();
@@ -192,9 +227,18 @@ fn retire(model: &Model, active: &mut Vec<Active>, finisher: &SyncSender<Finishe
             prompt_tokens: generation.prompt_tokens,
             completion_tokens: generation.tokens.len(),
         }));
-        let finished = Finished { id, request, generation, sink, events, charge };
+        let finished = Finished {
+            id,
+            request,
+            generation,
+            sink,
+            events,
+            charge,
+        };
         if let Err(e) = finisher.send(finished) {
-            e.0.events.send(Event::Receipt(Err("the receipt workers have stopped".into())));
+            e.0.events.send(Event::Receipt(Err(
+                "the receipt workers have stopped".into()
+            )));
         }
     }
 }

@@ -45,21 +45,34 @@ impl Finisher {
     }
 
     fn finish(&self, f: Finished) -> Result<Option<ForgeInfo>, String> {
-        let Finished { id, request, generation, sink, charge, events } = f;
+        let Finished {
+            id,
+            request,
+            generation,
+            sink,
+            charge,
+            events,
+        } = f;
         if generation.tokens.is_empty() {
             // Cancelled before its first step: nothing was forwarded, nothing
             // is owed. Dropping the sink ends its hashing thread.
             return Ok(None);
         }
         let sink = sink.ok_or("the sequence had no commitment sink")?;
-        let commitment = sink.finish().map_err(|e| format!("trace commitment: {e}"))?;
+        let commitment = sink
+            .finish()
+            .map_err(|e| format!("trace commitment: {e}"))?;
         let receipt = self
             .signer
             .builder(&self.model)
             .build(id, &request, &generation, &commitment)
             .map_err(|e| format!("building the receipt: {e}"))?;
-        let bytes = receipt.to_bytes().map_err(|e| format!("encoding the receipt: {e}"))?;
-        let hash = receipt.hash().map_err(|e| format!("hashing the receipt: {e}"))?;
+        let bytes = receipt
+            .to_bytes()
+            .map_err(|e| format!("encoding the receipt: {e}"))?;
+        let hash = receipt
+            .hash()
+            .map_err(|e| format!("hashing the receipt: {e}"))?;
         let charged = charge_for(receipt.cost.milli_cu, self.price_milli_per_cu);
         let record = ReceiptRecord {
             hash,
@@ -72,7 +85,10 @@ impl Finisher {
         };
         // The charge and the receipt are one row, written in one transaction;
         // the hold on the account is released once it is durable.
-        let applied = self.holds.settle(charge, || self.ledger.record_receipt(&record)).map_err(|e| format!("ledger: {e}"))?;
+        let applied = self
+            .holds
+            .settle(charge, || self.ledger.record_receipt(&record))
+            .map_err(|e| format!("ledger: {e}"))?;
         if !applied {
             tracing::warn!(receipt = %hex(&hash), "receipt was already in the ledger");
         }

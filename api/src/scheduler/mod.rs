@@ -1,15 +1,18 @@
 //! The scheduler: one engine thread doing continuous batching, fed by a
 //! bounded queue, and receipt workers behind it.
 
+mod admission;
 mod engine;
 mod finisher;
 mod job;
 
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Sender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 pub(crate) use finisher::{Finisher, charge_for, hex};
 pub(crate) use job::{Done, Event, Events, Job};
+
+use admission::Admission;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -27,7 +30,9 @@ pub(crate) struct Limits {
 pub(crate) struct Scheduler {
     /// One message per request: its `n` jobs, queued together so a request
     /// is either wholly queued or refused (never some of its choices).
-    tx: SyncSender<Vec<Job>>,
+    /// Unbounded: `admission` bounds what is sent.
+    tx: Sender<Vec<Job>>,
+    admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     retry_after_secs: u64,
 }
@@ -37,40 +42,46 @@ impl Scheduler {
     pub(crate) fn start(finisher: Finisher, limits: Limits) -> std::io::Result<Self> {
         let metrics = Arc::clone(&finisher.metrics);
         let model = Arc::clone(&finisher.model);
-        let (tx, rx) = sync_channel::<Vec<Job>>(limits.max_queue);
+        let max_concurrent = limits.max_concurrent.max(1);
+        let admission = Arc::new(Admission::new(max_concurrent + limits.max_queue));
+        let (tx, rx) = channel::<Vec<Job>>();
         let (ftx, frx) = sync_channel(limits.max_concurrent + limits.max_queue);
         let frx = Arc::new(Mutex::new(frx));
         let finisher = Arc::new(finisher);
         for i in 0..limits.receipt_workers.max(1) {
             let (f, rx) = (Arc::clone(&finisher), Arc::clone(&frx));
-            std::thread::Builder::new().name(format!("forge-receipts-{i}")).spawn(move || f.run(&rx))?;
+            std::thread::Builder::new()
+                .name(format!("forge-receipts-{i}"))
+                .spawn(move || f.run(&rx))?;
         }
         let m = Arc::clone(&metrics);
-        let max_concurrent = limits.max_concurrent.max(1);
+        let slots = Arc::clone(&admission);
         std::thread::Builder::new()
             .name("forge-engine".into())
-            .spawn(move || engine::run(model, rx, ftx, max_concurrent, m))?;
-        Ok(Self { tx, metrics, retry_after_secs: limits.retry_after_secs })
+            .spawn(move || engine::run(model, rx, ftx, max_concurrent, &slots, m))?;
+        Ok(Self {
+            tx,
+            admission,
+            metrics,
+            retry_after_secs: limits.retry_after_secs,
+        })
     }
 
     /// Queues a request's jobs (one per choice), or answers 429 when the
-    /// wait queue is full.
+    /// generation slots and the wait queue together cannot take them all.
     pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<(), ApiError> {
         let n = jobs.len();
+        if !self.admission.try_take(n) {
+            self.metrics.rejected_full.inc();
+            return Err(ApiError::overloaded(self.retry_after_secs));
+        }
         // Counted before sending: the engine thread decrements per admitted job.
         (0..n).for_each(|_| self.metrics.queue_depth.inc());
-        let undo = || (0..n).for_each(|_| self.metrics.queue_depth.dec());
-        match self.tx.try_send(jobs) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                undo();
-                self.metrics.rejected_full.inc();
-                Err(ApiError::overloaded(self.retry_after_secs))
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                undo();
-                Err(ApiError::internal("the engine thread has stopped"))
-            }
+        if self.tx.send(jobs).is_err() {
+            (0..n).for_each(|_| self.metrics.queue_depth.dec());
+            self.admission.give_back(n);
+            return Err(ApiError::internal("the engine thread has stopped"));
         }
+        Ok(())
     }
 }

@@ -28,7 +28,10 @@ pub(crate) fn signer() -> ReceiptSigner {
 }
 
 pub(crate) fn tiny_spec() -> TinySpec {
-    TinySpec { context_length: 512, ..TinySpec::default() }
+    TinySpec {
+        context_length: 512,
+        ..TinySpec::default()
+    }
 }
 
 pub(crate) fn tiny_model(spec: &TinySpec) -> Model {
@@ -50,17 +53,31 @@ impl App {
 }
 
 /// An app whose ledger is prepared by `setup` before the state opens it.
-pub(crate) fn app_with(options: ServerOptions, spec: &TinySpec, setup: impl FnOnce(&Ledger)) -> App {
+pub(crate) fn app_with(
+    options: ServerOptions,
+    spec: &TinySpec,
+    setup: impl FnOnce(&Ledger),
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
     setup(&ledger);
     let state = AppState::new(options, ledger);
     state.install(tiny_model(spec), MODEL, signer()).unwrap();
-    App { router: router(state), dir }
+    App {
+        router: router(state),
+        dir,
+    }
 }
 
 pub(crate) fn app() -> App {
-    app_with(ServerOptions { keep_alive: Duration::from_secs(1), ..ServerOptions::default() }, &tiny_spec(), |_| {})
+    app_with(
+        ServerOptions {
+            keep_alive: Duration::from_secs(1),
+            ..ServerOptions::default()
+        },
+        &tiny_spec(),
+        |_| {},
+    )
 }
 
 pub(crate) struct Reply {
@@ -77,7 +94,12 @@ impl Reply {
 
     /// Asserts the OpenAI error envelope with `status`; returns its `error`.
     pub(crate) fn error(&self, status: StatusCode) -> Value {
-        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
         let v = self.json();
         let e = v["error"].clone();
         assert!(e["message"].is_string() && e["type"].is_string(), "{v}");
@@ -96,16 +118,28 @@ pub(crate) async fn send(router: &Router, req: Request<Body>) -> Reply {
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
-pub(crate) fn request(method: Method, uri: &str, body: Option<&Value>, key: Option<&str>) -> Request<Body> {
+pub(crate) fn request(
+    method: Method,
+    uri: &str,
+    body: Option<&Value>,
+    key: Option<&str>,
+) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(uri);
     if let Some(k) = key {
         b = b.header("authorization", format!("Bearer {k}"));
     }
     match body {
-        Some(v) => b.header("content-type", "application/json").body(Body::from(v.to_string())).unwrap(),
+        Some(v) => b
+            .header("content-type", "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
         None => b.body(Body::empty()).unwrap(),
     }
 }
@@ -126,7 +160,11 @@ pub(crate) async fn chat(router: &Router, body: &Value) -> Reply {
 pub(crate) fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
         .filter_map(|ev| {
-            let lines: Vec<&str> = ev.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
+            let lines: Vec<&str> = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
             (!lines.is_empty()).then(|| lines.join("\n"))
         })
         .collect()
@@ -159,7 +197,11 @@ pub(crate) fn hex(b: &[u8]) -> String {
 
 /// The tokens the server makes of a one-message chat (the chat template, then the tokenizer).
 pub(crate) fn chat_prompt(model: &Model, content: &str) -> Vec<u32> {
-    let text = model.chat_template().unwrap().render(&[forge_engine::ChatMessage::new("user", content)], true).unwrap();
+    let text = model
+        .chat_template()
+        .unwrap()
+        .render(&[forge_engine::ChatMessage::new("user", content)], true)
+        .unwrap();
     model.tokenizer().encode(&text).unwrap()
 }
 
@@ -173,6 +215,10 @@ pub(crate) fn unstoppable(max_tokens: u64, seed: u64) -> Value {
 /// The JSON chunks of an SSE body (`[DONE]` left out) and every `data:` payload.
 pub(crate) fn sse_chunks(body: &str) -> (Vec<Value>, Vec<String>) {
     let data = sse_data(body);
-    let json = data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect();
+    let json = data
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
     (json, data)
 }

@@ -20,9 +20,15 @@ async fn chat_answer_carries_usage_and_a_verifiable_receipt() {
     assert_eq!(choice["message"]["role"], "assistant");
     assert!(choice["message"]["content"].is_string());
     let finish = choice["finish_reason"].as_str().unwrap();
-    let (p, c) = (v["usage"]["prompt_tokens"].as_u64().unwrap(), v["usage"]["completion_tokens"].as_u64().unwrap());
+    let (p, c) = (
+        v["usage"]["prompt_tokens"].as_u64().unwrap(),
+        v["usage"]["completion_tokens"].as_u64().unwrap(),
+    );
     assert_eq!(v["usage"]["total_tokens"].as_u64().unwrap(), p + c);
-    assert!(finish == "length" && c == 8 || finish == "stop" && c <= 8, "{finish} {c}");
+    assert!(
+        finish == "length" && c == 8 || finish == "stop" && c <= 8,
+        "{finish} {c}"
+    );
 
     let forge = &v["forge"];
     let id = forge["receipt_id"].as_str().unwrap();
@@ -35,21 +41,31 @@ async fn chat_answer_carries_usage_and_a_verifiable_receipt() {
     let model = tiny_model(&tiny_spec());
     let flops = request_flops(model.config(), ForwardWork::for_request(p, c));
     assert_eq!(forge["flops"].as_u64().unwrap() as u128, flops);
-    assert_eq!(forge["milli_cu"].as_u64().unwrap() as u128, flops / 1_000_000);
-    assert_eq!(forge["price"]["charged_milli_cu"], forge["milli_cu"], "default price is 1 CU per CU");
+    assert_eq!(
+        forge["milli_cu"].as_u64().unwrap() as u128,
+        flops / 1_000_000
+    );
+    assert_eq!(
+        forge["price"]["charged_milli_cu"], forge["milli_cu"],
+        "default price is 1 CU per CU"
+    );
     assert_eq!(forge["activation_root"].as_str().unwrap().len(), 64);
 
     // The receipt, as JSON and as the canonical binary that verifies offline.
     let j = get(&app.router, &format!("/v1/receipts/{id}")).await;
     assert_eq!(j.status, StatusCode::OK);
     let j = j.json();
-    assert_eq!((j["id"].as_str(), j["hash"].as_str()), (Some(id), forge["receipt_hash"].as_str()));
+    assert_eq!(
+        (j["id"].as_str(), j["hash"].as_str()),
+        (Some(id), forge["receipt_hash"].as_str())
+    );
     assert_eq!(j["request"]["id"].as_str(), Some(id));
     assert_eq!(j["request"]["n_prompt"].as_u64(), Some(p));
     assert_eq!(j["request"]["n_gen"].as_u64(), Some(c));
     assert_eq!(j["trace"]["root"], forge["activation_root"]);
     let mut req = request(Method::GET, &format!("/v1/receipts/{id}"), None, None);
-    req.headers_mut().insert("accept", "application/octet-stream".parse().unwrap());
+    req.headers_mut()
+        .insert("accept", "application/octet-stream".parse().unwrap());
     let bin = send(&app.router, req).await;
     assert_eq!(bin.headers["content-type"], "application/octet-stream");
     let receipt = Receipt::from_bytes(&bin.body).unwrap();
@@ -59,11 +75,16 @@ async fn chat_answer_carries_usage_and_a_verifiable_receipt() {
     // The hash names the same receipt.
     let by_hash = get(&app.router, &format!("/v1/receipts/{hash}")).await;
     assert_eq!(by_hash.json()["id"].as_str(), Some(id));
-    let report = receipt.verify_offline(&TrustAnchor::new(keys().1.clone())).unwrap();
+    let report = receipt
+        .verify_offline(&TrustAnchor::new(keys().1.clone()))
+        .unwrap();
     assert_eq!(report.flops, flops);
     // The verifying key endpoint serves the key it verifies under.
     let vk = get(&app.router, "/v1/receipts/verifying-key").await;
-    assert_eq!(vk.body.as_ref(), forge_circuits::vk_to_bytes(&keys().1).as_slice());
+    assert_eq!(
+        vk.body.as_ref(),
+        forge_circuits::vk_to_bytes(&keys().1).as_slice()
+    );
 }
 
 #[tokio::test]
@@ -73,8 +94,14 @@ async fn seeds_make_answers_reproducible_and_params_take_effect() {
     body["temperature"] = json!(1.0);
     let a = chat(&app.router, &body).await.json();
     let b = chat(&app.router, &body).await.json();
-    assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
-    assert_ne!(a["forge"]["receipt_id"], b["forge"]["receipt_id"], "each request has its own receipt");
+    assert_eq!(
+        a["choices"][0]["message"]["content"],
+        b["choices"][0]["message"]["content"]
+    );
+    assert_ne!(
+        a["forge"]["receipt_id"], b["forge"]["receipt_id"],
+        "each request has its own receipt"
+    );
 
     // A logit bias forcing one byte token: exactly max_tokens of it, finish_reason length.
     let forced = json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 5,
@@ -99,14 +126,24 @@ async fn seeds_make_answers_reproducible_and_params_take_effect() {
 #[tokio::test]
 async fn text_completions_take_text_or_token_prompts() {
     let app = app();
-    let r = post(&app.router, "/v1/completions", &json!({"model": MODEL, "prompt": "the tin", "max_tokens": 4, "seed": 1})).await;
+    let r = post(
+        &app.router,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "the tin", "max_tokens": 4, "seed": 1}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
     assert_eq!(v["object"], "text_completion");
     assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
     assert!(v["choices"][0]["text"].is_string());
     assert!(v["forge"]["receipt_id"].is_string());
-    let tokens = post(&app.router, "/v1/completions", &json!({"model": MODEL, "prompt": [[70, 71, 72]], "max_tokens": 2})).await;
+    let tokens = post(
+        &app.router,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": [[70, 71, 72]], "max_tokens": 2}),
+    )
+    .await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
     assert_eq!(tokens.json()["usage"]["prompt_tokens"], 3);
 }

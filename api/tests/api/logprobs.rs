@@ -7,11 +7,22 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 /// The engine's own log-probabilities for the chat prompt "the tin".
-fn engine_logprobs(sampling: SamplingParams, max_tokens: usize, top: usize) -> Vec<forge_engine::TokenLogprobs> {
+fn engine_logprobs(
+    sampling: SamplingParams,
+    max_tokens: usize,
+    top: usize,
+) -> Vec<forge_engine::TokenLogprobs> {
     let m = tiny_model(&tiny_spec());
     let prompt = chat_prompt(&m, "the tin");
-    let req = GenerateRequest { prompt, max_tokens, sampling, stop: vec![] };
-    let mut seq = Sequence::new(&m, req, Some(TraceRecorder::new(m.config().d_model))).unwrap().with_logprobs(top);
+    let req = GenerateRequest {
+        prompt,
+        max_tokens,
+        sampling,
+        stop: vec![],
+    };
+    let mut seq = Sequence::new(&m, req, Some(TraceRecorder::new(m.config().d_model)))
+        .unwrap()
+        .with_logprobs(top);
     let mut out = Vec::new();
     while !seq.is_done() {
         for ev in step(&m, &mut [&mut seq]).unwrap().into_iter().flatten() {
@@ -40,25 +51,47 @@ async fn chat_logprobs_are_the_engines_in_openais_shape() {
     let content = lp["content"].as_array().unwrap();
     assert_eq!(content.len(), 6, "one entry per generated token: {lp}");
 
-    let sampling = SamplingParams { temperature: 0.8, seed: 5, logit_bias: vec![(0, -100.0), (2, -100.0)], ..SamplingParams::default() };
+    let sampling = SamplingParams {
+        temperature: 0.8,
+        seed: 5,
+        logit_bias: vec![(0, -100.0), (2, -100.0)],
+        ..SamplingParams::default()
+    };
     let want = engine_logprobs(sampling, 6, 3);
     let m = tiny_model(&tiny_spec());
     let t = m.tokenizer();
     let mut bytes = Vec::new();
     for (entry, w) in content.iter().zip(&want) {
-        let b: Vec<u8> = entry["bytes"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
+        let b: Vec<u8> = entry["bytes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u8)
+            .collect();
         assert_eq!(b, t.token_bytes(w.token).unwrap());
         assert_eq!(f32_of(&entry["logprob"]), w.logprob, "{entry}");
         let top = entry["top_logprobs"].as_array().unwrap();
         assert_eq!(top.len(), 3);
         for (alt, (id, p)) in top.iter().zip(&w.top) {
-            assert_eq!(alt.as_object().unwrap().len(), 3, "token, logprob, bytes: {alt}");
+            assert_eq!(
+                alt.as_object().unwrap().len(),
+                3,
+                "token, logprob, bytes: {alt}"
+            );
             assert_eq!(f32_of(&alt["logprob"]), *p);
-            let ab: Vec<u8> = alt["bytes"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
+            let ab: Vec<u8> = alt["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u8)
+                .collect();
             assert_eq!(ab, t.token_bytes(*id).unwrap());
             match std::str::from_utf8(&ab) {
                 Ok(s) => assert_eq!(alt["token"], s),
-                Err(_) => assert!(alt["token"].as_str().unwrap().starts_with("bytes:\\x"), "{alt}"),
+                Err(_) => assert!(
+                    alt["token"].as_str().unwrap().starts_with("bytes:\\x"),
+                    "{alt}"
+                ),
             }
         }
         bytes.extend(b);
@@ -77,21 +110,35 @@ async fn logprobs_change_nothing_else_and_are_null_when_not_asked() {
     let mut body = unstoppable(10, 11);
     body["logprobs"] = json!(true);
     let with = chat(&app.router, &body).await.json();
-    assert_eq!(with["choices"][0]["message"], plain["choices"][0]["message"]);
+    assert_eq!(
+        with["choices"][0]["message"],
+        plain["choices"][0]["message"]
+    );
     assert_eq!(with["usage"], plain["usage"]);
-    let content = with["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    let content = with["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
     assert_eq!(content.len(), 10);
-    assert!(content.iter().all(|e| e["top_logprobs"] == json!([])), "logprobs without top_logprobs lists no alternatives");
+    assert!(
+        content.iter().all(|e| e["top_logprobs"] == json!([])),
+        "logprobs without top_logprobs lists no alternatives"
+    );
 
     // A forced token: its text, bytes and a logprob of (nearly) zero.
     let forced = json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 3,
         "temperature": 0, "logit_bias": {"68": 100}, "logprobs": true, "top_logprobs": 2});
     let v = chat(&app.router, &forced).await.json();
     for e in v["choices"][0]["logprobs"]["content"].as_array().unwrap() {
-        assert_eq!((e["token"].as_str(), &e["bytes"]), (Some("A"), &json!([65])));
+        assert_eq!(
+            (e["token"].as_str(), &e["bytes"]),
+            (Some("A"), &json!([65]))
+        );
         assert!(e["logprob"].as_f64().unwrap() > -1e-3, "{e}");
         assert_eq!(e["top_logprobs"][0]["token"], "A");
-        assert!(e["top_logprobs"][1]["logprob"].as_f64().unwrap() < -50.0, "{e}");
+        assert!(
+            e["top_logprobs"][1]["logprob"].as_f64().unwrap() < -50.0,
+            "{e}"
+        );
     }
 }
 
@@ -113,7 +160,10 @@ async fn streamed_chat_logprobs_match_the_answer() {
             streamed.extend(entries.iter().cloned());
         }
     }
-    assert_eq!(Value::Array(streamed), whole["choices"][0]["logprobs"]["content"]);
+    assert_eq!(
+        Value::Array(streamed),
+        whole["choices"][0]["logprobs"]["content"]
+    );
     // The role and finish chunks carry no logprobs.
     assert!(chunks[0]["choices"][0]["logprobs"].is_null());
 }
@@ -130,14 +180,29 @@ async fn completion_logprobs_have_tokens_dicts_and_offsets() {
     let tokens = lp["tokens"].as_array().unwrap();
     let lps = lp["token_logprobs"].as_array().unwrap();
     let tops = lp["top_logprobs"].as_array().unwrap();
-    let offsets: Vec<u64> = lp["text_offset"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
-    assert_eq!((tokens.len(), lps.len(), tops.len(), offsets.len()), (5, 5, 5, 5));
+    let offsets: Vec<u64> = lp["text_offset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        (tokens.len(), lps.len(), tops.len(), offsets.len()),
+        (5, 5, 5, 5)
+    );
     assert_eq!(offsets[0], 7, "offsets count from the start of the prompt");
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
     for ((tok, p), top) in tokens.iter().zip(lps).zip(tops) {
         let top = top.as_object().unwrap();
-        assert!(top.len() == 2 || top.len() == 3, "the top 2 and the sampled token: {top:?}");
-        assert_eq!(top[tok.as_str().unwrap()], *p, "the sampled token is in the dict");
+        assert!(
+            top.len() == 2 || top.len() == 3,
+            "the top 2 and the sampled token: {top:?}"
+        );
+        assert_eq!(
+            top[tok.as_str().unwrap()],
+            *p,
+            "the sampled token is in the dict"
+        );
         assert!(p.as_f64().unwrap() <= 0.0);
     }
 
@@ -150,7 +215,13 @@ async fn completion_logprobs_have_tokens_dicts_and_offsets() {
         let l = &c["choices"][0]["logprobs"];
         if l.is_object() {
             st.extend(l["tokens"].as_array().unwrap().iter().cloned());
-            so.extend(l["text_offset"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()));
+            so.extend(
+                l["text_offset"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap()),
+            );
         }
     }
     assert_eq!(&st, tokens);
@@ -162,5 +233,9 @@ async fn completion_logprobs_have_tokens_dicts_and_offsets() {
     let lp = &v["choices"][0]["logprobs"];
     assert_eq!(lp["tokens"], json!(["A", "A", "A", "A"]));
     assert_eq!(lp["text_offset"], json!([2, 3, 4, 5]));
-    assert_eq!(lp["top_logprobs"][0].as_object().unwrap().len(), 1, "logprobs 0: the sampled token only");
+    assert_eq!(
+        lp["top_logprobs"][0].as_object().unwrap().len(),
+        1,
+        "logprobs 0: the sampled token only"
+    );
 }

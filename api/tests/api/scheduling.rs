@@ -23,11 +23,19 @@ async fn concurrent_requests_are_batched_and_match_solo_runs() {
     let solo: Vec<String> = {
         let mut v = Vec::new();
         for s in 0..4 {
-            v.push(chat(&app.router, &forced(24, s)).await.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string());
+            v.push(
+                chat(&app.router, &forced(24, s)).await.json()["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
         }
         v
     };
-    let before = metric(&get(&app.router, "/metrics").await.text(), "forge_engine_steps_total");
+    let before = metric(
+        &get(&app.router, "/metrics").await.text(),
+        "forge_engine_steps_total",
+    );
     let tasks: Vec<_> = (0..4)
         .map(|s| {
             let r = app.router.clone();
@@ -36,11 +44,18 @@ async fn concurrent_requests_are_batched_and_match_solo_runs() {
         .collect();
     for (s, t) in tasks.into_iter().enumerate() {
         let v = t.await.unwrap();
-        assert_eq!(v["choices"][0]["message"]["content"].as_str().unwrap(), solo[s], "seed {s}: batching changed the answer");
+        assert_eq!(
+            v["choices"][0]["message"]["content"].as_str().unwrap(),
+            solo[s],
+            "seed {s}: batching changed the answer"
+        );
     }
     let m = get(&app.router, "/metrics").await.text();
     let steps = metric(&m, "forge_engine_steps_total") - before;
-    assert!(steps < 4.0 * 24.0, "4 x 24 tokens took {steps} steps: not batched");
+    assert!(
+        steps < 4.0 * 24.0,
+        "4 x 24 tokens took {steps} steps: not batched"
+    );
     assert!(metric(&m, "forge_receipts_issued_total") >= 8.0);
     assert!(metric(&m, "forge_time_to_first_token_seconds_count") >= 8.0);
     assert!(metric(&m, "forge_inter_token_latency_seconds_count") >= 8.0 * 23.0);
@@ -51,39 +66,107 @@ async fn concurrent_requests_are_batched_and_match_solo_runs() {
 
 /// A model slow enough that a long generation is still running when the next request comes.
 fn slow_spec() -> TinySpec {
-    TinySpec { layers: 4, d_model: 256, heads: 4, kv_heads: 2, ffn: 512, context_length: 2048, ..TinySpec::default() }
+    TinySpec {
+        layers: 4,
+        d_model: 256,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 512,
+        context_length: 2048,
+        ..TinySpec::default()
+    }
+}
+
+/// Starts a long streamed generation and waits until it is surely running.
+async fn start_long_stream(app: &App) -> axum::body::Body {
+    let mut long = forced(1800, 1);
+    long["stream"] = json!(true);
+    let res = app
+        .router
+        .clone()
+        .oneshot(request(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&long),
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the long request was refused");
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    while !seen.contains("\"content\":\"") || seen.matches("data:").count() < 3 {
+        let Some(frame) = body.frame().await else {
+            panic!("the stream ended early: {seen}")
+        };
+        if let Ok(d) = frame.unwrap().into_data() {
+            seen.push_str(&String::from_utf8_lossy(&d));
+        }
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_free_slot_takes_a_request_even_without_a_wait_queue() {
+    // Regression: with max_queue = 0 the queue was a rendezvous channel, which
+    // refused every request that came while the engine was stepping.
+    let opts = ServerOptions {
+        max_concurrent: 2,
+        max_queue: 0,
+        ..ServerOptions::default()
+    };
+    let app = app_with(opts, &slow_spec(), |_| {});
+    let body = start_long_stream(&app).await;
+    let second = chat(&app.router, &forced(2, 2)).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text());
+    let third = chat(&app.router, &forced(2, 3)).await;
+    assert_eq!(
+        third.status,
+        StatusCode::OK,
+        "the second request's slot was not given back: {}",
+        third.text()
+    );
+    drop(body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_queue_is_429_with_retry_after_and_disconnect_frees_the_slot() {
-    let opts = ServerOptions { max_concurrent: 1, max_queue: 0, ..ServerOptions::default() };
+    let opts = ServerOptions {
+        max_concurrent: 1,
+        max_queue: 0,
+        ..ServerOptions::default()
+    };
     let app = app_with(opts, &slow_spec(), |_| {});
-    let mut long = forced(1800, 1);
-    long["stream"] = json!(true);
-    let res = app.router.clone().oneshot(request(Method::POST, "/v1/chat/completions", Some(&long), None)).await.unwrap();
-    let mut body = res.into_body();
-    // Wait for the first content so the sequence is surely running.
-    let mut seen = String::new();
-    while !seen.contains("\"content\":\"") || seen.matches("data:").count() < 3 {
-        let frame = body.frame().await.unwrap().unwrap();
-        if let Ok(d) = frame.into_data() {
-            seen.push_str(&String::from_utf8_lossy(&d));
-        }
-    }
+    let body = start_long_stream(&app).await;
     let busy = chat(&app.router, &forced(2, 2)).await;
-    assert!(busy.headers.contains_key("retry-after"), "{:?}", busy.headers);
-    assert_eq!(busy.error(StatusCode::TOO_MANY_REQUESTS)["code"], "rate_limit_exceeded");
+    assert!(
+        busy.headers.contains_key("retry-after"),
+        "{:?}",
+        busy.headers
+    );
+    assert_eq!(
+        busy.error(StatusCode::TOO_MANY_REQUESTS)["code"],
+        "rate_limit_exceeded"
+    );
 
     // The client goes away: the sequence is cancelled, the slot freed, the work done so far receipted.
     drop(body);
     let start = Instant::now();
     loop {
         let m = get(&app.router, "/metrics").await.text();
-        if metric(&m, "forge_active_sequences") == 0.0 && metric(&m, "forge_receipts_issued_total") >= 1.0 {
-            assert!(metric(&m, "forge_completion_tokens_total") < 1800.0, "generation ran on after the disconnect");
+        if metric(&m, "forge_active_sequences") == 0.0
+            && metric(&m, "forge_receipts_issued_total") >= 1.0
+        {
+            assert!(
+                metric(&m, "forge_completion_tokens_total") < 1800.0,
+                "generation ran on after the disconnect"
+            );
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the slot was not freed: {m}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the slot was not freed: {m}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ok = chat(&app.router, &forced(2, 2)).await;

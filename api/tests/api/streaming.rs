@@ -7,7 +7,11 @@ use crate::common::*;
 
 fn chunks(body: &str) -> (Vec<Value>, Vec<String>) {
     let data = sse_data(body);
-    let json = data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect();
+    let json = data
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
     (json, data)
 }
 
@@ -19,7 +23,12 @@ async fn chat_stream_with_usage() {
     body["stream_options"] = json!({"include_usage": true});
     let r = chat(&app.router, &body).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let (chunks, data) = chunks(&r.text());
     assert_eq!(data.last().unwrap(), "[DONE]");
     assert_eq!(data.iter().filter(|d| *d == "[DONE]").count(), 1);
@@ -28,7 +37,10 @@ async fn chat_stream_with_usage() {
     // Role first.
     assert_eq!(chunks[0]["object"], "chat.completion.chunk");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert!(chunks[0]["usage"].is_null() && chunks[0].get("usage").is_some(), "usage: null on every chunk but the last");
+    assert!(
+        chunks[0]["usage"].is_null() && chunks[0].get("usage").is_some(),
+        "usage: null on every chunk but the last"
+    );
     // Content deltas, then the finish chunk with the receipt, then usage with no choices.
     let finish = &chunks[n - 2];
     let reason = finish["choices"][0]["finish_reason"].as_str().unwrap();
@@ -47,7 +59,10 @@ async fn chat_stream_with_usage() {
     let receipt = get(&app.router, &format!("/v1/receipts/{id}")).await;
     assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.text());
     assert_eq!(receipt.json()["request"]["id"], id.as_str());
-    let streamed: String = chunks[1..n - 2].iter().map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap()).collect();
+    let streamed: String = chunks[1..n - 2]
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+        .collect();
     let ids: Vec<&Value> = chunks.iter().map(|c| &c["id"]).collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "one id per stream");
 
@@ -55,7 +70,10 @@ async fn chat_stream_with_usage() {
     let mut plain = hello(10, 3);
     plain["stream"] = json!(false);
     let v = chat(&app.router, &plain).await.json();
-    assert_eq!(v["choices"][0]["message"]["content"].as_str().unwrap(), streamed);
+    assert_eq!(
+        v["choices"][0]["message"]["content"].as_str().unwrap(),
+        streamed
+    );
     assert_eq!(v["usage"], usage["usage"]);
     assert_eq!(v["choices"][0]["finish_reason"], reason);
 }
@@ -71,7 +89,10 @@ async fn completion_stream_without_usage() {
     assert_eq!(last["object"], "text_completion");
     assert!(last["choices"][0]["finish_reason"].is_string());
     assert!(last["forge"]["receipt_id"].is_string());
-    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "no usage key without include_usage");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "no usage key without include_usage"
+    );
     assert!(chunks.iter().all(|c| c["choices"][0]["text"].is_string()));
 }
 
@@ -84,7 +105,13 @@ async fn held_back_text_is_flushed_at_the_end() {
         "temperature": 0, "logit_bias": {"68": 100}, "stop": ["AAAAAZ"], "stream": true});
     let r = chat(&app.router, &body).await;
     let (chunks, _) = chunks(&r.text());
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "AAAA");
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
 }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use forge_benches::decode::{self, DecodeArgs};
 use forge_benches::proofs::{self, ProofsArgs};
-use forge_benches::tolerance::{self, ToleranceArgs};
 use forge_benches::serve::{self, ServeArgs};
+use forge_benches::tolerance::{self, ToleranceArgs};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_STATUS: &str = "\

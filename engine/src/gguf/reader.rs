@@ -57,7 +57,10 @@ impl GgufFile {
 
     /// Parse a whole GGUF file from memory.
     pub fn parse(bytes: Vec<u8>) -> Result<Self> {
-        let mut c = Cursor { buf: &bytes, pos: 0 };
+        let mut c = Cursor {
+            buf: &bytes,
+            pos: 0,
+        };
         let magic = c.u32()?;
         if magic != GGUF_MAGIC {
             return Err(gguf_err(format!(
@@ -86,12 +89,17 @@ impl GgufFile {
             let name = c.string()?;
             let n_dims = c.u32()?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(tensor_err(&name, format!("{n_dims} dimensions (1..=4 allowed)")));
+                return Err(tensor_err(
+                    &name,
+                    format!("{n_dims} dimensions (1..=4 allowed)"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
                 let d = c.u64()?;
-                dims.push(usize::try_from(d).map_err(|_| tensor_err(&name, "dimension too large"))?);
+                dims.push(
+                    usize::try_from(d).map_err(|_| tensor_err(&name, "dimension too large"))?,
+                );
             }
             let ty_id = c.u32()?;
             let ty = GgmlType::from_id(ty_id).ok_or_else(|| {
@@ -145,7 +153,10 @@ impl GgufFile {
                 .and_then(|r| r.checked_add(data_start))
                 .ok_or_else(|| tensor_err(&name, "offset overflows"))?;
             if rel % alignment as u64 != 0 {
-                return Err(tensor_err(&name, format!("offset {rel} is not {alignment}-aligned")));
+                return Err(tensor_err(
+                    &name,
+                    format!("offset {rel} is not {alignment}-aligned"),
+                ));
             }
             let end = offset
                 .checked_add(len)
@@ -159,10 +170,22 @@ impl GgufFile {
                     ),
                 ));
             }
-            tensors.push(TensorInfo { name, dims, ty, offset, len });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ty,
+                offset,
+                len,
+            });
         }
 
-        Ok(Self { version, metadata, tensors, bytes, data_start })
+        Ok(Self {
+            version,
+            metadata,
+            tensors,
+            bytes,
+            data_start,
+        })
     }
 
     /// The GGUF format version (2 or 3).

@@ -28,17 +28,30 @@ impl GgufWriter {
 
     /// Add a tensor of `ty` from float values; `dims` are innermost first, as
     /// in GGUF. Quantised types need rows that are whole blocks.
-    pub fn tensor(&mut self, name: &str, dims: &[usize], ty: GgmlType, values: &[f32]) -> Result<&mut Self> {
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        ty: GgmlType,
+        values: &[f32],
+    ) -> Result<&mut Self> {
         let elems: usize = dims.iter().product();
         if elems != values.len() {
-            return Err(tensor_err(name, format!("{} values for {elems} elements", values.len())));
+            return Err(tensor_err(
+                name,
+                format!("{} values for {elems} elements", values.len()),
+            ));
         }
         if ty.row_bytes(dims[0]).is_none() {
-            return Err(tensor_err(name, format!("row of {} is not whole {} blocks", dims[0], ty.name())));
+            return Err(tensor_err(
+                name,
+                format!("row of {} is not whole {} blocks", dims[0], ty.name()),
+            ));
         }
         let mut bytes = Vec::new();
         quantize_row(ty, values, &mut bytes);
-        self.tensors.push((name.to_string(), dims.to_vec(), ty, bytes));
+        self.tensors
+            .push((name.to_string(), dims.to_vec(), ty, bytes));
         Ok(self)
     }
 

@@ -28,11 +28,25 @@ struct Job<'a> {
 /// `q` holds `n` rows of `heads * head_dim` for positions `first_pos..first_pos+n`;
 /// `k`/`v` hold the cache rows `0..first_pos+n` of `kv_heads * head_dim`.
 /// Returns `n` rows of `heads * head_dim`.
-pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttnShape, first_pos: usize) -> Vec<f32> {
+pub(crate) fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: AttnShape,
+    first_pos: usize,
+) -> Vec<f32> {
     let dh = shape.head_dim;
     let mut out = vec![0.0f32; q.len()];
-    let job = Job { q, k, v, shape, first_pos };
-    out.par_chunks_mut(dh).enumerate().for_each(|(task, o)| head_kernel(&job, task, o));
+    let job = Job {
+        q,
+        k,
+        v,
+        shape,
+        first_pos,
+    };
+    out.par_chunks_mut(dh)
+        .enumerate()
+        .for_each(|(task, o)| head_kernel(&job, task, o));
     out
 }
 
@@ -40,7 +54,11 @@ multiversion!(fn head_kernel / head_kernel_with(job: &Job<'_>, task: usize, out:
 
 #[inline(always)]
 fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
-    let AttnShape { heads, kv_heads, head_dim: dh } = job.shape;
+    let AttnShape {
+        heads,
+        kv_heads,
+        head_dim: dh,
+    } = job.shape;
     let (i, h) = (task / heads, task % heads);
     let pos = job.first_pos + i;
     let kvh = h / (heads / kv_heads);
@@ -48,7 +66,12 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
     let q = &job.q[task * dh..(task + 1) * dh];
     let scale = 1.0 / (dh as f32).sqrt();
     let mut scores: Vec<f32> = (0..=pos)
-        .map(|j| dot(q, &job.k[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh]) * scale)
+        .map(|j| {
+            dot(
+                q,
+                &job.k[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh],
+            ) * scale
+        })
         .collect();
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
@@ -75,7 +98,11 @@ mod tests {
 
     #[test]
     fn matches_reference_and_every_isa_gives_the_same_bits() {
-        let shape = AttnShape { heads: 4, kv_heads: 2, head_dim: 32 };
+        let shape = AttnShape {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 32,
+        };
         let (n, first) = (3, 5);
         let kv = shape.kv_heads * shape.head_dim;
         let val = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
@@ -88,25 +115,48 @@ mod tests {
                 let kvh = h / 2;
                 let qh = &q[(i * 4 + h) * 32..(i * 4 + h + 1) * 32];
                 let s: Vec<f64> = (0..=first + i)
-                    .map(|j| (0..32).map(|e| f64::from(qh[e]) * f64::from(k[j * kv + kvh * 32 + e])).sum::<f64>() / 32f64.sqrt())
+                    .map(|j| {
+                        (0..32)
+                            .map(|e| f64::from(qh[e]) * f64::from(k[j * kv + kvh * 32 + e]))
+                            .sum::<f64>()
+                            / 32f64.sqrt()
+                    })
                     .collect();
                 let mx = s.iter().cloned().fold(f64::MIN, f64::max);
                 let w: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
                 let z: f64 = w.iter().sum();
                 for e in 0..32 {
-                    let want: f64 = w.iter().enumerate().map(|(j, p)| p * f64::from(v[j * kv + kvh * 32 + e])).sum::<f64>() / z;
+                    let want: f64 = w
+                        .iter()
+                        .enumerate()
+                        .map(|(j, p)| p * f64::from(v[j * kv + kvh * 32 + e]))
+                        .sum::<f64>()
+                        / z;
                     let got = f64::from(out[(i * 4 + h) * 32 + e]);
                     assert!((got - want).abs() < 1e-5, "{got} vs {want}");
                 }
             }
         }
-        let job = Job { q: &q, k: &k, v: &v, shape, first_pos: first };
+        let job = Job {
+            q: &q,
+            k: &k,
+            v: &v,
+            shape,
+            first_pos: first,
+        };
         for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
             for task in 0..n * 4 {
                 let mut o = vec![0.0f32; 32];
                 head_kernel_with(isa, &job, task, &mut o);
-                let want: Vec<u32> = out[task * 32..(task + 1) * 32].iter().map(|x| x.to_bits()).collect();
-                assert_eq!(o.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want, "{isa:?}");
+                let want: Vec<u32> = out[task * 32..(task + 1) * 32]
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect();
+                assert_eq!(
+                    o.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    want,
+                    "{isa:?}"
+                );
             }
         }
     }

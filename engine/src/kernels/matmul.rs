@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::isa::{Isa, multiversion};
 use super::{LANES, hsum};
 use crate::error::{Result, tensor_err};
-use crate::quant::{GgmlType, QK, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, dequantize_row};
+use crate::quant::{GgmlType, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK, dequantize_row};
 
 const HALF: usize = QK / 2;
 
@@ -28,7 +28,11 @@ pub(crate) struct QMatrix {
 #[derive(Clone, Debug)]
 enum Blocks {
     /// Per block: scale, min and 16 bytes of nibbles (low nibbles first).
-    Q4_1 { d: Vec<f32>, m: Vec<f32>, qs: Vec<u8> },
+    Q4_1 {
+        d: Vec<f32>,
+        m: Vec<f32>,
+        qs: Vec<u8>,
+    },
     /// Per block: scale and 32 signed bytes.
     Q8_0 { d: Vec<f32>, qs: Vec<i8> },
     /// Plain floats (F32 and F16 tensors); scale 1.
@@ -37,14 +41,27 @@ enum Blocks {
 
 impl QMatrix {
     /// Repack a GGUF tensor of `rows x cols` (GGUF dims `[cols, rows]`).
-    pub(crate) fn from_gguf(name: &str, ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self> {
+    pub(crate) fn from_gguf(
+        name: &str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Result<Self> {
         if !cols.is_multiple_of(QK) {
-            return Err(tensor_err(name, format!("{cols} columns is not a multiple of {QK}")));
+            return Err(tensor_err(
+                name,
+                format!("{cols} columns is not a multiple of {QK}"),
+            ));
         }
         let nb = rows * cols / QK;
         let blocks = match ty {
             GgmlType::Q4_1 => {
-                let (mut d, mut m, mut qs) = (Vec::with_capacity(nb), Vec::with_capacity(nb), Vec::with_capacity(nb * HALF));
+                let (mut d, mut m, mut qs) = (
+                    Vec::with_capacity(nb),
+                    Vec::with_capacity(nb),
+                    Vec::with_capacity(nb * HALF),
+                );
                 for b in bytes.chunks_exact(Q4_1_BLOCK_BYTES) {
                     d.push(f16::from_le_bytes([b[0], b[1]]).to_f32());
                     m.push(f16::from_le_bytes([b[2], b[3]]).to_f32());
@@ -134,7 +151,12 @@ impl QMatrix {
     }
 
     /// As [`QMatrix::matmul_rows`], on the kernels compiled for `isa`.
-    pub(crate) fn matmul_rows_isa(&self, isa: Isa, x: &[f32], range: std::ops::Range<usize>) -> Vec<f32> {
+    pub(crate) fn matmul_rows_isa(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        range: std::ops::Range<usize>,
+    ) -> Vec<f32> {
         let n = x.len() / self.cols;
         let nbr = self.cols / QK;
         // Per activation row, per block: Σ x over the block (Q4_1's min term).
@@ -148,11 +170,19 @@ impl QMatrix {
         // so threads split the weight rows (output elements) and never a sum.
         let mut yt = vec![0.0f32; width * n];
         let per_task = (width / (4 * rayon::current_num_threads().max(1))).clamp(8, 256);
-        let ctx = Ctx { m: self, x, xsum: &xsum, n, nbr };
-        yt.par_chunks_mut(per_task * n).enumerate().for_each(|(c, out)| {
-            let first = range.start + c * per_task;
-            rows_kernel_with(isa, &ctx, first, out);
-        });
+        let ctx = Ctx {
+            m: self,
+            x,
+            xsum: &xsum,
+            n,
+            nbr,
+        };
+        yt.par_chunks_mut(per_task * n)
+            .enumerate()
+            .for_each(|(c, out)| {
+                let first = range.start + c * per_task;
+                rows_kernel_with(isa, &ctx, first, out);
+            });
         if n == 1 {
             return yt;
         }
@@ -203,7 +233,11 @@ fn rows_kernel_body(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) {
             let dst = &mut ys[i..i + group];
             match &ctx.m.blocks {
                 Blocks::Q4_1 { d, m, qs } => {
-                    let (q, d, m) = (&qs[rb.start * HALF..rb.end * HALF], &d[rb.clone()], &m[rb.clone()]);
+                    let (q, d, m) = (
+                        &qs[rb.start * HALF..rb.end * HALF],
+                        &d[rb.clone()],
+                        &m[rb.clone()],
+                    );
                     let sums = &ctx.xsum[i * nbr..(i + group) * nbr];
                     if group == 4 {
                         dot_q4_1::<4>(q, d, m, xs, sums, dst);
@@ -320,7 +354,12 @@ fn dot_blocks<const R: usize, W: BlockRow>(w: &W, d: &[f32], xs: &[f32], out: &m
     if b < nb {
         let w0 = w.unpack(b);
         for r in 0..R {
-            block_step(&mut even[r], &w0, d[b], &xs[r * cols + b * QK..r * cols + (b + 1) * QK]);
+            block_step(
+                &mut even[r],
+                &w0,
+                d[b],
+                &xs[r * cols + b * QK..r * cols + (b + 1) * QK],
+            );
         }
     }
     for r in 0..R {
@@ -330,13 +369,23 @@ fn dot_blocks<const R: usize, W: BlockRow>(w: &W, d: &[f32], xs: &[f32], out: &m
 
 /// `R` dot products of one Q4_1 weight row with `R` activation rows.
 #[inline(always)]
-fn dot_q4_1<const R: usize>(q: &[u8], d: &[f32], m: &[f32], xs: &[f32], xsum: &[f32], out: &mut [f32]) {
+fn dot_q4_1<const R: usize>(
+    q: &[u8],
+    d: &[f32],
+    m: &[f32],
+    xs: &[f32],
+    xsum: &[f32],
+    out: &mut [f32],
+) {
     let nbr = d.len();
     dot_blocks::<R, _>(&Q4Row(q), d, xs, out);
     for (r, y) in out.iter_mut().enumerate().take(R) {
         // The min term, Σ_b m_b·Σx_b, over 16 lanes of blocks.
         let mut macc = [0.0f32; LANES];
-        for (mc, sc) in m.chunks(LANES).zip(xsum[r * nbr..(r + 1) * nbr].chunks(LANES)) {
+        for (mc, sc) in m
+            .chunks(LANES)
+            .zip(xsum[r * nbr..(r + 1) * nbr].chunks(LANES))
+        {
             for j in 0..mc.len() {
                 macc[j] += mc[j] * sc[j];
             }
@@ -372,7 +421,11 @@ mod tests {
 
     fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u32) -> (QMatrix, Vec<f32>) {
         let vals: Vec<f32> = (0..rows * cols)
-            .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 16_777_216.0) - 0.5)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32
+                    / 16_777_216.0)
+                    - 0.5
+            })
             .collect();
         let mut bytes = Vec::new();
         quantize_row(ty, &vals, &mut bytes);
@@ -386,7 +439,9 @@ mod tests {
         for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32] {
             let (rows, cols, n) = (70, 96, 5);
             let (m, dense) = matrix(ty, rows, cols, 7);
-            let x: Vec<f32> = (0..n * cols).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+                .collect();
             let y = m.matmul(&x);
             for i in 0..n {
                 for r in 0..rows {
@@ -394,18 +449,29 @@ mod tests {
                         .map(|k| f64::from(x[i * cols + k]) * f64::from(dense[r * cols + k]))
                         .sum();
                     let got = f64::from(y[i * rows + r]);
-                    assert!((got - want).abs() < 1e-4, "{ty:?} ({i},{r}): {got} vs {want}");
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "{ty:?} ({i},{r}): {got} vs {want}"
+                    );
                 }
                 // The same row alone gives the same bits.
                 let alone = m.matmul(&x[i * cols..(i + 1) * cols]);
-                assert_eq!(alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    y[i * rows..(i + 1) * rows].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                assert_eq!(
+                    alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    y[i * rows..(i + 1) * rows]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                );
             }
             // Every instruction set gives the same bits.
             for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
                 let other = m.matmul_rows_isa(isa, &x, 0..rows);
-                assert_eq!(other.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{ty:?} on {isa:?}");
+                assert_eq!(
+                    other.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{ty:?} on {isa:?}"
+                );
             }
         }
     }

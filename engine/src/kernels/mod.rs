@@ -14,9 +14,9 @@ mod matmul;
 mod rowops;
 
 pub(crate) use attention::{AttnShape, attention};
-pub(crate) use matmul::QMatrix;
-pub(crate) use rowops::{add_in_place, rms_norm, rope_in_place, silu_mul, RopeTable};
 pub use isa::Isa;
+pub(crate) use matmul::QMatrix;
+pub(crate) use rowops::{RopeTable, add_in_place, rms_norm, rope_in_place, silu_mul};
 
 /// Accumulator lanes of every reduction.
 pub(crate) const LANES: usize = 16;
@@ -40,7 +40,10 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = a.len() / LANES;
     for c in 0..chunks {
-        let (x, y) = (&a[c * LANES..(c + 1) * LANES], &b[c * LANES..(c + 1) * LANES]);
+        let (x, y) = (
+            &a[c * LANES..(c + 1) * LANES],
+            &b[c * LANES..(c + 1) * LANES],
+        );
         for j in 0..LANES {
             acc[j] += x[j] * y[j];
         }

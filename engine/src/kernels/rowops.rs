@@ -53,7 +53,13 @@ impl RopeTable {
 }
 
 /// Rotate every head of `x` (rows of `heads * head_dim`, positions from `first_pos`).
-pub(crate) fn rope_in_place(x: &mut [f32], head_dim: usize, row_len: usize, first_pos: usize, table: &RopeTable) {
+pub(crate) fn rope_in_place(
+    x: &mut [f32],
+    head_dim: usize,
+    row_len: usize,
+    first_pos: usize,
+    table: &RopeTable,
+) {
     for (i, row) in x.chunks_exact_mut(row_len).enumerate() {
         let (cos, sin) = table.at(first_pos + i);
         for head in row.chunks_exact_mut(head_dim) {

@@ -56,7 +56,11 @@ impl Backend {
             #[allow(unreachable_patterns)]
             other => Err(EngineError::Backend(
                 other.name().into(),
-                format!("this build lacks the `{}` feature (cargo build --features {})", other.name(), other.name()),
+                format!(
+                    "this build lacks the `{}` feature (cargo build --features {})",
+                    other.name(),
+                    other.name()
+                ),
             )),
         }
     }
@@ -71,7 +75,10 @@ impl FromStr for Backend {
             "flex" => Ok(Self::Flex),
             "wgpu" => Ok(Self::Wgpu),
             "cuda" => Ok(Self::Cuda),
-            other => Err(EngineError::Backend(other.into(), format!("unknown (choose one of {:?})", Self::NAMES))),
+            other => Err(EngineError::Backend(
+                other.into(),
+                format!("unknown (choose one of {:?})", Self::NAMES),
+            )),
         }
     }
 }

@@ -47,13 +47,19 @@ pub(crate) struct BurnCache {
 
 impl std::fmt::Debug for BurnCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BurnCache").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("BurnCache")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
 impl BurnCache {
     pub(crate) fn new(layers: usize) -> Self {
-        Self { k: vec![None; layers], v: vec![None; layers], len: 0 }
+        Self {
+            k: vec![None; layers],
+            v: vec![None; layers],
+            len: 0,
+        }
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
@@ -61,7 +67,11 @@ impl BurnCache {
             return;
         }
         for t in self.k.iter_mut().chain(self.v.iter_mut()) {
-            *t = if len == 0 { None } else { t.take().map(|t| t.narrow(0, 0, len)) };
+            *t = if len == 0 {
+                None
+            } else {
+                t.take().map(|t| t.narrow(0, 0, len))
+            };
         }
         self.len = len;
     }
@@ -95,13 +105,19 @@ impl BurnModel {
             .collect();
         let half = cfg.head_dim / 2;
         let table = crate::kernels::RopeTable::new(cfg.head_dim, cfg.rope_base, positions);
-        let (mut cos, mut sin) = (Vec::with_capacity(positions * half), Vec::with_capacity(positions * half));
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(positions * half),
+            Vec::with_capacity(positions * half),
+        );
         for p in 0..positions {
             let (c, s) = table.at(p);
             cos.extend_from_slice(c);
             sin.extend_from_slice(s);
         }
-        let embed = Tensor::<2>::from_data(TensorData::new(w.embed.to_f32(), [cfg.vocab, cfg.d_model]), &device);
+        let embed = Tensor::<2>::from_data(
+            TensorData::new(w.embed.to_f32(), [cfg.vocab, cfg.d_model]),
+            &device,
+        );
         Self {
             cfg: cfg.clone(),
             lm_head: matrix(&device, w.lm_head()),
@@ -125,14 +141,27 @@ impl BurnModel {
         let t = t.reshape([n, heads, half, 2]);
         let a = t.clone().narrow(3, 0, 1);
         let b = t.narrow(3, 1, 1);
-        let cos = self.cos.clone().narrow(0, first, n).reshape([n, 1, half, 1]);
-        let sin = self.sin.clone().narrow(0, first, n).reshape([n, 1, half, 1]);
+        let cos = self
+            .cos
+            .clone()
+            .narrow(0, first, n)
+            .reshape([n, 1, half, 1]);
+        let sin = self
+            .sin
+            .clone()
+            .narrow(0, first, n)
+            .reshape([n, 1, half, 1]);
         let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
         let rb = a * sin + b * cos;
         Tensor::cat(vec![ra, rb], 3).reshape([n, heads * half * 2])
     }
 
-    pub(crate) fn forward(&self, tokens: &[u32], cache: &mut BurnCache, mut sink: Option<&mut dyn TraceSink>) -> Vec<f32> {
+    pub(crate) fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut BurnCache,
+        mut sink: Option<&mut dyn TraceSink>,
+    ) -> Vec<f32> {
         let cfg = &self.cfg;
         let (n, first) = (tokens.len(), cache.len);
         let (h, hkv, dh) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
@@ -141,9 +170,18 @@ impl BurnModel {
         let mut x = self.embed.clone().select(0, ids);
         let total = first + n;
         let mask: Vec<f32> = (0..n)
-            .flat_map(|i| (0..total).map(move |j| if j <= first + i { 0.0 } else { f32::NEG_INFINITY }))
+            .flat_map(|i| {
+                (0..total).map(move |j| {
+                    if j <= first + i {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+            })
             .collect();
-        let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, total]), &self.device).reshape([1, n, total]);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, total]), &self.device)
+            .reshape([1, n, total]);
         let scale = 1.0 / (dh as f32).sqrt();
         for (l, lw) in self.layers.iter().enumerate() {
             let hx = self.rms(x.clone(), &lw.attn_norm);
@@ -173,7 +211,10 @@ impl BurnModel {
             };
             let qh = q.reshape([n, h, dh]).swap_dims(0, 1);
             let scores = qh.matmul(group(k).swap_dims(1, 2)) * scale + mask.clone();
-            let o = softmax(scores, 2).matmul(group(v)).swap_dims(0, 1).reshape([n, h * dh]);
+            let o = softmax(scores, 2)
+                .matmul(group(v))
+                .swap_dims(0, 1)
+                .reshape([n, h * dh]);
             x = x + o.matmul(lw.wo.clone());
             let hx = self.rms(x.clone(), &lw.ffn_norm);
             let g = silu(hx.clone().matmul(lw.w_gate.clone())) * hx.matmul(lw.w_up.clone());

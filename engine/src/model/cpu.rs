@@ -2,7 +2,9 @@
 
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
-use crate::kernels::{AttnShape, RopeTable, add_in_place, attention, rms_norm, rope_in_place, silu_mul};
+use crate::kernels::{
+    AttnShape, RopeTable, add_in_place, attention, rms_norm, rope_in_place, silu_mul,
+};
 use crate::trace::TraceSink;
 
 /// Keys and values of every layer for positions `0..len`.
@@ -16,7 +18,12 @@ pub(crate) struct KvCache {
 
 impl KvCache {
     pub(crate) fn new(layers: usize, kv_dim: usize) -> Self {
-        Self { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers], len: 0, kv_dim }
+        Self {
+            k: vec![Vec::new(); layers],
+            v: vec![Vec::new(); layers],
+            len: 0,
+            kv_dim,
+        }
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
@@ -58,20 +65,29 @@ impl CpuForward<'_> {
         let d = self.cfg.d_model;
         let total: usize = segs.iter().map(|s| s.tokens.len()).sum();
         let mut x = vec![0.0f32; total * d];
-        for (row, &t) in x.chunks_exact_mut(d).zip(segs.iter().flat_map(|s| s.tokens)) {
+        for (row, &t) in x
+            .chunks_exact_mut(d)
+            .zip(segs.iter().flat_map(|s| s.tokens))
+        {
             self.w.embed.row_f32(t as usize, row);
         }
         for (l, lw) in self.w.layers.iter().enumerate() {
             let mut slots: Vec<LayerSlot<'_>> = segs
                 .iter_mut()
-                .map(|s| LayerSlot { first: s.cache.len, n: s.tokens.len(), k: &mut s.cache.k[l], v: &mut s.cache.v[l] })
+                .map(|s| LayerSlot {
+                    first: s.cache.len,
+                    n: s.tokens.len(),
+                    k: &mut s.cache.k[l],
+                    v: &mut s.cache.v[l],
+                })
                 .collect();
             self.layer(lw, &mut x, &mut slots);
             let mut offset = 0;
             for s in segs.iter_mut() {
                 let rows = &x[offset * d..(offset + s.tokens.len()) * d];
                 if let Some(sink) = s.sink.as_deref_mut() {
-                    let kv = interleave_kv(&s.cache.k[l], &s.cache.v[l], s.cache.len, self.cfg.kv_dim());
+                    let kv =
+                        interleave_kv(&s.cache.k[l], &s.cache.v[l], s.cache.len, self.cfg.kv_dim());
                     sink.record_kv(l, s.cache.len, 2 * self.cfg.kv_dim(), &kv);
                     sink.record(l, s.cache.len, rows);
                 }
@@ -95,7 +111,16 @@ impl CpuForward<'_> {
         let mut x = inputs.to_vec();
         let (mut k, mut v) = (Vec::new(), Vec::new());
         let n = inputs.len() / self.cfg.d_model;
-        self.layer(lw, &mut x, &mut [LayerSlot { first: 0, n, k: &mut k, v: &mut v }]);
+        self.layer(
+            lw,
+            &mut x,
+            &mut [LayerSlot {
+                first: 0,
+                n,
+                k: &mut k,
+                v: &mut v,
+            }],
+        );
         x
     }
 
@@ -113,7 +138,11 @@ impl CpuForward<'_> {
         rope_in_place(&mut k, dh, kvdim, 0, self.rope);
         let mut q = lw.wq.matmul(&h[t * d..]);
         rope_in_place(&mut q, dh, d, t, self.rope);
-        let shape = AttnShape { heads: cfg.heads, kv_heads: cfg.kv_heads, head_dim: dh };
+        let shape = AttnShape {
+            heads: cfg.heads,
+            kv_heads: cfg.kv_heads,
+            head_dim: dh,
+        };
         let a = attention(&q, &k, &v, shape, t);
         let mut x = inputs[t * d..].to_vec();
         add_in_place(&mut x, &lw.wo.matmul(&a));
@@ -130,11 +159,19 @@ impl CpuForward<'_> {
     /// `[k | v]` row and its output row. The same operations on the same
     /// values as [`Self::layer`], so the same bits, at the cost of one row
     /// plus attention.
-    pub(crate) fn replay_cell(&self, lw: &LayerWeights, input: &[f32], kv_prefix: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    pub(crate) fn replay_cell(
+        &self,
+        lw: &LayerWeights,
+        input: &[f32],
+        kv_prefix: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
         let cfg = self.cfg;
         let (d, dh, kvdim) = (cfg.d_model, cfg.head_dim, cfg.kv_dim());
         let t = kv_prefix.len() / (2 * kvdim);
-        let (mut k, mut v) = (Vec::with_capacity((t + 1) * kvdim), Vec::with_capacity((t + 1) * kvdim));
+        let (mut k, mut v) = (
+            Vec::with_capacity((t + 1) * kvdim),
+            Vec::with_capacity((t + 1) * kvdim),
+        );
         for row in kv_prefix.chunks_exact(2 * kvdim) {
             k.extend_from_slice(&row[..kvdim]);
             v.extend_from_slice(&row[kvdim..]);
@@ -147,7 +184,11 @@ impl CpuForward<'_> {
         v.extend_from_slice(&vt);
         let mut q = lw.wq.matmul(&h);
         rope_in_place(&mut q, dh, d, t, self.rope);
-        let shape = AttnShape { heads: cfg.heads, kv_heads: cfg.kv_heads, head_dim: dh };
+        let shape = AttnShape {
+            heads: cfg.heads,
+            kv_heads: cfg.kv_heads,
+            head_dim: dh,
+        };
         let a = attention(&q, &k, &v, shape, t);
         let mut x = input.to_vec();
         add_in_place(&mut x, &lw.wo.matmul(&a));
@@ -166,11 +207,18 @@ impl CpuForward<'_> {
         let mut q = lw.wq.matmul(&h);
         let mut kn = lw.wk.matmul(&h);
         let vn = lw.wv.matmul(&h);
-        let shape = AttnShape { heads: cfg.heads, kv_heads: cfg.kv_heads, head_dim: dh };
+        let shape = AttnShape {
+            heads: cfg.heads,
+            kv_heads: cfg.kv_heads,
+            head_dim: dh,
+        };
         let mut a = Vec::with_capacity(q.len());
         let mut row = 0;
         for slot in slots.iter_mut() {
-            let (qs, ks) = (row * qdim..(row + slot.n) * qdim, row * kvdim..(row + slot.n) * kvdim);
+            let (qs, ks) = (
+                row * qdim..(row + slot.n) * qdim,
+                row * kvdim..(row + slot.n) * kvdim,
+            );
             rope_in_place(&mut q[qs.clone()], dh, qdim, slot.first, self.rope);
             rope_in_place(&mut kn[ks.clone()], dh, kvdim, slot.first, self.rope);
             slot.k.truncate(slot.first * kvdim);

@@ -35,7 +35,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("cfg", &self.cfg).field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Model")
+            .field("cfg", &self.cfg)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,7 +62,10 @@ pub struct BatchItem<'a> {
 }
 
 fn foreign_session() -> EngineError {
-    EngineError::InvalidParameter { param: "session", problem: "the session belongs to another model or backend".into() }
+    EngineError::InvalidParameter {
+        param: "session",
+        problem: "the session belongs to another model or backend".into(),
+    }
 }
 
 /// The KV cache of one conversation with a model.
@@ -110,13 +116,19 @@ impl Model {
         if tokenizer.vocab_size() != cfg.vocab {
             return Err(EngineError::Metadata {
                 key: "tokenizer.ggml.tokens".into(),
-                problem: format!("{} tokens but the embedding has {} rows", tokenizer.vocab_size(), cfg.vocab),
+                problem: format!(
+                    "{} tokens but the embedding has {} rows",
+                    tokenizer.vocab_size(),
+                    cfg.vocab
+                ),
             });
         }
         let template = ChatTemplate::from_gguf_template(tokenizer.chat_template()).ok();
         let weights = Weights::load(file, &cfg)?;
         let rope = RopeTable::new(cfg.head_dim, cfg.rope_base, cfg.context_length);
-        let burn = backend.burn_device()?.map(|device| BurnModel::new(&cfg, &weights, device, cfg.context_length));
+        let burn = backend
+            .burn_device()?
+            .map(|device| BurnModel::new(&cfg, &weights, device, cfg.context_length));
         Ok(Self {
             model_id: *blake3::hash(file.data_section()).as_bytes(),
             cfg,
@@ -169,15 +181,28 @@ impl Model {
     }
 
     fn cpu(&self) -> CpuForward<'_> {
-        CpuForward { cfg: &self.cfg, w: &self.weights, rope: &self.rope }
+        CpuForward {
+            cfg: &self.cfg,
+            w: &self.weights,
+            rope: &self.rope,
+        }
     }
 
     /// Forward `tokens` at the session's next positions, handing each layer's
     /// output rows to `sink`. Returns the last layer's rows (before the final
     /// norm), `tokens.len()` rows of `d_model`.
-    pub fn forward(&self, session: &mut Session, tokens: &[u32], sink: Option<&mut dyn TraceSink>) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        session: &mut Session,
+        tokens: &[u32],
+        sink: Option<&mut dyn TraceSink>,
+    ) -> Result<Vec<f32>> {
         let mut sink = sink;
-        let mut items = [BatchItem { session, tokens, sink: reborrow(&mut sink) }];
+        let mut items = [BatchItem {
+            session,
+            tokens,
+            sink: reborrow(&mut sink),
+        }];
         Ok(self.forward_batch(&mut items)?.pop().unwrap_or_default())
     }
 
@@ -193,7 +218,9 @@ impl Model {
             return items
                 .iter_mut()
                 .map(|it| match &mut it.session.cache {
-                    SessionCache::Burn(c) if !it.tokens.is_empty() => Ok(b.forward(it.tokens, c, reborrow(&mut it.sink))),
+                    SessionCache::Burn(c) if !it.tokens.is_empty() => {
+                        Ok(b.forward(it.tokens, c, reborrow(&mut it.sink)))
+                    }
                     SessionCache::Burn(_) => Ok(Vec::new()),
                     SessionCache::Cpu(_) => Err(foreign_session()),
                 })
@@ -202,9 +229,11 @@ impl Model {
         let mut segs = Vec::with_capacity(items.len());
         for it in items.iter_mut() {
             match &mut it.session.cache {
-                SessionCache::Cpu(c) if c.k.len() == self.cfg.layers => {
-                    segs.push(Segment { tokens: it.tokens, cache: c, sink: reborrow(&mut it.sink) })
-                }
+                SessionCache::Cpu(c) if c.k.len() == self.cfg.layers => segs.push(Segment {
+                    tokens: it.tokens,
+                    cache: c,
+                    sink: reborrow(&mut it.sink),
+                }),
                 _ => return Err(foreign_session()),
             }
         }
@@ -215,7 +244,10 @@ impl Model {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
             return Err(EngineError::InvalidParameter {
                 param: "tokens",
-                problem: format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab),
+                problem: format!(
+                    "token id {bad} is outside the vocabulary of {}",
+                    self.cfg.vocab
+                ),
             });
         }
         let end = session.len() + tokens.len();
@@ -234,7 +266,10 @@ impl Model {
     /// [`Model::logits`] gives it alone.
     pub fn logits_batch(&self, rows: &[f32]) -> Vec<f32> {
         match &self.burn {
-            Some(b) => rows.chunks_exact(self.cfg.d_model).flat_map(|r| b.logits(r)).collect(),
+            Some(b) => rows
+                .chunks_exact(self.cfg.d_model)
+                .flat_map(|r| b.logits(r))
+                .collect(),
             None => self.cpu().logits(rows),
         }
     }
@@ -252,7 +287,9 @@ impl Model {
     /// embeddings for layer 0). Returns the `n` output rows. On the CPU
     /// backend these are bit-identical to the rows the full forward produced.
     pub fn replay_layer(&self, layer: usize, inputs: &[f32]) -> Result<Vec<f32>> {
-        Ok(self.cpu().replay(self.replay_weights(layer, inputs)?, inputs))
+        Ok(self
+            .cpu()
+            .replay(self.replay_weights(layer, inputs)?, inputs))
     }
 
     /// The output row of the last input position only: what a spot check
@@ -261,7 +298,9 @@ impl Model {
     /// [`Model::replay_layer`] on SmolLM2), with the same bits as that row of
     /// the full re-execution.
     pub fn replay_layer_last(&self, layer: usize, inputs: &[f32]) -> Result<Vec<f32>> {
-        Ok(self.cpu().replay_last(self.replay_weights(layer, inputs)?, inputs))
+        Ok(self
+            .cpu()
+            .replay_last(self.replay_weights(layer, inputs)?, inputs))
     }
 
     /// Re-execute layer `layer` at one position `t` from its input row (the
@@ -272,11 +311,19 @@ impl Model {
     /// its output row: what a spot check compares with the committed ones.
     /// Costs one row of the layer plus attention over `t + 1` positions, and
     /// gives the same bits as the full forward on the CPU backend.
-    pub fn replay_cell(&self, layer: usize, input: &[f32], kv_prefix: &[f32]) -> Result<CellReplay> {
+    pub fn replay_cell(
+        &self,
+        layer: usize,
+        input: &[f32],
+        kv_prefix: &[f32],
+    ) -> Result<CellReplay> {
         let (d, w) = (self.cfg.d_model, 2 * self.cfg.kv_dim());
         let lw = self.replay_weights(layer, input)?;
         if input.len() != d {
-            return Err(EngineError::InvalidParameter { param: "input", problem: format!("{} values is not one row of {d}", input.len()) });
+            return Err(EngineError::InvalidParameter {
+                param: "input",
+                problem: format!("{} values is not one row of {d}", input.len()),
+            });
         }
         if !kv_prefix.len().is_multiple_of(w) || kv_prefix.len() / w >= self.cfg.context_length {
             return Err(EngineError::InvalidParameter {
@@ -290,11 +337,18 @@ impl Model {
 
     fn replay_weights(&self, layer: usize, inputs: &[f32]) -> Result<&weights::LayerWeights> {
         let d = self.cfg.d_model;
-        let lw = self.weights.layers.get(layer).ok_or(EngineError::InvalidParameter {
-            param: "layer",
-            problem: format!("{layer} >= {} layers", self.cfg.layers),
-        })?;
-        if inputs.is_empty() || !inputs.len().is_multiple_of(d) || inputs.len() / d > self.cfg.context_length {
+        let lw = self
+            .weights
+            .layers
+            .get(layer)
+            .ok_or(EngineError::InvalidParameter {
+                param: "layer",
+                problem: format!("{layer} >= {} layers", self.cfg.layers),
+            })?;
+        if inputs.is_empty()
+            || !inputs.len().is_multiple_of(d)
+            || inputs.len() / d > self.cfg.context_length
+        {
             return Err(EngineError::InvalidParameter {
                 param: "inputs",
                 problem: format!("{} values is not 1..=context rows of {d}", inputs.len()),
@@ -306,7 +360,10 @@ impl Model {
     /// The token embedding row of `token` (the input of layer 0).
     pub fn embedding(&self, token: u32) -> Result<Vec<f32>> {
         if token as usize >= self.cfg.vocab {
-            return Err(EngineError::InvalidParameter { param: "token", problem: format!("{token} is outside the vocabulary") });
+            return Err(EngineError::InvalidParameter {
+                param: "token",
+                problem: format!("{token} is outside the vocabulary"),
+            });
         }
         let mut row = vec![0.0; self.cfg.d_model];
         self.weights.embed.row_f32(token as usize, &mut row);

@@ -36,14 +36,20 @@ impl Weights {
         let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix> {
             let t = file.tensor(name)?;
             if t.dims != [cols, rows] {
-                return Err(tensor_err(name, format!("shape {:?}, expected [{cols}, {rows}]", t.dims)));
+                return Err(tensor_err(
+                    name,
+                    format!("shape {:?}, expected [{cols}, {rows}]", t.dims),
+                ));
             }
             QMatrix::from_gguf(name, t.ty, rows, cols, file.tensor_bytes(t))
         };
         let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
             let t = file.tensor(name)?;
             if t.dims != [n] {
-                return Err(tensor_err(name, format!("shape {:?}, expected [{n}]", t.dims)));
+                return Err(tensor_err(
+                    name,
+                    format!("shape {:?}, expected [{n}]", t.dims),
+                ));
             }
             let mut out = vec![0.0; n];
             dequantize_row(t.ty, file.tensor_bytes(t), &mut out);
@@ -65,7 +71,11 @@ impl Weights {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let lm_head = if cfg.tied_embeddings { None } else { Some(matrix("output.weight", v, d)?) };
+        let lm_head = if cfg.tied_embeddings {
+            None
+        } else {
+            Some(matrix("output.weight", v, d)?)
+        };
         Ok(Self {
             embed: matrix("token_embd.weight", v, d)?,
             layers,
@@ -83,7 +93,12 @@ impl Weights {
         let layers: usize = self
             .layers
             .iter()
-            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.bytes()).sum::<usize>())
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .map(|m| m.bytes())
+                    .sum::<usize>()
+            })
             .sum();
         layers + self.lm_head().bytes()
     }

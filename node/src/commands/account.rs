@@ -53,7 +53,8 @@ pub(crate) fn account(args: AccountArgs) -> Result<()> {
         Some(p) => p,
         None => forge_node::forge_home()?.join("ledger.sqlite"),
     };
-    let ledger = Ledger::open(&path).with_context(|| format!("opening the ledger {}", path.display()))?;
+    let ledger =
+        Ledger::open(&path).with_context(|| format!("opening the ledger {}", path.display()))?;
     match args.action {
         Action::Create { name, credit } => {
             let (account, key) = ledger.create_account(&name)?;
@@ -61,13 +62,23 @@ pub(crate) fn account(args: AccountArgs) -> Result<()> {
                 ledger.credit(&account, c, Some("initial credit"))?;
             }
             if args.json {
-                println!("{}", serde_json::json!({"name": account.name, "api_key": key, "credit_milli_cu": credit.unwrap_or(0)}));
+                println!(
+                    "{}",
+                    serde_json::json!({"name": account.name, "api_key": key, "credit_milli_cu": credit.unwrap_or(0)})
+                );
             } else {
                 println!("{key}");
-                eprintln!("account `{}` created; the API key above is shown only once", account.name);
+                eprintln!(
+                    "account `{}` created; the API key above is shown only once",
+                    account.name
+                );
             }
         }
-        Action::Credit { account, milli_cu, note } => {
+        Action::Credit {
+            account,
+            milli_cu,
+            note,
+        } => {
             let a = ledger.find_account(&account)?;
             ledger.credit(&a, milli_cu, note.as_deref())?;
             show(&ledger, &account, args.json)?;

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use forge_engine::{
-    Backend, ChatMessage, GenerateRequest, Generation, Model, SamplingParams, TraceSink, cu_f64, generate as run,
+    Backend, ChatMessage, GenerateRequest, Generation, Model, SamplingParams, TraceSink, cu_f64,
+    generate as run,
 };
 use forge_proofs::{CommitmentSink, NodeKey, ReceiptBuilder, attach_self_audit};
 
@@ -66,7 +67,8 @@ pub(crate) struct GenerateArgs {
 /// Load the model, run one prompt, print the answer.
 pub(crate) fn generate(args: GenerateArgs) -> Result<()> {
     let path = super::resolve_model(args.model.as_deref())?;
-    let model = Model::load(&path, args.backend).with_context(|| format!("loading {}", path.display()))?;
+    let model =
+        Model::load(&path, args.backend).with_context(|| format!("loading {}", path.display()))?;
     let text = if args.raw {
         args.prompt.clone()
     } else {
@@ -75,7 +77,10 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<()> {
             msgs.push(ChatMessage::new("system", s));
         }
         msgs.push(ChatMessage::new("user", &args.prompt));
-        model.chat_template().context("the model has no ChatML chat template; use --raw")?.render(&msgs, true)?
+        model
+            .chat_template()
+            .context("the model has no ChatML chat template; use --raw")?
+            .render(&msgs, true)?
     };
     let req = GenerateRequest {
         prompt: model.tokenizer().encode(&text)?,
@@ -91,17 +96,24 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<()> {
     };
     let json = args.json;
     let mut sink = match &args.receipt {
-        Some(_) => Some(CommitmentSink::new(model.config().d_model).context("starting the trace commitment")?),
+        Some(_) => Some(
+            CommitmentSink::new(model.config().d_model).context("starting the trace commitment")?,
+        ),
         None => None,
     };
-    let out = run(&model, &req, sink.as_mut().map(|s| s as &mut dyn TraceSink), |ev| {
-        if !json {
-            let mut stdout = std::io::stdout();
-            let _ = stdout.write_all(ev.text.as_bytes());
-            let _ = stdout.flush();
-        }
-        ControlFlow::Continue(())
-    })?;
+    let out = run(
+        &model,
+        &req,
+        sink.as_mut().map(|s| s as &mut dyn TraceSink),
+        |ev| {
+            if !json {
+                let mut stdout = std::io::stdout();
+                let _ = stdout.write_all(ev.text.as_bytes());
+                let _ = stdout.flush();
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
     if let (Some(path), Some(sink)) = (&args.receipt, sink) {
         write_receipt(&model, &req, &out, sink, path, args.checks)?;
     }
@@ -147,15 +159,23 @@ fn write_receipt(
     checks: u32,
 ) -> Result<()> {
     let commitment = sink.finish().context("finishing the trace commitment")?;
-    let key = NodeKey::load_or_create(&forge_node::forge_home()?).context("loading the node key")?;
+    let key =
+        NodeKey::load_or_create(&forge_node::forge_home()?).context("loading the node key")?;
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
     let mut receipt = ReceiptBuilder::new(model, &key, forge_circuits::canonical_pk())
         .build(id, req, out, &commitment)
         .context("building the receipt")?;
     if checks > 0 {
-        attach_self_audit(&mut receipt, &commitment, &req.prompt, &out.tokens, &key, checks)
-            .context("opening the spot checks")?;
+        attach_self_audit(
+            &mut receipt,
+            &commitment,
+            &req.prompt,
+            &out.tokens,
+            &key,
+            checks,
+        )
+        .context("opening the spot checks")?;
     }
     let bytes = receipt.to_bytes().context("encoding the receipt")?;
     std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;

@@ -6,9 +6,9 @@ mod pull;
 mod serve;
 mod setup;
 
+pub(crate) use account::{AccountArgs, account};
 pub(crate) use generate::{GenerateArgs, generate};
 pub(crate) use pull::{PullArgs, pull};
-pub(crate) use account::{AccountArgs, account};
 pub(crate) use serve::{ServeArgs, serve};
 pub(crate) use setup::{SetupArgs, setup};
 

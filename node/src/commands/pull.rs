@@ -17,8 +17,12 @@ pub(crate) struct PullArgs {
 pub(crate) fn pull(args: PullArgs) -> Result<()> {
     let (path, how) = ensure_model(&models_dir()?, &args.python)?;
     match how {
-        Pulled::AlreadyPresent => tracing::info!(path = %path.display(), "model already present (sha256 verified)"),
-        Pulled::Fetched => tracing::info!(path = %path.display(), "model fetched (sha256 verified)"),
+        Pulled::AlreadyPresent => {
+            tracing::info!(path = %path.display(), "model already present (sha256 verified)")
+        }
+        Pulled::Fetched => {
+            tracing::info!(path = %path.display(), "model fetched (sha256 verified)")
+        }
     }
     println!("{}", path.display());
     Ok(())

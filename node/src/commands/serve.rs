@@ -39,7 +39,7 @@ pub(crate) struct ServeArgs {
     /// Sequences generated together (continuous batching) [default: 8].
     #[arg(long, env = "FORGE_MAX_CONCURRENT", value_name = "N")]
     max_concurrent: Option<usize>,
-    /// Requests that may wait for a slot; beyond, 429 with Retry-After [default: 32].
+    /// Sequences (one per choice) that may wait for a generation slot; beyond, 429 with Retry-After [default: 32].
     #[arg(long, env = "FORGE_MAX_QUEUE", value_name = "N")]
     max_queue: Option<usize>,
     /// Per-request time limit in seconds, queue wait included [default: 300].
@@ -58,7 +58,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "FORGE_RECEIPT_WORKERS", value_name = "N")]
     receipt_workers: Option<usize>,
     /// API key to accept (repeatable; FORGE_API_KEYS is comma-separated); each is registered as a ledger account.
-    #[arg(long = "api-key", env = "FORGE_API_KEYS", value_name = "KEY", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-key",
+        env = "FORGE_API_KEYS",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     api_keys: Vec<String>,
     /// The ledger database [default: $FORGE_HOME/ledger.sqlite].
     #[arg(long, env = "FORGE_LEDGER", value_name = "FILE")]
@@ -89,33 +95,66 @@ impl Settings {
         let d = ServerOptions::default();
         let listen = match (args.listen, file.listen) {
             (Some(a), _) => a,
-            (None, Some(s)) => s.parse().with_context(|| format!("config `listen = {s:?}` is not an address"))?,
+            (None, Some(s)) => s
+                .parse()
+                .with_context(|| format!("config `listen = {s:?}` is not an address"))?,
             (None, None) => forge_api::DEFAULT_LISTEN.parse()?,
         };
         let options = ServerOptions {
-            max_concurrent: args.max_concurrent.or(file.max_concurrent).unwrap_or(d.max_concurrent),
+            max_concurrent: args
+                .max_concurrent
+                .or(file.max_concurrent)
+                .unwrap_or(d.max_concurrent),
             max_queue: args.max_queue.or(file.max_queue).unwrap_or(d.max_queue),
             request_timeout: args
                 .request_timeout_secs
                 .or(file.request_timeout_secs)
                 .map_or(d.request_timeout, Duration::from_secs),
-            body_limit: args.body_limit_bytes.or(file.body_limit_bytes).unwrap_or(d.body_limit),
-            default_max_tokens: args.default_max_tokens.or(file.default_max_tokens).unwrap_or(d.default_max_tokens),
-            price_milli_per_cu: args.price_milli_per_cu.or(file.price_milli_per_cu).unwrap_or(d.price_milli_per_cu),
-            receipt_workers: args.receipt_workers.or(file.receipt_workers).unwrap_or(d.receipt_workers),
+            body_limit: args
+                .body_limit_bytes
+                .or(file.body_limit_bytes)
+                .unwrap_or(d.body_limit),
+            default_max_tokens: args
+                .default_max_tokens
+                .or(file.default_max_tokens)
+                .unwrap_or(d.default_max_tokens),
+            price_milli_per_cu: args
+                .price_milli_per_cu
+                .or(file.price_milli_per_cu)
+                .unwrap_or(d.price_milli_per_cu),
+            receipt_workers: args
+                .receipt_workers
+                .or(file.receipt_workers)
+                .unwrap_or(d.receipt_workers),
             ..d
         };
-        anyhow::ensure!(options.max_concurrent >= 1, "max_concurrent must be at least 1");
-        anyhow::ensure!(options.receipt_workers >= 1, "receipt_workers must be at least 1");
-        let api_keys = if args.api_keys.is_empty() { file.api_keys.unwrap_or_default() } else { args.api_keys };
-        anyhow::ensure!(api_keys.iter().all(|k| !k.trim().is_empty()), "an API key is empty");
+        anyhow::ensure!(
+            options.max_concurrent >= 1,
+            "max_concurrent must be at least 1"
+        );
+        anyhow::ensure!(
+            options.receipt_workers >= 1,
+            "receipt_workers must be at least 1"
+        );
+        let api_keys = if args.api_keys.is_empty() {
+            file.api_keys.unwrap_or_default()
+        } else {
+            args.api_keys
+        };
+        anyhow::ensure!(
+            api_keys.iter().all(|k| !k.trim().is_empty()),
+            "an API key is empty"
+        );
         Ok(Self {
             listen,
             model: args.model.or(file.model),
             model_name: args.model_name.or(file.model_name),
             options,
             api_keys,
-            ledger: args.ledger.or(file.ledger).unwrap_or_else(|| home.join("ledger.sqlite")),
+            ledger: args
+                .ledger
+                .or(file.ledger)
+                .unwrap_or_else(|| home.join("ledger.sqlite")),
             backend: args.backend,
         })
     }
@@ -129,25 +168,36 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     };
     let home = forge_node::forge_home()?;
     let s = Settings::resolve(args, file, &home)?;
-    let ledger = Ledger::open(&s.ledger).with_context(|| format!("opening the ledger {}", s.ledger.display()))?;
+    let ledger = Ledger::open(&s.ledger)
+        .with_context(|| format!("opening the ledger {}", s.ledger.display()))?;
     for key in &s.api_keys {
         let account = ledger.register_key(key.trim())?;
         tracing::info!(account = %account.name, "API key registered");
     }
     let state = AppState::new(s.options.clone(), ledger);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(run(state, s, home))
 }
 
 async fn run(state: AppState, s: Settings, home: PathBuf) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("binding {}", s.listen))?;
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("binding {}", s.listen))?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, max_concurrent = s.options.max_concurrent, "serving (the model is loading)");
     let app = router(state.clone());
-    let mut server = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown()).await });
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+    });
     let (model, backend, name) = (s.model.clone(), s.backend, s.model_name.clone());
-    let mut loading = tokio::task::spawn_blocking(move || load(model.as_deref(), backend, name, &home));
+    let mut loading =
+        tokio::task::spawn_blocking(move || load(model.as_deref(), backend, name, &home));
     tokio::select! {
         served = &mut server => return finished(served),
         loaded = &mut loading => {
@@ -171,18 +221,38 @@ fn finished(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<()
 
 /// The model (pulled on first use when no path is given), its API id, and
 /// the receipt signer (node key in `home`, development CU keys).
-fn load(model: Option<&Path>, backend: Backend, name: Option<String>, home: &Path) -> Result<(Model, String, ReceiptSigner)> {
+fn load(
+    model: Option<&Path>,
+    backend: Backend,
+    name: Option<String>,
+    home: &Path,
+) -> Result<(Model, String, ReceiptSigner)> {
     let path = super::resolve_model(model)?;
-    let model = Model::load(&path, backend).with_context(|| format!("loading {}", path.display()))?;
+    let model =
+        Model::load(&path, backend).with_context(|| format!("loading {}", path.display()))?;
     let name = name.unwrap_or_else(|| {
-        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-        file.strip_suffix(".gguf").map(str::to_string).unwrap_or(file)
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        file.strip_suffix(".gguf")
+            .map(str::to_string)
+            .unwrap_or(file)
     });
-    let (signer, vk, source) = ReceiptSigner::load(home).context("loading the node key and CU keys")?;
-    let node_key: String = signer.public_key().iter().map(|b| format!("{b:02x}")).collect();
+    let (signer, vk, source) =
+        ReceiptSigner::load(home).context("loading the node key and CU keys")?;
+    let node_key: String = signer
+        .public_key()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     match source {
-        CuKeySource::Setup(pk) => tracing::info!(proving_key = %pk.display(), verifying_key = %vk.display(), "CU keys from `forge-node setup`"),
-        CuKeySource::Canonical => tracing::info!(verifying_key = %vk.display(), "the project's canonical CU keys (embedded)"),
+        CuKeySource::Setup(pk) => {
+            tracing::info!(proving_key = %pk.display(), verifying_key = %vk.display(), "CU keys from `forge-node setup`")
+        }
+        CuKeySource::Canonical => {
+            tracing::info!(verifying_key = %vk.display(), "the project's canonical CU keys (embedded)")
+        }
     }
     tracing::info!(model = %path.display(), %node_key, "model and keys loaded");
     Ok((model, name, signer))

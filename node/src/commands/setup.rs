@@ -22,11 +22,17 @@ pub(crate) fn setup(args: SetupArgs) -> Result<()> {
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
     let (pk, vk) = forge_circuits::setup(seed);
     seed.fill(0);
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let (pk_path, vk_path) = (args.out.join("cu.pk"), args.out.join("cu.vk"));
-    std::fs::write(&pk_path, forge_circuits::pk_to_bytes(&pk)).with_context(|| format!("writing {}", pk_path.display()))?;
-    std::fs::write(&vk_path, forge_circuits::vk_to_bytes(&vk)).with_context(|| format!("writing {}", vk_path.display()))?;
-    let hash: String = forge_circuits::vk_hash(&vk).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&pk_path, forge_circuits::pk_to_bytes(&pk))
+        .with_context(|| format!("writing {}", pk_path.display()))?;
+    std::fs::write(&vk_path, forge_circuits::vk_to_bytes(&vk))
+        .with_context(|| format!("writing {}", vk_path.display()))?;
+    let hash: String = forge_circuits::vk_hash(&vk)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     tracing::info!(pk = %pk_path.display(), vk = %vk_path.display(), "wrote a new CU key pair (one-party setup; the seed was discarded)");
     println!("{hash}");
     Ok(())

@@ -31,7 +31,11 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
-            return Err(DecodeError::Truncated { field, needed: n as u64, available: self.remaining() as u64 });
+            return Err(DecodeError::Truncated {
+                field,
+                needed: n as u64,
+                available: self.remaining() as u64,
+            });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -73,22 +77,45 @@ impl<'a> Reader<'a> {
     /// `n` little-endian `f32`s (bit patterns kept, NaNs included), read in
     /// one slice: openings carry megabytes of them.
     pub fn f32s(&mut self, field: &'static str, n: usize) -> Result<Vec<f32>, DecodeError> {
-        let raw = self.take(field, n.checked_mul(4).ok_or(DecodeError::Truncated { field, needed: u64::MAX, available: self.remaining() as u64 })?)?;
-        Ok(raw.chunks_exact(4).map(|b| f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect())
+        let raw = self.take(
+            field,
+            n.checked_mul(4).ok_or(DecodeError::Truncated {
+                field,
+                needed: u64::MAX,
+                available: self.remaining() as u64,
+            })?,
+        )?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|b| f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .collect())
     }
 
     /// A list's element count, at most `max`; each element must take at least
     /// `min_elem_bytes`, so a count the input cannot hold is refused before the
     /// caller allocates for it.
-    pub fn count(&mut self, field: &'static str, max: u32, min_elem_bytes: usize) -> Result<usize, DecodeError> {
+    pub fn count(
+        &mut self,
+        field: &'static str,
+        max: u32,
+        min_elem_bytes: usize,
+    ) -> Result<usize, DecodeError> {
         let n = self.u32(field)?;
         if n > max {
-            return Err(DecodeError::Oversize { field, len: n.into(), max: max.into() });
+            return Err(DecodeError::Oversize {
+                field,
+                len: n.into(),
+                max: max.into(),
+            });
         }
         let n = n as usize;
         let needed = n.saturating_mul(min_elem_bytes);
         if needed > self.remaining() {
-            return Err(DecodeError::Truncated { field, needed: needed as u64, available: self.remaining() as u64 });
+            return Err(DecodeError::Truncated {
+                field,
+                needed: needed as u64,
+                available: self.remaining() as u64,
+            });
         }
         Ok(n)
     }
@@ -102,7 +129,10 @@ impl<'a> Reader<'a> {
     /// A length-prefixed UTF-8 string of at most `max` bytes.
     pub fn string(&mut self, field: &'static str, max: u32) -> Result<&'a str, DecodeError> {
         let raw = self.bytes(field, max)?;
-        std::str::from_utf8(raw).map_err(|e| DecodeError::InvalidValue { field, problem: e.to_string() })
+        std::str::from_utf8(raw).map_err(|e| DecodeError::InvalidValue {
+            field,
+            problem: e.to_string(),
+        })
     }
 
     /// A 4-byte magic that must equal `expected`.

@@ -19,7 +19,9 @@ enum Sink {
 
 impl Default for Writer {
     fn default() -> Self {
-        Self { sink: Sink::Buf(Vec::new()) }
+        Self {
+            sink: Sink::Buf(Vec::new()),
+        }
     }
 }
 
@@ -32,7 +34,9 @@ impl Writer {
     /// A writer that feeds `hasher` instead of keeping the bytes
     /// ([`Writer::into_bytes`] and [`Writer::as_bytes`] are then empty).
     pub fn hashing(hasher: blake3::Hasher) -> Self {
-        Self { sink: Sink::Hash(Box::new(hasher)) }
+        Self {
+            sink: Sink::Hash(Box::new(hasher)),
+        }
     }
 
     /// The hash of everything written: the hasher's output for a
@@ -118,7 +122,11 @@ impl Writer {
                 self.u32(n);
                 Ok(())
             }
-            _ => Err(EncodeError::Oversize { field, len: len as u64, max: max.into() }),
+            _ => Err(EncodeError::Oversize {
+                field,
+                len: len as u64,
+                max: max.into(),
+            }),
         }
     }
 

@@ -27,14 +27,33 @@ pub struct Commitment {
 }
 
 impl Commitment {
-    pub(crate) fn build(d_model: usize, dtype: DType, recorded: Recorded) -> Result<Self, CommitError> {
-        let Recorded { layers, kv_layers, kv_width, store, .. } = recorded;
-        let first = layers.first().filter(|l| !l.leaves.is_empty()).ok_or(CommitError::Empty)?;
+    pub(crate) fn build(
+        d_model: usize,
+        dtype: DType,
+        recorded: Recorded,
+    ) -> Result<Self, CommitError> {
+        let Recorded {
+            layers,
+            kv_layers,
+            kv_width,
+            store,
+            ..
+        } = recorded;
+        let first = layers
+            .first()
+            .filter(|l| !l.leaves.is_empty())
+            .ok_or(CommitError::Empty)?;
         let (start, positions) = (first.start, first.leaves.len());
         if kv_layers.len() != layers.len() {
-            return Err(CommitError::MissingKeyValues { layers: layers.len(), kv_layers: kv_layers.len() });
+            return Err(CommitError::MissingKeyValues {
+                layers: layers.len(),
+                kv_layers: kv_layers.len(),
+            });
         }
-        let groups = layers.iter().map(|l| ("rows", l)).chain(kv_layers.iter().map(|l| ("keys/values", l)));
+        let groups = layers
+            .iter()
+            .map(|l| ("rows", l))
+            .chain(kv_layers.iter().map(|l| ("keys/values", l)));
         for (i, (rows, lt)) in groups.enumerate() {
             if lt.start != start || lt.leaves.len() != positions {
                 return Err(CommitError::Uneven {
@@ -121,37 +140,73 @@ impl Commitment {
     /// The committed output row `pos` of `layer`.
     pub fn row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
         let i = self.leaf_index(layer, pos)?;
-        self.store.read(self.slots[i], self.d_model).map_err(CommitError::Spill)
+        self.store
+            .read(self.slots[i], self.d_model)
+            .map_err(CommitError::Spill)
     }
 
     /// The committed `[k | v]` row `pos` of `layer`.
     pub fn kv_row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
         let i = self.leaf_index(layer, pos)? + self.layers * self.positions;
-        self.store.read(self.slots[i], self.kv_width).map_err(CommitError::Spill)
+        self.store
+            .read(self.slots[i], self.kv_width)
+            .map_err(CommitError::Spill)
     }
 
     /// Output rows `first_pos..=last_pos` of `layer` with the proof that
     /// they are the committed ones.
-    pub fn open_range(&self, layer: usize, first_pos: usize, last_pos: usize) -> Result<RangeOpening, CommitError> {
+    pub fn open_range(
+        &self,
+        layer: usize,
+        first_pos: usize,
+        last_pos: usize,
+    ) -> Result<RangeOpening, CommitError> {
         self.open_group(layer, layer, first_pos, last_pos, self.d_model)
     }
 
     /// `[k | v]` rows `first_pos..=last_pos` of `layer` with the proof that
     /// they are the committed ones (row group `L + layer`).
-    pub fn open_kv_range(&self, layer: usize, first_pos: usize, last_pos: usize) -> Result<RangeOpening, CommitError> {
-        self.open_group(layer, self.layers + layer, first_pos, last_pos, self.kv_width)
+    pub fn open_kv_range(
+        &self,
+        layer: usize,
+        first_pos: usize,
+        last_pos: usize,
+    ) -> Result<RangeOpening, CommitError> {
+        self.open_group(
+            layer,
+            self.layers + layer,
+            first_pos,
+            last_pos,
+            self.kv_width,
+        )
     }
 
-    fn open_group(&self, layer: usize, group: usize, first_pos: usize, last_pos: usize, width: usize) -> Result<RangeOpening, CommitError> {
+    fn open_group(
+        &self,
+        layer: usize,
+        group: usize,
+        first_pos: usize,
+        last_pos: usize,
+        width: usize,
+    ) -> Result<RangeOpening, CommitError> {
         self.check(layer, first_pos, last_pos)?;
         let a = group * self.positions + (first_pos - self.start);
         let b = a + (last_pos - first_pos);
         let proof = self.tree.prove_range(a, b)?;
         let rows = (a..=b)
-            .map(|i| self.store.read(self.slots[i], width).map_err(CommitError::Spill))
+            .map(|i| {
+                self.store
+                    .read(self.slots[i], width)
+                    .map_err(CommitError::Spill)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // `check` bounded layer and positions by the committed ones, which fit in u32.
-        Ok(RangeOpening { layer: group as u32, first_pos: first_pos as u32, rows, proof })
+        Ok(RangeOpening {
+            layer: group as u32,
+            first_pos: first_pos as u32,
+            rows,
+            proof,
+        })
     }
 
     fn check(&self, layer: usize, first: usize, last: usize) -> Result<(), CommitError> {
@@ -159,7 +214,14 @@ impl Commitment {
         if layer < self.layers && first <= last && first >= self.start && last < end {
             Ok(())
         } else {
-            Err(CommitError::NotCommitted { layer, first, last, layers: self.layers, start: self.start, end })
+            Err(CommitError::NotCommitted {
+                layer,
+                first,
+                last,
+                layers: self.layers,
+                start: self.start,
+                end,
+            })
         }
     }
 }

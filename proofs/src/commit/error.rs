@@ -50,7 +50,9 @@ pub enum CommitError {
     Empty,
     /// Output rows arrived but the keys and values of some layer did not
     /// (a sink fed by something other than the engine's forward pass).
-    #[error("{layers} layers of rows but {kv_layers} layers of keys/values: every layer's keys and values are committed")]
+    #[error(
+        "{layers} layers of rows but {kv_layers} layers of keys/values: every layer's keys and values are committed"
+    )]
     MissingKeyValues {
         /// Layers with output rows.
         layers: usize,
@@ -59,7 +61,9 @@ pub enum CommitError {
     },
     /// Layers covered different positions (every layer, and every layer's
     /// keys and values, must cover the same ones).
-    #[error("{rows} of layer {layer} cover positions {start}..{end}, layer 0's rows cover {expected_start}..{expected_end}")]
+    #[error(
+        "{rows} of layer {layer} cover positions {start}..{end}, layer 0's rows cover {expected_start}..{expected_end}"
+    )]
     Uneven {
         /// `rows` or `keys/values`.
         rows: &'static str,
@@ -75,7 +79,9 @@ pub enum CommitError {
         expected_end: usize,
     },
     /// An opening asked for rows that were not committed.
-    #[error("layer {layer}, positions {first}..={last} are not in the commitment ({layers} layers, positions {start}..{end})")]
+    #[error(
+        "layer {layer}, positions {first}..={last} are not in the commitment ({layers} layers, positions {start}..{end})"
+    )]
     NotCommitted {
         /// Requested layer.
         layer: usize,

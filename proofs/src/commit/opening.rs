@@ -27,13 +27,32 @@ impl RangeOpening {
     /// Checks the rows against `root`, for a trace of `layers` layers over
     /// positions `start..start + positions` (the receipt's signed shape):
     /// a tree of `2 * layers` row groups.
-    pub fn verify(&self, root: &Hash, layers: u32, start: u32, positions: u32, dtype: DType) -> Result<(), MerkleError> {
+    pub fn verify(
+        &self,
+        root: &Hash,
+        layers: u32,
+        start: u32,
+        positions: u32,
+        dtype: DType,
+    ) -> Result<(), MerkleError> {
         let n = self.rows.len() as u64;
         let (first, group) = (u64::from(self.first_pos), u64::from(self.layer));
-        let (start, t, groups) = (u64::from(start), u64::from(positions), 2 * u64::from(layers));
-        let out_of_bounds = MerkleError::OutOfBounds { first, last: first + n.saturating_sub(1), n_leaves: groups * t };
+        let (start, t, groups) = (
+            u64::from(start),
+            u64::from(positions),
+            2 * u64::from(layers),
+        );
+        let out_of_bounds = MerkleError::OutOfBounds {
+            first,
+            last: first + n.saturating_sub(1),
+            n_leaves: groups * t,
+        };
         // Positions are u32 in receipts, so `start + positions` fits in u32 too.
-        if group >= groups || first < start || first + n > start + t || start + t > u64::from(u32::MAX) {
+        if group >= groups
+            || first < start
+            || first + n > start + t
+            || start + t > u64::from(u32::MAX)
+        {
             return Err(out_of_bounds);
         }
         let leaf = |(i, row): (usize, &Vec<f32>)| {
@@ -50,7 +69,8 @@ impl RangeOpening {
         } else {
             self.rows.iter().enumerate().map(leaf).collect()
         };
-        let index = usize::try_from(group * t + first - start).map_err(|_| out_of_bounds.clone())?;
+        let index =
+            usize::try_from(group * t + first - start).map_err(|_| out_of_bounds.clone())?;
         let n_leaves = usize::try_from(groups * t).map_err(|_| out_of_bounds)?;
         verify_range(root, n_leaves, index, &leaves, &self.proof)
     }

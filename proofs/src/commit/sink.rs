@@ -25,7 +25,11 @@ pub struct SinkOptions {
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        Self { memory_limit: 256 << 20, spill_dir: None, channel_capacity: 64 }
+        Self {
+            memory_limit: 256 << 20,
+            spill_dir: None,
+            channel_capacity: 64,
+        }
     }
 }
 
@@ -67,7 +71,14 @@ impl CommitmentSink {
             .name("forge-commit".into())
             .spawn(move || worker::run(rx, d_model, DType::F32, store))
             .map_err(CommitError::Spawn)?;
-        Ok(Self { d_model, tx: Some(tx), worker: Some(worker), disconnected: false, pending: Vec::new(), pending_rows: 0 })
+        Ok(Self {
+            d_model,
+            tx: Some(tx),
+            worker: Some(worker),
+            disconnected: false,
+            pending: Vec::new(),
+            pending_rows: 0,
+        })
     }
 
     /// Row width.
@@ -110,7 +121,13 @@ impl CommitmentSink {
 
 impl CommitmentSink {
     fn push(&mut self, kind: RowKind, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
-        self.pending.push(Batch { kind, layer, first_pos, width, rows: rows.to_vec() });
+        self.pending.push(Batch {
+            kind,
+            layer,
+            first_pos,
+            width,
+            rows: rows.to_vec(),
+        });
         self.pending_rows += rows.len() / width.max(1);
         if self.pending_rows >= FLUSH_ROWS {
             self.flush();

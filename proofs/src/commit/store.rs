@@ -87,10 +87,16 @@ impl RowStore {
         match slot {
             Slot::Memory(i) => Ok(self.memory[i..i + width].to_vec()),
             Slot::Disk(i) => {
-                let file = self.file.as_ref().ok_or_else(|| std::io::Error::other("spill file not sealed"))?;
+                let file = self
+                    .file
+                    .as_ref()
+                    .ok_or_else(|| std::io::Error::other("spill file not sealed"))?;
                 let mut bytes = vec![0u8; width * 4];
                 file.read_exact_at(&mut bytes, i * 4)?;
-                Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+                Ok(bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect())
             }
         }
     }

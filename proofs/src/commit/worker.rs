@@ -47,7 +47,13 @@ pub(crate) struct Recorded {
 
 /// Runs until every sender is gone.
 pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowStore) -> Recorded {
-    let mut out = Recorded { layers: Vec::new(), kv_layers: Vec::new(), kv_width: None, store, error: None };
+    let mut out = Recorded {
+        layers: Vec::new(),
+        kv_layers: Vec::new(),
+        kv_width: None,
+        store,
+        error: None,
+    };
     for batch in rx.into_iter().flatten() {
         if out.error.is_none()
             && let Err(e) = absorb(&mut out, d, dtype, batch)
@@ -64,13 +70,23 @@ pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowSt
 }
 
 fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<(), CommitError> {
-    let Batch { kind, layer, first_pos, width, rows } = batch;
+    let Batch {
+        kind,
+        layer,
+        first_pos,
+        width,
+        rows,
+    } = batch;
     let (expected, traces) = match kind {
         RowKind::Activation => (d, &mut out.layers),
         RowKind::KeyValue => (*out.kv_width.get_or_insert(width), &mut out.kv_layers),
     };
     if expected == 0 || width != expected || rows.len() % expected != 0 {
-        return Err(CommitError::RaggedRows { layer, len: rows.len(), width: expected });
+        return Err(CommitError::RaggedRows {
+            layer,
+            len: rows.len(),
+            width: expected,
+        });
     }
     if traces.len() <= layer {
         traces.resize_with(layer + 1, LayerTrace::default);
@@ -79,13 +95,23 @@ fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<()
     if lt.leaves.is_empty() {
         lt.start = first_pos;
     } else if first_pos != lt.start + lt.leaves.len() {
-        return Err(CommitError::OutOfOrder { layer, expected: lt.start + lt.leaves.len(), got: first_pos });
+        return Err(CommitError::OutOfOrder {
+            layer,
+            expected: lt.start + lt.leaves.len(),
+            got: first_pos,
+        });
     }
     let n = rows.len() / expected;
-    let layer32 = u32::try_from(layer).map_err(|_| CommitError::TooLarge { layer, pos: first_pos })?;
+    let layer32 = u32::try_from(layer).map_err(|_| CommitError::TooLarge {
+        layer,
+        pos: first_pos,
+    })?;
     let last = first_pos.checked_add(n).and_then(|e| u32::try_from(e).ok());
     if last.is_none() {
-        return Err(CommitError::TooLarge { layer, pos: first_pos.saturating_add(n) });
+        return Err(CommitError::TooLarge {
+            layer,
+            pos: first_pos.saturating_add(n),
+        });
     }
     for (i, row) in rows.chunks_exact(expected).enumerate() {
         let pos = (first_pos + i) as u32; // < `last`, which fits in u32
@@ -93,7 +119,8 @@ fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<()
             RowKind::Activation => leaf_hash(layer32, pos, dtype, row),
             RowKind::KeyValue => kv_leaf_hash(layer32, pos, dtype, row),
         });
-        lt.slots.push(out.store.push(row).map_err(CommitError::Spill)?);
+        lt.slots
+            .push(out.store.push(row).map_err(CommitError::Spill)?);
     }
     Ok(())
 }

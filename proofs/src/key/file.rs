@@ -15,15 +15,24 @@ pub(crate) fn random_secret() -> Result<[u8; 32], KeyError> {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io { path: path.to_path_buf(), source }
+    move |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The secret in `dir/name`, created if absent.
 pub(crate) fn load_or_create(dir: &Path, name: &str) -> Result<[u8; 32], KeyError> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
     let path = dir.join(name);
     match load(&path) {
-        Err(KeyError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => create(dir, &path),
+        Err(KeyError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            create(dir, &path)
+        }
         other => other,
     }
 }
@@ -33,19 +42,29 @@ fn load(path: &Path) -> Result<[u8; 32], KeyError> {
     let file = File::open(path).map_err(io(path))?;
     let meta = file.metadata().map_err(io(path))?;
     if !meta.is_file() {
-        return Err(KeyError::NotAFile { path: path.to_path_buf() });
+        return Err(KeyError::NotAFile {
+            path: path.to_path_buf(),
+        });
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::InsecurePermissions { path: path.to_path_buf(), mode });
+        return Err(KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     if meta.len() != 32 {
-        return Err(KeyError::BadLength { path: path.to_path_buf(), len: meta.len() });
+        return Err(KeyError::BadLength {
+            path: path.to_path_buf(),
+            len: meta.len(),
+        });
     }
     let mut bytes = Vec::with_capacity(33);
     file.take(33).read_to_end(&mut bytes).map_err(io(path))?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| KeyError::BadLength { path: path.to_path_buf(), len: bytes.len() as u64 })
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::BadLength {
+        path: path.to_path_buf(),
+        len: bytes.len() as u64,
+    })
 }
 
 /// Writes a fresh secret to a private temp file, then links it into place:
@@ -54,7 +73,11 @@ fn load(path: &Path) -> Result<[u8; 32], KeyError> {
 fn create(dir: &Path, path: &Path) -> Result<[u8; 32], KeyError> {
     let secret = random_secret()?;
     let nonce = random_secret()?;
-    let tmp: PathBuf = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("key"), crate::hex::encode(&nonce[..8])));
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
+        crate::hex::encode(&nonce[..8])
+    ));
     let written = OpenOptions::new()
         .write(true)
         .create_new(true)

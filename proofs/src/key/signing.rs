@@ -14,7 +14,9 @@ pub struct NodeKey {
 
 impl std::fmt::Debug for NodeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeKey").field("public_key", &crate::hex::encode(&self.public_key())).finish_non_exhaustive()
+        f.debug_struct("NodeKey")
+            .field("public_key", &crate::hex::encode(&self.public_key()))
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,7 +38,9 @@ impl NodeKey {
 
     /// The key with these 32 secret bytes.
     pub fn from_secret(secret: &[u8; 32]) -> Self {
-        Self { signing: SigningKey::from_bytes(secret) }
+        Self {
+            signing: SigningKey::from_bytes(secret),
+        }
     }
 
     /// The public key.
@@ -52,10 +56,15 @@ impl NodeKey {
 
 /// Verifies `sig` by `public_key` over `msg` (strict ed25519: rejects weak
 /// keys and non-canonical signatures).
-pub fn verify_signature(public_key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Result<(), SignatureError> {
+pub fn verify_signature(
+    public_key: &[u8; 32],
+    msg: &[u8],
+    sig: &[u8; 64],
+) -> Result<(), SignatureError> {
     let vk = VerifyingKey::from_bytes(public_key).map_err(|_| SignatureError::BadPublicKey)?;
     if vk.is_weak() {
         return Err(SignatureError::BadPublicKey);
     }
-    vk.verify_strict(msg, &Signature::from_bytes(sig)).map_err(|_| SignatureError::Invalid)
+    vk.verify_strict(msg, &Signature::from_bytes(sig))
+        .map_err(|_| SignatureError::Invalid)
 }

@@ -36,7 +36,11 @@ pub enum MerkleError {
         extra: u64,
     },
     /// The recomputed root differs from the expected one.
-    #[error("root mismatch: expected {}, computed {}", crate::hex::encode(expected), crate::hex::encode(computed))]
+    #[error(
+        "root mismatch: expected {}, computed {}",
+        crate::hex::encode(expected),
+        crate::hex::encode(computed)
+    )]
     RootMismatch {
         /// The root the verifier trusts.
         expected: Hash,

@@ -14,7 +14,6 @@ static KV_LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.
 /// blake3 key of internal nodes: `derive_key("forge.node.v1", b"")`.
 static NODE_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.node.v1", b""));
 
-
 /// Element type of committed rows; its tag byte enters every leaf hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

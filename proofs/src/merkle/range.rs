@@ -34,7 +34,9 @@ pub fn verify_range(
     if leaves.is_empty() {
         return Err(MerkleError::EmptyRange);
     }
-    let last = first.checked_add(leaves.len() - 1).filter(|&l| l < n_leaves);
+    let last = first
+        .checked_add(leaves.len() - 1)
+        .filter(|&l| l < n_leaves);
     let Some(last) = last else {
         return Err(MerkleError::OutOfBounds {
             first: first as u64,
@@ -44,7 +46,12 @@ pub fn verify_range(
     };
     let mut siblings = proof.siblings.iter();
     let mut next = || {
-        siblings.next().copied().ok_or(MerkleError::MissingSiblings { provided: proof.siblings.len() as u64 })
+        siblings
+            .next()
+            .copied()
+            .ok_or(MerkleError::MissingSiblings {
+                provided: proof.siblings.len() as u64,
+            })
     };
     let (mut lo, mut hi, mut n) = (first, last, n_leaves);
     let mut cur = leaves.to_vec();
@@ -60,14 +67,26 @@ pub fn verify_range(
         }
         // `run` starts at an even index, so chunks are sibling pairs; a lone
         // last chunk is the promoted last node of an odd level.
-        cur = run.chunks(2).map(|c| c.get(1).map_or(c[0], |r| node_hash(&c[0], r))).collect();
+        cur = run
+            .chunks(2)
+            .map(|c| c.get(1).map_or(c[0], |r| node_hash(&c[0], r)))
+            .collect();
         (lo, hi, n) = (lo / 2, hi / 2, n.div_ceil(2));
     }
     let extra = siblings.len();
     if extra > 0 {
-        return Err(MerkleError::ExtraSiblings { extra: extra as u64 });
+        return Err(MerkleError::ExtraSiblings {
+            extra: extra as u64,
+        });
     }
     // A level of one node holds one hash.
     let computed = cur[0];
-    if computed == *root { Ok(()) } else { Err(MerkleError::RootMismatch { expected: *root, computed }) }
+    if computed == *root {
+        Ok(())
+    } else {
+        Err(MerkleError::RootMismatch {
+            expected: *root,
+            computed,
+        })
+    }
 }

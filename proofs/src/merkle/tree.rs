@@ -58,7 +58,11 @@ impl MerkleTree {
             return Err(MerkleError::EmptyRange);
         }
         if last >= n {
-            return Err(MerkleError::OutOfBounds { first: first as u64, last: last as u64, n_leaves: n as u64 });
+            return Err(MerkleError::OutOfBounds {
+                first: first as u64,
+                last: last as u64,
+                n_leaves: n as u64,
+            });
         }
         let (mut lo, mut hi) = (first, last);
         let mut siblings = Vec::new();

@@ -84,7 +84,14 @@ impl AuditEntry {
         verdict: Verdict,
         auditor: &NodeKey,
     ) -> Result<Self, EncodeError> {
-        let mut entry = Self { seed, cells, openings, verdict, auditor: auditor.public_key(), signature: [0; 64] };
+        let mut entry = Self {
+            seed,
+            cells,
+            openings,
+            verdict,
+            auditor: auditor.public_key(),
+            signature: [0; 64],
+        };
         entry.signature = auditor.sign(&entry.signed_hash(receipt_header_hash)?);
         Ok(entry)
     }

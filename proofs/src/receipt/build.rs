@@ -6,8 +6,8 @@ use forge_engine::{GenerateRequest, Generation, Model};
 use thiserror::Error;
 
 use super::{
-    CU_PROOF_BYTES, Cost, Forwarded, MAX_BACKEND_TAG, MAX_LOGIT_BIAS, ModelDims, OutputInfo, Provider, Receipt,
-    RequestInfo, Sampling, TraceInfo,
+    CU_PROOF_BYTES, Cost, Forwarded, MAX_BACKEND_TAG, MAX_LOGIT_BIAS, ModelDims, OutputInfo,
+    Provider, Receipt, RequestInfo, Sampling, TraceInfo,
 };
 use crate::codec::EncodeError;
 use crate::commit::Commitment;
@@ -60,7 +60,12 @@ pub struct ReceiptBuilder<'a> {
 impl<'a> ReceiptBuilder<'a> {
     /// A builder for `model`, signing with `key` and proving with `pk`.
     pub fn new(model: &'a Model, key: &'a NodeKey, pk: &'a ProvingKey) -> Self {
-        Self { model, key, pk, vk_hash: vk_hash(&vk_of(pk)) }
+        Self {
+            model,
+            key,
+            pk,
+            vk_hash: vk_hash(&vk_of(pk)),
+        }
     }
 
     /// The signed, proved receipt of `generation`, the answer to `request`
@@ -73,36 +78,82 @@ impl<'a> ReceiptBuilder<'a> {
         commitment: &Commitment,
     ) -> Result<Receipt, BuildError> {
         let cfg = self.model.config();
-        let config = ModelDims::from_engine(cfg).ok_or(BuildError::TooLarge { field: "config", value: u32::MAX as u128 + 1 })?;
+        let config = ModelDims::from_engine(cfg).ok_or(BuildError::TooLarge {
+            field: "config",
+            value: u32::MAX as u128 + 1,
+        })?;
         let n_prompt = to_u32("request.n_prompt", request.prompt.len())?;
         let n_gen = to_u32("request.n_gen", generation.tokens.len())?;
         let work = generation.work;
         let expect = |field, expected: u128, found: u128| {
-            if expected == found { Ok(()) } else { Err(BuildError::Mismatch { field, expected, found }) }
+            if expected == found {
+                Ok(())
+            } else {
+                Err(BuildError::Mismatch {
+                    field,
+                    expected,
+                    found,
+                })
+            }
         };
-        expect("generation.prompt_tokens", n_prompt.into(), generation.prompt_tokens as u128)?;
+        expect(
+            "generation.prompt_tokens",
+            n_prompt.into(),
+            generation.prompt_tokens as u128,
+        )?;
         expect("generation.work.logits", n_gen.into(), work.logits.into())?;
-        expect("commitment.layers", config.layers.into(), commitment.layers() as u128)?;
-        expect("commitment.d_model", config.d_model.into(), commitment.d_model() as u128)?;
-        expect("commitment.start", work.start.into(), commitment.start() as u128)?;
-        expect("commitment.positions", work.positions().into(), commitment.positions() as u128)?;
+        expect(
+            "commitment.layers",
+            config.layers.into(),
+            commitment.layers() as u128,
+        )?;
+        expect(
+            "commitment.d_model",
+            config.d_model.into(),
+            commitment.d_model() as u128,
+        )?;
+        expect(
+            "commitment.start",
+            work.start.into(),
+            commitment.start() as u128,
+        )?;
+        expect(
+            "commitment.positions",
+            work.positions().into(),
+            commitment.positions() as u128,
+        )?;
         // The last sampled token is never forwarded.
-        expect("generation.work.end", u128::from(n_prompt) + u128::from(n_gen) - 1, work.end.into())?;
+        expect(
+            "generation.work.end",
+            u128::from(n_prompt) + u128::from(n_gen) - 1,
+            work.end.into(),
+        )?;
         let start = to_u32("request.forwarded.start", work.start as usize)?;
         let end = to_u32("request.forwarded.end", work.end as usize)?;
         let fc = config.flop_config();
         let flops = forge_circuits::flops(&fc, n_prompt.into(), n_gen.into(), start.into());
         expect("generation.flops", flops.unwrap_or(0), generation.flops)?;
         let milli_cu = forge_engine::milli_cu(generation.flops);
-        let milli_cu = u64::try_from(milli_cu).map_err(|_| BuildError::TooLarge { field: "cost.milli_cu", value: milli_cu })?;
-        let sampling = Sampling::from_engine(&request.sampling)
-            .ok_or(BuildError::TooLarge { field: "request.sampling.top_k", value: request.sampling.top_k as u128 })?;
+        let milli_cu = u64::try_from(milli_cu).map_err(|_| BuildError::TooLarge {
+            field: "cost.milli_cu",
+            value: milli_cu,
+        })?;
+        let sampling = Sampling::from_engine(&request.sampling).ok_or(BuildError::TooLarge {
+            field: "request.sampling.top_k",
+            value: request.sampling.top_k as u128,
+        })?;
         if sampling.logit_bias.len() > MAX_LOGIT_BIAS as usize {
-            return Err(BuildError::TooLarge { field: "request.sampling.logit_bias", value: sampling.logit_bias.len() as u128 });
+            return Err(BuildError::TooLarge {
+                field: "request.sampling.logit_bias",
+                value: sampling.logit_bias.len() as u128,
+            });
         }
         let backend = self.model.backend().tag();
         if backend.len() > MAX_BACKEND_TAG as usize {
-            return Err(BuildError::TooLarge { field: "request.backend", value: backend.len() as u128 });
+            return Err(BuildError::TooLarge {
+                field: "request.backend",
+                value: backend.len() as u128,
+            });
         }
         let mut receipt = Receipt {
             request: RequestInfo {
@@ -115,17 +166,25 @@ impl<'a> ReceiptBuilder<'a> {
                 n_gen,
                 forwarded: Forwarded { start, end },
             },
-            output: OutputInfo { tokens_hash: output_hash(&generation.tokens) },
+            output: OutputInfo {
+                tokens_hash: output_hash(&generation.tokens),
+            },
             trace: TraceInfo {
                 root: commitment.root(),
                 layers: config.layers,
                 positions: end - start,
                 dtype: commitment.dtype(),
             },
-            cost: Cost { flops: generation.flops, milli_cu },
+            cost: Cost {
+                flops: generation.flops,
+                milli_cu,
+            },
             config,
             vk_hash: self.vk_hash,
-            provider: Provider { public_key: self.key.public_key(), signature: [0; 64] },
+            provider: Provider {
+                public_key: self.key.public_key(),
+                signature: [0; 64],
+            },
             cu_proof: [0; CU_PROOF_BYTES],
             audits: Vec::new(),
         };
@@ -148,5 +207,8 @@ impl<'a> ReceiptBuilder<'a> {
 }
 
 fn to_u32(field: &'static str, v: usize) -> Result<u32, BuildError> {
-    u32::try_from(v).map_err(|_| BuildError::TooLarge { field, value: v as u128 })
+    u32::try_from(v).map_err(|_| BuildError::TooLarge {
+        field,
+        value: v as u128,
+    })
 }

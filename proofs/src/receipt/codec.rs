@@ -1,9 +1,9 @@
 //! The canonical encoding of a receipt, and the hashes over it.
 
 use super::{
-    AuditEntry, CU_PROOF_BYTES, Cost, Forwarded, MAX_AUDIT_CELLS, MAX_AUDITS, MAX_BACKEND_TAG, MAX_LOGIT_BIAS,
-    MAX_OPENINGS_BYTES, ModelDims, OutputInfo, Provider, RECEIPT_MAGIC, RECEIPT_VERSION, Receipt, RequestInfo,
-    Sampling, TraceInfo, Verdict,
+    AuditEntry, CU_PROOF_BYTES, Cost, Forwarded, MAX_AUDIT_CELLS, MAX_AUDITS, MAX_BACKEND_TAG,
+    MAX_LOGIT_BIAS, MAX_OPENINGS_BYTES, ModelDims, OutputInfo, Provider, RECEIPT_MAGIC,
+    RECEIPT_VERSION, Receipt, RequestInfo, Sampling, TraceInfo, Verdict,
 };
 use crate::codec::{DecodeError, EncodeError, Reader, Writer};
 use crate::digest::RECEIPT_DOMAIN;
@@ -37,17 +37,23 @@ impl Receipt {
         r.magic(RECEIPT_MAGIC)?;
         r.version(RECEIPT_VERSION)?;
         let request = decode_request(&mut r)?;
-        let output = OutputInfo { tokens_hash: r.array("output.tokens_hash")? };
+        let output = OutputInfo {
+            tokens_hash: r.array("output.tokens_hash")?,
+        };
         let trace = TraceInfo {
             root: r.array("trace.root")?,
             layers: r.u32("trace.layers")?,
             positions: r.u32("trace.positions")?,
             dtype: {
                 let tag = r.u8("trace.dtype")?;
-                DType::from_tag(tag).ok_or_else(|| invalid("trace.dtype", format!("unknown dtype tag {tag}")))?
+                DType::from_tag(tag)
+                    .ok_or_else(|| invalid("trace.dtype", format!("unknown dtype tag {tag}")))?
             },
         };
-        let cost = Cost { flops: r.u128("cost.flops")?, milli_cu: r.u64("cost.milli_cu")? };
+        let cost = Cost {
+            flops: r.u128("cost.flops")?,
+            milli_cu: r.u64("cost.milli_cu")?,
+        };
         let config = ModelDims {
             layers: r.u32("config.layers")?,
             d_model: r.u32("config.d_model")?,
@@ -58,13 +64,28 @@ impl Receipt {
             vocab: r.u32("config.vocab")?,
         };
         let vk_hash = r.array("vk_hash")?;
-        let provider = Provider { public_key: r.array("provider.public_key")?, signature: r.array("provider.signature")? };
+        let provider = Provider {
+            public_key: r.array("provider.public_key")?,
+            signature: r.array("provider.signature")?,
+        };
         let cu_proof = r.array::<CU_PROOF_BYTES>("cu_proof")?;
         // An audit entry takes at least 32 + 4 + 4 + 1 + 32 + 64 bytes.
         let n = r.count("audits", MAX_AUDITS, 137)?;
-        let audits = (0..n).map(|_| decode_audit(&mut r)).collect::<Result<Vec<_>, _>>()?;
+        let audits = (0..n)
+            .map(|_| decode_audit(&mut r))
+            .collect::<Result<Vec<_>, _>>()?;
         r.finish()?;
-        Ok(Self { request, output, trace, cost, config, vk_hash, provider, cu_proof, audits })
+        Ok(Self {
+            request,
+            output,
+            trace,
+            cost,
+            config,
+            vk_hash,
+            provider,
+            cu_proof,
+            audits,
+        })
     }
 
     /// The hash the provider signs and the CU proof binds: blake3 (domain
@@ -97,7 +118,11 @@ impl Receipt {
         w.u64(s.seed);
         w.u32(s.presence_penalty.to_bits());
         w.u32(s.frequency_penalty.to_bits());
-        w.count("request.sampling.logit_bias", s.logit_bias.len(), MAX_LOGIT_BIAS)?;
+        w.count(
+            "request.sampling.logit_bias",
+            s.logit_bias.len(),
+            MAX_LOGIT_BIAS,
+        )?;
         for &(token, bias) in &s.logit_bias {
             w.u32(token);
             w.u32(bias.to_bits());
@@ -115,7 +140,9 @@ impl Receipt {
         w.u128(self.cost.flops);
         w.u64(self.cost.milli_cu);
         let c = &self.config;
-        for v in [c.layers, c.d_model, c.heads, c.kv_heads, c.head_dim, c.ffn, c.vocab] {
+        for v in [
+            c.layers, c.d_model, c.heads, c.kv_heads, c.head_dim, c.ffn, c.vocab,
+        ] {
             w.u32(v);
         }
         w.array(&self.vk_hash);
@@ -141,9 +168,22 @@ fn decode_request(r: &mut Reader<'_>) -> Result<RequestInfo, DecodeError> {
     let frequency_penalty = f32_at(r, "request.sampling.frequency_penalty")?;
     let n = r.count("request.sampling.logit_bias", MAX_LOGIT_BIAS, 8)?;
     let logit_bias = (0..n)
-        .map(|_| Ok((r.u32("request.sampling.logit_bias")?, f32_at(r, "request.sampling.logit_bias")?)))
+        .map(|_| {
+            Ok((
+                r.u32("request.sampling.logit_bias")?,
+                f32_at(r, "request.sampling.logit_bias")?,
+            ))
+        })
         .collect::<Result<Vec<_>, DecodeError>>()?;
-    let sampling = Sampling { temperature, top_k, top_p, seed, presence_penalty, frequency_penalty, logit_bias };
+    let sampling = Sampling {
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        presence_penalty,
+        frequency_penalty,
+        logit_bias,
+    };
     Ok(RequestInfo {
         id,
         model_id,
@@ -152,7 +192,10 @@ fn decode_request(r: &mut Reader<'_>) -> Result<RequestInfo, DecodeError> {
         prompt_hash: r.array("request.prompt_hash")?,
         n_prompt: r.u32("request.n_prompt")?,
         n_gen: r.u32("request.n_gen")?,
-        forwarded: Forwarded { start: r.u32("request.forwarded.start")?, end: r.u32("request.forwarded.end")? },
+        forwarded: Forwarded {
+            start: r.u32("request.forwarded.start")?,
+            end: r.u32("request.forwarded.end")?,
+        },
     })
 }
 
@@ -164,6 +207,14 @@ fn decode_audit(r: &mut Reader<'_>) -> Result<AuditEntry, DecodeError> {
         .collect::<Result<Vec<_>, DecodeError>>()?;
     let openings = r.bytes("audit.openings", MAX_OPENINGS_BYTES)?.to_vec();
     let tag = r.u8("audit.verdict")?;
-    let verdict = Verdict::from_tag(tag).ok_or_else(|| invalid("audit.verdict", format!("unknown verdict tag {tag}")))?;
-    Ok(AuditEntry { seed, cells, openings, verdict, auditor: r.array("audit.auditor")?, signature: r.array("audit.signature")? })
+    let verdict = Verdict::from_tag(tag)
+        .ok_or_else(|| invalid("audit.verdict", format!("unknown verdict tag {tag}")))?;
+    Ok(AuditEntry {
+        seed,
+        cells,
+        openings,
+        verdict,
+        auditor: r.array("audit.auditor")?,
+        signature: r.array("audit.signature")?,
+    })
 }

@@ -9,7 +9,9 @@ mod verify;
 
 pub use audit::{AuditEntry, Verdict};
 pub use build::{BuildError, ReceiptBuilder};
-pub use fields::{Cost, Forwarded, ModelDims, OutputInfo, Provider, RequestInfo, Sampling, TraceInfo};
+pub use fields::{
+    Cost, Forwarded, ModelDims, OutputInfo, Provider, RequestInfo, Sampling, TraceInfo,
+};
 pub use verify::{Check, KnownModel, Report, TrustAnchor, VerifyError};
 
 use crate::merkle::Hash;

@@ -15,7 +15,11 @@ pub const SPOT_TRANSCRIPT_LABEL: &[u8] = b"forge.spot.v1";
 /// shape; each cell is a 128-bit challenge reduced modulo `L·T`, then split
 /// into a layer and a forwarded position. Cells may repeat. The receipt's
 /// shape is taken as is: check it ([`Receipt::verify_offline`]) first.
-pub fn challenge_cells(receipt: &Receipt, seed: &[u8; 32], count: u32) -> Result<Vec<(u32, u32)>, EncodeError> {
+pub fn challenge_cells(
+    receipt: &Receipt,
+    seed: &[u8; 32],
+    count: u32,
+) -> Result<Vec<(u32, u32)>, EncodeError> {
     let header = receipt.header_hash()?;
     let (layers, positions) = (receipt.trace.layers, receipt.trace.positions);
     let start = receipt.request.forwarded.start;
@@ -36,7 +40,10 @@ pub fn challenge_cells(receipt: &Receipt, seed: &[u8; 32], count: u32) -> Result
             t.challenge_bytes(b"cell", &mut b);
             let i = u128::from_le_bytes(b) % cells;
             // i < layers * positions, so both parts fit in u32.
-            ((i / u128::from(positions)) as u32, start.saturating_add((i % u128::from(positions)) as u32))
+            (
+                (i / u128::from(positions)) as u32,
+                start.saturating_add((i % u128::from(positions)) as u32),
+            )
         })
         .collect())
 }

@@ -1,11 +1,11 @@
 //! The verifier's side: re-executing challenged cells with the real weights.
 
-use rayon::prelude::*;
 use forge_engine::{Model, sample};
+use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use super::structure::verify_cell_rows;
+use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::digest::{output_hash, prompt_hash};
 use crate::receipt::{ModelDims, Receipt};
 
@@ -56,7 +56,10 @@ impl<'a> SpotChecker<'a> {
     /// [`DEFAULT_TOLERANCE`] for receipts from backends that are not
     /// batch-invariant.
     pub fn new(model: &'a Model) -> Self {
-        Self { model, tolerance: DEFAULT_TOLERANCE }
+        Self {
+            model,
+            tolerance: DEFAULT_TOLERANCE,
+        }
     }
 
     /// Sets the tolerance for receipts from non-batch-invariant backends.
@@ -66,29 +69,52 @@ impl<'a> SpotChecker<'a> {
     }
 
     /// Derives the cells `seed` challenges and checks `openings` against them.
-    pub fn check(&self, receipt: &Receipt, seed: &[u8; 32], count: u32, openings: &SpotOpenings) -> Result<SpotReport, SpotError> {
+    pub fn check(
+        &self,
+        receipt: &Receipt,
+        seed: &[u8; 32],
+        count: u32,
+        openings: &SpotOpenings,
+    ) -> Result<SpotReport, SpotError> {
         let cells = challenge_cells(receipt, seed, count)?;
         self.check_cells(receipt, &cells, openings)
     }
 
     /// Checks `openings` for the given cells.
-    pub fn check_cells(&self, receipt: &Receipt, cells: &[(u32, u32)], openings: &SpotOpenings) -> Result<SpotReport, SpotError> {
+    pub fn check_cells(
+        &self,
+        receipt: &Receipt,
+        cells: &[(u32, u32)],
+        openings: &SpotOpenings,
+    ) -> Result<SpotReport, SpotError> {
         self.check_receipt(receipt, openings)?;
         for index in 0..cells.len().max(openings.cells.len()) {
             let expected = cells.get(index).copied();
             let received = openings.cells.get(index).map(|c| (c.layer, c.pos));
             if expected != received {
-                return Err(SpotError::CellsMismatch { index, expected, received });
+                return Err(SpotError::CellsMismatch {
+                    index,
+                    expected,
+                    received,
+                });
             }
         }
         let exact = EXACT_BACKENDS.contains(&receipt.request.backend.as_str());
         let tolerance = if exact { 0.0 } else { self.tolerance };
-        let tokens: Vec<u32> = openings.prompt.iter().chain(&openings.output).copied().collect();
+        let tokens: Vec<u32> = openings
+            .prompt
+            .iter()
+            .chain(&openings.output)
+            .copied()
+            .collect();
         // Cells are independent: check them side by side, then report the
         // first failure in challenge order (deterministic whatever the
         // thread timing).
-        let results: Vec<Result<CellResult, SpotError>> =
-            openings.cells.par_iter().map(|c| self.check_cell(receipt, &tokens, &openings.output, c, tolerance)).collect();
+        let results: Vec<Result<CellResult, SpotError>> = openings
+            .cells
+            .par_iter()
+            .map(|c| self.check_cell(receipt, &tokens, &openings.output, c, tolerance))
+            .collect();
         let cells = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(SpotReport { exact, cells })
     }
@@ -98,21 +124,33 @@ impl<'a> SpotChecker<'a> {
         receipt.check_shape().map_err(SpotError::Receipt)?;
         let (q, model) = (&receipt.request, self.model);
         if q.model_id != model.model_id() {
-            return Err(SpotError::WrongModel { expected: model.model_id(), received: q.model_id });
+            return Err(SpotError::WrongModel {
+                expected: model.model_id(),
+                received: q.model_id,
+            });
         }
         let dims = ModelDims::from_engine(model.config());
         if dims != Some(receipt.config) {
             let expected = dims.unwrap_or(receipt.config);
-            return Err(SpotError::ConfigMismatch { expected, received: receipt.config });
+            return Err(SpotError::ConfigMismatch {
+                expected,
+                received: receipt.config,
+            });
         }
-        if openings.prompt.len() != q.n_prompt as usize || prompt_hash(&openings.prompt) != q.prompt_hash {
+        if openings.prompt.len() != q.n_prompt as usize
+            || prompt_hash(&openings.prompt) != q.prompt_hash
+        {
             return Err(SpotError::TokensMismatch { which: "prompt" });
         }
-        if openings.output.len() != q.n_gen as usize || output_hash(&openings.output) != receipt.output.tokens_hash {
+        if openings.output.len() != q.n_gen as usize
+            || output_hash(&openings.output) != receipt.output.tokens_hash
+        {
             return Err(SpotError::TokensMismatch { which: "output" });
         }
         if q.forwarded.start != 0 {
-            return Err(SpotError::PrefixNotCommitted { start: q.forwarded.start });
+            return Err(SpotError::PrefixNotCommitted {
+                start: q.forwarded.start,
+            });
         }
         Ok(())
     }
@@ -138,11 +176,20 @@ impl<'a> SpotChecker<'a> {
         let committed = &c.output;
         let compare = |what: &'static str, row: &[f32], want: &[f32]| {
             let rel_l2 = relative_l2(row, want);
-            let same_bits = row.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
+            let same_bits = row
+                .iter()
+                .zip(want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
             if same_bits || (tolerance > 0.0 && rel_l2 <= tolerance) {
                 Ok(rel_l2)
             } else {
-                Err(SpotError::ReplayMismatch { layer, pos, what, rel_l2, tolerance })
+                Err(SpotError::ReplayMismatch {
+                    layer,
+                    pos,
+                    what,
+                    rel_l2,
+                    tolerance,
+                })
             }
         };
         compare("keys/values", &replayed.kv, &kv_rows[kv_rows.len() - 1])?;
@@ -155,14 +202,28 @@ impl<'a> SpotChecker<'a> {
             let step = pos + 1 - n_prompt;
             let logits = self.model.logits(&committed.rows[0]);
             let history = &output[..step as usize];
-            let expected = sample(&logits, &receipt.request.sampling.to_engine(), history, step.into());
+            let expected = sample(
+                &logits,
+                &receipt.request.sampling.to_engine(),
+                history,
+                step.into(),
+            );
             let received = output[step as usize];
             if expected != received {
-                return Err(SpotError::TokenMismatch { step, expected, received });
+                return Err(SpotError::TokenMismatch {
+                    step,
+                    expected,
+                    received,
+                });
             }
             token_step = Some(step);
         }
-        Ok(CellResult { layer, pos, rel_l2, token_step })
+        Ok(CellResult {
+            layer,
+            pos,
+            rel_l2,
+            token_step,
+        })
     }
 }
 
@@ -176,5 +237,9 @@ fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
         den += f64::from(*y) * f64::from(*y);
     }
     let r = (num / den).sqrt();
-    if r.is_nan() { if num == 0.0 { 0.0 } else { f64::INFINITY } } else { r }
+    if r.is_nan() {
+        if num == 0.0 { 0.0 } else { f64::INFINITY }
+    } else {
+        r
+    }
 }

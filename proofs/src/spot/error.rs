@@ -78,7 +78,9 @@ pub enum SpotError {
         source: MerkleError,
     },
     /// Re-executing the layer does not give the committed row.
-    #[error("cell ({layer}, {pos}): replayed row differs ({what}: relative L2 {rel_l2:e}, tolerance {tolerance:e})")]
+    #[error(
+        "cell ({layer}, {pos}): replayed row differs ({what}: relative L2 {rel_l2:e}, tolerance {tolerance:e})"
+    )]
     ReplayMismatch {
         /// Cell layer.
         layer: u32,
@@ -92,7 +94,9 @@ pub enum SpotError {
         tolerance: f64,
     },
     /// The committed last-layer row does not sample the committed token.
-    #[error("generation step {step}: the committed row samples token {expected}, the receipt has {received}")]
+    #[error(
+        "generation step {step}: the committed row samples token {expected}, the receipt has {received}"
+    )]
     TokenMismatch {
         /// Generation step.
         step: u32,

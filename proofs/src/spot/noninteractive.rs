@@ -10,9 +10,9 @@
 //! re-execute them offline.
 
 use super::{challenge_cells, open_cells};
+use crate::codec::EncodeError;
 use crate::commit::{CommitError, Commitment};
 use crate::digest::domain_hash;
-use crate::codec::EncodeError;
 use crate::key::NodeKey;
 use crate::receipt::{AuditEntry, Receipt, Verdict};
 
@@ -51,6 +51,13 @@ pub fn attach_self_audit(
     let cells = challenge_cells(receipt, &seed, count)?;
     let openings = open_cells(commitment, prompt, output, &cells)?.to_bytes()?;
     let header = receipt.header_hash()?;
-    receipt.audits.push(AuditEntry::signed(&header, seed, cells, openings, Verdict::Pass, key)?);
+    receipt.audits.push(AuditEntry::signed(
+        &header,
+        seed,
+        cells,
+        openings,
+        Verdict::Pass,
+        key,
+    )?);
     Ok(())
 }

@@ -55,7 +55,10 @@ impl SpotOpenings {
         let mut w = Writer::new();
         w.array(&MAGIC);
         w.u16(VERSION);
-        for (field, tokens) in [("openings.prompt", &self.prompt), ("openings.output", &self.output)] {
+        for (field, tokens) in [
+            ("openings.prompt", &self.prompt),
+            ("openings.output", &self.output),
+        ] {
             w.count(field, tokens.len(), MAX_TOKENS)?;
             tokens.iter().for_each(|&t| w.u32(t));
         }
@@ -99,11 +102,21 @@ impl SpotOpenings {
                     }
                 };
                 let kv = decode_range(&mut r)?;
-                Ok(CellOpening { layer, pos, input, kv, output: decode_range(&mut r)? })
+                Ok(CellOpening {
+                    layer,
+                    pos,
+                    input,
+                    kv,
+                    output: decode_range(&mut r)?,
+                })
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
         r.finish()?;
-        Ok(Self { prompt, output, cells })
+        Ok(Self {
+            prompt,
+            output,
+            cells,
+        })
     }
 }
 
@@ -117,7 +130,10 @@ fn decode_tokens(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u32>, De
 fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
     let d = o.rows.first().map_or(0, Vec::len);
     if o.rows.iter().any(|r| r.len() != d) {
-        return Err(EncodeError::Inconsistent { field: "opening.rows", problem: "rows of different widths" });
+        return Err(EncodeError::Inconsistent {
+            field: "opening.rows",
+            problem: "rows of different widths",
+        });
     }
     w.u32(o.layer);
     w.u32(o.first_pos);
@@ -134,12 +150,25 @@ fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
     let first_pos = r.u32("opening.first_pos")?;
     let d = r.u32("opening.row_width")?;
     if d == 0 || d > MAX_ROW {
-        return Err(DecodeError::Oversize { field: "opening.row_width", len: d.into(), max: MAX_ROW.into() });
+        return Err(DecodeError::Oversize {
+            field: "opening.row_width",
+            len: d.into(),
+            max: MAX_ROW.into(),
+        });
     }
     let d = d as usize;
     let n = r.count("opening.rows", MAX_ROWS, d * 4)?;
-    let rows = (0..n).map(|_| r.f32s("opening.rows", d)).collect::<Result<Vec<Vec<f32>>, _>>()?;
+    let rows = (0..n)
+        .map(|_| r.f32s("opening.rows", d))
+        .collect::<Result<Vec<Vec<f32>>, _>>()?;
     let n = r.count("opening.siblings", MAX_SIBLINGS, 32)?;
-    let siblings = (0..n).map(|_| r.array("opening.siblings")).collect::<Result<Vec<_>, _>>()?;
-    Ok(RangeOpening { layer, first_pos, rows, proof: RangeProof { siblings } })
+    let siblings = (0..n)
+        .map(|_| r.array("opening.siblings"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RangeOpening {
+        layer,
+        first_pos,
+        rows,
+        proof: RangeProof { siblings },
+    })
 }

@@ -23,8 +23,18 @@ pub fn open_cells(
                 _ => Some(commitment.open_range(l - 1, t, t)?),
             };
             let kv = commitment.open_kv_range(l, commitment.start(), t)?;
-            Ok(CellOpening { layer, pos, input, kv, output: commitment.open_range(l, t, t)? })
+            Ok(CellOpening {
+                layer,
+                pos,
+                input,
+                kv,
+                output: commitment.open_range(l, t, t)?,
+            })
         })
         .collect::<Result<Vec<_>, CommitError>>()?;
-    Ok(SpotOpenings { prompt: prompt.to_vec(), output: output.to_vec(), cells })
+    Ok(SpotOpenings {
+        prompt: prompt.to_vec(),
+        output: output.to_vec(),
+        cells,
+    })
 }

@@ -12,13 +12,22 @@ use crate::receipt::Receipt;
 
 /// Check `openings` against `receipt` for the `count` cells `seed` selects,
 /// without the model. Returns the number of cells whose openings verify.
-pub fn verify_openings(receipt: &Receipt, seed: &[u8; 32], count: u32, openings: &SpotOpenings) -> Result<usize, SpotError> {
+pub fn verify_openings(
+    receipt: &Receipt,
+    seed: &[u8; 32],
+    count: u32,
+    openings: &SpotOpenings,
+) -> Result<usize, SpotError> {
     receipt.check_shape().map_err(SpotError::Receipt)?;
     let q = &receipt.request;
-    if openings.prompt.len() != q.n_prompt as usize || prompt_hash(&openings.prompt) != q.prompt_hash {
+    if openings.prompt.len() != q.n_prompt as usize
+        || prompt_hash(&openings.prompt) != q.prompt_hash
+    {
         return Err(SpotError::TokensMismatch { which: "prompt" });
     }
-    if openings.output.len() != q.n_gen as usize || output_hash(&openings.output) != receipt.output.tokens_hash {
+    if openings.output.len() != q.n_gen as usize
+        || output_hash(&openings.output) != receipt.output.tokens_hash
+    {
         return Err(SpotError::TokensMismatch { which: "output" });
     }
     let cells = challenge_cells(receipt, seed, count)?;
@@ -26,12 +35,20 @@ pub fn verify_openings(receipt: &Receipt, seed: &[u8; 32], count: u32, openings:
         let expected = cells.get(index).copied();
         let received = openings.cells.get(index).map(|c| (c.layer, c.pos));
         if expected != received {
-            return Err(SpotError::CellsMismatch { index, expected, received });
+            return Err(SpotError::CellsMismatch {
+                index,
+                expected,
+                received,
+            });
         }
     }
     // Cells are independent; on error the reported one is the first failing
     // cell in challenge order, whichever thread finds which first.
-    let results: Vec<Result<(), SpotError>> = openings.cells.par_iter().map(|c| verify_cell_rows(receipt, c)).collect();
+    let results: Vec<Result<(), SpotError>> = openings
+        .cells
+        .par_iter()
+        .map(|c| verify_cell_rows(receipt, c))
+        .collect();
     results.into_iter().collect::<Result<(), SpotError>>()?;
     Ok(openings.cells.len())
 }
@@ -45,15 +62,21 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
     let d = receipt.config.d_model as usize;
     let kv_width = 2 * receipt.config.kv_heads as usize * receipt.config.head_dim as usize;
     let (layer, pos) = (c.layer, c.pos);
-    let malformed = |problem| SpotError::MalformedOpening { layer, pos, problem };
+    let malformed = |problem| SpotError::MalformedOpening {
+        layer,
+        pos,
+        problem,
+    };
     if layer >= t.layers || pos < q.forwarded.start || pos - q.forwarded.start >= t.positions {
         return Err(malformed("the cell is outside the trace"));
     }
     let verify = |o: &RangeOpening| {
-        o.verify(&t.root, t.layers, q.forwarded.start, t.positions, t.dtype).map_err(|source| SpotError::Opening { layer, pos, source })
+        o.verify(&t.root, t.layers, q.forwarded.start, t.positions, t.dtype)
+            .map_err(|source| SpotError::Opening { layer, pos, source })
     };
     let is = |o: &RangeOpening, group: u32, first: u32, n: usize, width: usize| {
-        (o.layer, o.first_pos, o.rows.len()) == (group, first, n) && o.rows.iter().all(|r| r.len() == width)
+        (o.layer, o.first_pos, o.rows.len()) == (group, first, n)
+            && o.rows.iter().all(|r| r.len() == width)
     };
     if !is(&c.output, layer, pos, 1, d) {
         return Err(malformed("the output opening is not row t of layer l"));
@@ -67,11 +90,23 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
             }
             verify(o)?;
         }
-        _ => return Err(malformed("layer 0 takes no input opening, other layers need one")),
+        _ => {
+            return Err(malformed(
+                "layer 0 takes no input opening, other layers need one",
+            ));
+        }
     }
     let first = q.forwarded.start;
-    if !is(&c.kv, t.layers + layer, first, (pos - first) as usize + 1, kv_width) {
-        return Err(malformed("the key/value opening is not rows 0..=t of layer l's keys and values"));
+    if !is(
+        &c.kv,
+        t.layers + layer,
+        first,
+        (pos - first) as usize + 1,
+        kv_width,
+    ) {
+        return Err(malformed(
+            "the key/value opening is not rows 0..=t of layer l's keys and values",
+        ));
     }
     verify(&c.kv)
 }

@@ -65,9 +65,15 @@ pub(crate) fn write_tiny_model(dir: &Path, seed: u64) -> PathBuf {
         .meta("llama.attention.head_count", u32v(HEADS))
         .meta("llama.attention.head_count_kv", u32v(KV_HEADS))
         .meta("llama.rope.freq_base", GgufValue::F32(10_000.0))
-        .meta("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(1e-5))
+        .meta(
+            "llama.attention.layer_norm_rms_epsilon",
+            GgufValue::F32(1e-5),
+        )
         .meta("tokenizer.ggml.model", GgufValue::String("gpt2".into()))
-        .meta("tokenizer.ggml.tokens", GgufValue::Array(tokens.into_iter().map(GgufValue::String).collect()))
+        .meta(
+            "tokenizer.ggml.tokens",
+            GgufValue::Array(tokens.into_iter().map(GgufValue::String).collect()),
+        )
         .meta("tokenizer.ggml.token_type", GgufValue::Array(types))
         .meta("tokenizer.ggml.merges", GgufValue::Array(vec![]))
         .meta("tokenizer.ggml.eos_token_id", u32v(vocab - 1));
@@ -79,21 +85,37 @@ pub(crate) fn write_tiny_model(dir: &Path, seed: u64) -> PathBuf {
         values(seed, n, scale)
     };
     let (d, f) = (D_MODEL, FFN);
-    w.tensor("token_embd.weight", &[d, vocab], GgmlType::Q8_0, &next(d * vocab, 1.0)).unwrap();
+    w.tensor(
+        "token_embd.weight",
+        &[d, vocab],
+        GgmlType::Q8_0,
+        &next(d * vocab, 1.0),
+    )
+    .unwrap();
     for l in 0..LAYERS {
         let n = |s: &str| format!("blk.{l}.{s}.weight");
-        w.tensor(&n("attn_norm"), &[d], GgmlType::F32, &vec![1.0; d]).unwrap();
-        w.tensor(&n("ffn_norm"), &[d], GgmlType::F32, &vec![1.0; d]).unwrap();
+        w.tensor(&n("attn_norm"), &[d], GgmlType::F32, &vec![1.0; d])
+            .unwrap();
+        w.tensor(&n("ffn_norm"), &[d], GgmlType::F32, &vec![1.0; d])
+            .unwrap();
         let s = 0.3;
-        w.tensor(&n("attn_q"), &[d, d], GgmlType::Q4_1, &next(d * d, s)).unwrap();
-        w.tensor(&n("attn_k"), &[d, kv], GgmlType::Q4_1, &next(d * kv, s)).unwrap();
-        w.tensor(&n("attn_v"), &[d, kv], GgmlType::Q4_1, &next(d * kv, s)).unwrap();
-        w.tensor(&n("attn_output"), &[d, d], GgmlType::Q4_1, &next(d * d, s)).unwrap();
-        w.tensor(&n("ffn_gate"), &[d, f], GgmlType::Q4_1, &next(d * f, s)).unwrap();
-        w.tensor(&n("ffn_up"), &[d, f], GgmlType::Q4_1, &next(d * f, s)).unwrap();
-        w.tensor(&n("ffn_down"), &[f, d], GgmlType::Q4_1, &next(f * d, s)).unwrap();
+        w.tensor(&n("attn_q"), &[d, d], GgmlType::Q4_1, &next(d * d, s))
+            .unwrap();
+        w.tensor(&n("attn_k"), &[d, kv], GgmlType::Q4_1, &next(d * kv, s))
+            .unwrap();
+        w.tensor(&n("attn_v"), &[d, kv], GgmlType::Q4_1, &next(d * kv, s))
+            .unwrap();
+        w.tensor(&n("attn_output"), &[d, d], GgmlType::Q4_1, &next(d * d, s))
+            .unwrap();
+        w.tensor(&n("ffn_gate"), &[d, f], GgmlType::Q4_1, &next(d * f, s))
+            .unwrap();
+        w.tensor(&n("ffn_up"), &[d, f], GgmlType::Q4_1, &next(d * f, s))
+            .unwrap();
+        w.tensor(&n("ffn_down"), &[f, d], GgmlType::Q4_1, &next(f * d, s))
+            .unwrap();
     }
-    w.tensor("output_norm.weight", &[d], GgmlType::F32, &vec![1.0; d]).unwrap();
+    w.tensor("output_norm.weight", &[d], GgmlType::F32, &vec![1.0; d])
+        .unwrap();
     let path = dir.join("tiny.gguf");
     w.write(&path).unwrap();
     path

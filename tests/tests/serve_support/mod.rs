@@ -31,7 +31,10 @@ const SERVE_ENV: &[&str] = &[
 /// `target/<profile>/`, the parent of this test executable's `deps/`.
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
 }
 
 /// A binary of the workspace (`cargo test --workspace --release` builds them all).
@@ -57,8 +60,15 @@ pub fn forge_node(home: &Path) -> Command {
 
 /// Runs `forge-node args...`, asserting success; returns stdout.
 pub fn forge_node_ok(home: &Path, args: &[&str]) -> String {
-    let out: Output = forge_node(home).args(args).output().expect("forge-node runs");
-    assert!(out.status.success(), "forge-node {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out: Output = forge_node(home)
+        .args(args)
+        .output()
+        .expect("forge-node runs");
+    assert!(
+        out.status.success(),
+        "forge-node {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("UTF-8 stdout")
 }
 
@@ -76,7 +86,10 @@ impl Server {
     /// `/health` answers 200.
     pub fn start(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = forge_node(home);
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -95,11 +108,20 @@ impl Server {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("forge-node serve did not print its address: {:?}", child.wait());
+                panic!(
+                    "forge-node serve did not print its address: {:?}",
+                    child.wait()
+                );
             }
         };
-        let base = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-        let addr: SocketAddr = base.trim_start_matches("http://").parse().expect("an address");
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let addr: SocketAddr = base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address");
         let server = Self { child, addr, base };
         server.wait_ready(Duration::from_secs(300));
         server
@@ -111,7 +133,10 @@ impl Server {
             if let Ok((200, _)) = try_http(self.addr, "GET", "/health", None, &[]) {
                 return;
             }
-            assert!(start.elapsed() < limit, "forge-node serve was not ready within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "forge-node serve was not ready within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -156,21 +181,37 @@ pub fn try_http_bytes(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ));
     } else {
         req.push_str("\r\n");
     }
     s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(raw.len(), |i| i + 4);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |i| i + 4);
     let head = String::from_utf8_lossy(&raw[..split]);
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     Ok((status, raw[split..].to_vec()))
 }
 
 /// [`try_http`], panicking on I/O errors.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     try_http(addr, method, path, body, headers).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
@@ -182,16 +223,26 @@ pub fn json_ok(reply: (u16, String)) -> serde_json::Value {
 
 /// Starts a streamed request and returns the socket once `min_bytes` of the
 /// answer have arrived (the generation is then surely running).
-pub fn start_stream(addr: SocketAddr, path: &str, body: &str, headers: &[(&str, &str)], min_bytes: usize) -> TcpStream {
+pub fn start_stream(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    min_bytes: usize,
+) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
-    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     req.push_str(body);
     s.write_all(req.as_bytes()).expect("send");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let mut got = 0;
     let mut buf = [0u8; 4096];
     while got < min_bytes {

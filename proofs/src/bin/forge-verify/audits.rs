@@ -1,7 +1,10 @@
 //! Audit entries: verdicts, and with the model, their openings re-executed.
 
 use forge_engine::Model;
-use forge_proofs::{CheckId, Receipt, SpotChecker, SpotError, SpotOpenings, Verdict, challenge_cells, fiat_shamir_seed, verify_openings};
+use forge_proofs::{
+    CheckId, Receipt, SpotChecker, SpotError, SpotOpenings, Verdict, challenge_cells,
+    fiat_shamir_seed, verify_openings,
+};
 
 use crate::outcome::{At, Outcome};
 
@@ -14,8 +17,16 @@ enum AuditError {
 impl AuditError {
     fn report(&self, receipt: &Receipt, i: usize, who: &str, out: &mut Outcome) {
         match self {
-            Self::Decode(e) => out.fail(CheckId::SpotOpening, At::audit(i), format!("audit {i} by {who}: openings do not decode: {e}")),
-            Self::Spot(e) => out.fail(e.check_id(), At::audit(i).cell(e.cell(receipt)), format!("audit {i} by {who}: {e}")),
+            Self::Decode(e) => out.fail(
+                CheckId::SpotOpening,
+                At::audit(i),
+                format!("audit {i} by {who}: openings do not decode: {e}"),
+            ),
+            Self::Spot(e) => out.fail(
+                e.check_id(),
+                At::audit(i).cell(e.cell(receipt)),
+                format!("audit {i} by {who}: {e}"),
+            ),
         }
     }
 }
@@ -27,14 +38,20 @@ pub(crate) fn recheck(receipt: &Receipt, model: Option<&Model>, out: &mut Outcom
         let fs = fiat_shamir_seed(receipt).is_ok_and(|s| s == a.seed);
         let who = format!(
             "{}..{}",
-            a.auditor.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>(),
+            a.auditor
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             if fs { " (non-interactive)" } else { "" }
         );
         let Some(model) = model else {
             let count = u32::try_from(a.cells.len()).unwrap_or(u32::MAX);
             let structure = SpotOpenings::from_bytes(&a.openings)
                 .map_err(|e| AuditError::Decode(e.to_string()))
-                .and_then(|o| verify_openings(receipt, &a.seed, count, &o).map_err(AuditError::Spot));
+                .and_then(|o| {
+                    verify_openings(receipt, &a.seed, count, &o).map_err(AuditError::Spot)
+                });
             match structure {
                 Ok(n) => out.pass(
                     CheckId::SpotOpening,
@@ -60,21 +77,40 @@ pub(crate) fn recheck(receipt: &Receipt, model: Option<&Model>, out: &mut Outcom
         match challenge_cells(receipt, &a.seed, count) {
             Ok(cells) if cells == a.cells => {}
             _ => {
-                out.fail(CheckId::SpotCells, At::audit(i), format!("audit {i} by {who}: its cells are not the ones its seed selects"));
+                out.fail(
+                    CheckId::SpotCells,
+                    At::audit(i),
+                    format!("audit {i} by {who}: its cells are not the ones its seed selects"),
+                );
                 continue;
             }
         }
         let checked = SpotOpenings::from_bytes(&a.openings)
             .map_err(|e| AuditError::Decode(e.to_string()))
-            .and_then(|o| SpotChecker::new(model).check(receipt, &a.seed, count, &o).map_err(AuditError::Spot));
+            .and_then(|o| {
+                SpotChecker::new(model)
+                    .check(receipt, &a.seed, count, &o)
+                    .map_err(AuditError::Spot)
+            });
         match (checked, a.verdict) {
             (Ok(r), verdict) => {
-                let how = if r.exact { "bit-exact" } else { "within tolerance" };
+                let how = if r.exact {
+                    "bit-exact"
+                } else {
+                    "within tolerance"
+                };
                 let note = match verdict {
                     Verdict::Pass => "verdict pass confirmed",
                     Verdict::Fail => "the auditor's FAIL verdict is contradicted",
                 };
-                out.pass(CheckId::SpotReplay, At::audit(i), format!("audit {i} by {who}: {} cells re-executed {how}; {note}", r.cells.len()));
+                out.pass(
+                    CheckId::SpotReplay,
+                    At::audit(i),
+                    format!(
+                        "audit {i} by {who}: {} cells re-executed {how}; {note}",
+                        r.cells.len()
+                    ),
+                );
             }
             (Err(e), _) => e.report(receipt, i, &who, out),
         }

@@ -78,16 +78,22 @@ fn run(args: &Args) -> Result<Outcome, String> {
     let bytes = read(&args.receipt)?;
     let (vk, vk_name) = match &args.vk {
         Some(p) => (
-            forge_circuits::vk_from_bytes(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?,
+            forge_circuits::vk_from_bytes(&read(p)?)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
             p.display().to_string(),
         ),
-        None => (forge_circuits::canonical_vk().clone(), "the canonical verifying key".to_string()),
+        None => (
+            forge_circuits::canonical_vk().clone(),
+            "the canonical verifying key".to_string(),
+        ),
     };
     let vk_hash = forge_circuits::vk_hash(&vk);
     if let Some(pin) = &args.vk_hash {
         let actual: String = vk_hash.iter().map(|b| format!("{b:02x}")).collect();
         if !pin.eq_ignore_ascii_case(&actual) {
-            return Err(format!("{vk_name} has blake3 {actual}, not the pinned {pin}"));
+            return Err(format!(
+                "{vk_name} has blake3 {actual}, not the pinned {pin}"
+            ));
         }
     }
     let model = match &args.model {
@@ -105,12 +111,16 @@ fn run(args: &Args) -> Result<Outcome, String> {
     };
     let mut anchor = TrustAnchor::new(vk);
     if let Some(m) = &model {
-        let dims = ModelDims::from_engine(m.config()).ok_or("the model's dimensions do not fit in u32")?;
+        let dims =
+            ModelDims::from_engine(m.config()).ok_or("the model's dimensions do not fit in u32")?;
         anchor = anchor.with_model(m.model_id(), dims);
     }
     match receipt.verify_offline(&anchor) {
         Ok(report) => {
-            report.checks.iter().for_each(|c| out.pass(c.id(), At::default(), c.describe().to_string()));
+            report
+                .checks
+                .iter()
+                .for_each(|c| out.pass(c.id(), At::default(), c.describe().to_string()));
             out.report = Some(report);
             audits::recheck(&receipt, model.as_ref(), &mut out);
         }

@@ -41,7 +41,10 @@ pub(crate) struct At {
 
 impl At {
     pub(crate) fn audit(i: usize) -> Self {
-        Self { audit: Some(i), cell: None }
+        Self {
+            audit: Some(i),
+            cell: None,
+        }
     }
 
     pub(crate) fn cell(self, cell: Option<(u32, u32)>) -> Self {
@@ -60,11 +63,23 @@ enum Status {
 
 impl Outcome {
     pub(crate) fn new(bytes: &[u8]) -> Self {
-        Self { receipt_hash: blake3::hash(bytes).to_hex().to_string(), checks: Vec::new(), report: None, receipt: None, malformed: false }
+        Self {
+            receipt_hash: blake3::hash(bytes).to_hex().to_string(),
+            checks: Vec::new(),
+            report: None,
+            receipt: None,
+            malformed: false,
+        }
     }
 
     fn push(&mut self, status: Status, id: CheckId, at: At, check: String) {
-        self.checks.push(Line { status, id, check, audit: at.audit, cell: at.cell });
+        self.checks.push(Line {
+            status,
+            id,
+            check,
+            audit: at.audit,
+            cell: at.cell,
+        });
     }
 
     pub(crate) fn pass(&mut self, id: CheckId, at: At, check: String) {
@@ -90,7 +105,9 @@ impl Outcome {
     }
 
     pub(crate) fn verified(&self) -> bool {
-        !self.malformed && self.report.is_some() && self.checks.iter().all(|l| l.status != Status::Fail)
+        !self.malformed
+            && self.report.is_some()
+            && self.checks.iter().all(|l| l.status != Status::Fail)
     }
 
     pub(crate) fn print(&self, json: bool) {
@@ -110,11 +127,20 @@ impl Outcome {
                     r.milli_cu / 1000,
                     r.milli_cu % 1000,
                     r.flops,
-                    r.provider.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    r.provider
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
                 );
-                let skipped = self.checks.iter().filter(|l| l.status == Status::NotChecked).count();
+                let skipped = self
+                    .checks
+                    .iter()
+                    .filter(|l| l.status == Status::NotChecked)
+                    .count();
                 if skipped > 0 {
-                    eprintln!("  ({skipped} check(s) marked – were not performed and are not claimed)");
+                    eprintln!(
+                        "  ({skipped} check(s) marked – were not performed and are not claimed)"
+                    );
                 }
             }
             _ if self.malformed => eprintln!("REJECTED: not a well-formed receipt"),
@@ -127,7 +153,10 @@ impl Outcome {
                 #[serde(flatten)]
                 outcome: &'a Outcome,
             }
-            match serde_json::to_string_pretty(&Json { verified: self.verified(), outcome: self }) {
+            match serde_json::to_string_pretty(&Json {
+                verified: self.verified(),
+                outcome: self,
+            }) {
                 Ok(s) => println!("{s}"),
                 Err(e) => eprintln!("forge-verify: cannot print JSON: {e}"),
             }

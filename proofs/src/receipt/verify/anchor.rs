@@ -27,7 +27,10 @@ pub struct KnownModel {
 impl TrustAnchor {
     /// An anchor that pins the CU verifying key and accepts any model.
     pub fn new(vk: VerifyingKey) -> Self {
-        Self { vk, models: Vec::new() }
+        Self {
+            vk,
+            models: Vec::new(),
+        }
     }
 
     /// Also pins `model_id` to `config` (and, from now on, rejects unknown models).
