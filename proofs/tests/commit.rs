@@ -6,8 +6,8 @@ use forge_engine::{
     GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate,
 };
 use forge_proofs::{
-    CommitError, Commitment, CommitmentSink, DType, MerkleTree, SinkOptions, kv_leaf_hash,
-    leaf_hash,
+    CommitError, Commitment, CommitmentSink, DType, KV_BLOCK, MerkleError, MerkleTree, SinkOptions,
+    kv_blocks, kv_leaf_hash, leaf_hash,
 };
 
 use crate::common::{self, D_MODEL, LAYERS};
@@ -41,14 +41,21 @@ fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
 }
 
 /// The root by the definition, from a recorder's rows (already layer-major):
-/// every layer's output rows, then every layer's key/value rows.
+/// every layer's output rows, then every layer's key/value rows in blocks
+/// of `KV_BLOCK` positions.
 fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
     let outputs = rec
         .rows()
         .map(|((l, t), row)| leaf_hash(l as u32, t as u32, DType::F32, row));
-    let kv = rec
-        .kv_rows()
-        .map(|((l, t), row)| kv_leaf_hash(l as u32, t as u32, DType::F32, row));
+    let kv_rows: Vec<_> = rec.kv_rows().collect();
+    let kv = kv_rows
+        .chunk_by(|a, b| a.0.0 == b.0.0)
+        .flat_map(|layer| layer.chunks(KV_BLOCK))
+        .map(|block| {
+            let ((l, t), _) = block[0];
+            let rows: Vec<&[f32]> = block.iter().map(|(_, row)| &row[..]).collect();
+            kv_leaf_hash(l as u32, t as u32, DType::F32, &rows)
+        });
     MerkleTree::from_leaves(outputs.chain(kv).collect()).root()
 }
 
@@ -72,10 +79,11 @@ fn the_root_is_deterministic_and_equals_the_recorders_tree() {
     let t = generation.prompt_tokens + generation.tokens.len() - 1;
     assert_eq!(generation.work.positions() as usize, t);
     assert_eq!((a.layers(), a.positions(), a.start()), (LAYERS, t, 0));
+    assert!(t > KV_BLOCK, "the trace spans a full key/value block and a partial one");
     assert_eq!(
         a.tree().len(),
-        2 * LAYERS * t,
-        "output rows and key/value rows"
+        LAYERS * (t + kv_blocks(t)),
+        "output rows and key/value blocks"
     );
 
     let mut rec = TraceRecorder::new(D_MODEL);
@@ -202,6 +210,10 @@ fn openings_verify_and_tampered_openings_do_not() {
                 let o = c.open_range(layer, a, b).unwrap();
                 assert_eq!(o.rows.len(), b - a + 1);
                 o.verify(&root, l, 0, t, DType::F32).unwrap();
+                let kv = c.open_kv_range(layer, a, b).unwrap();
+                let first = kv.first_pos as usize;
+                assert!(first <= a && b < first + kv.rows.len(), "{a}..={b} is inside");
+                kv.verify(&root, l, 0, t, DType::F32).unwrap();
             }
         }
     }
@@ -240,7 +252,50 @@ fn openings_verify_and_tampered_openings_do_not() {
     );
     let kv = c.open_kv_range(2, 1, 3).unwrap();
     assert_eq!(kv.layer, l + 2, "key/value rows live in group L + l");
+    assert_eq!(
+        (kv.first_pos, kv.rows.len()),
+        (0, KV_BLOCK),
+        "widened to the whole first block"
+    );
     kv.verify(&root, l, 0, t, DType::F32).unwrap();
+    // A range in the last, partial block ends at the trace's end.
+    let tail = c.open_kv_range(1, KV_BLOCK + 1, KV_BLOCK + 1).unwrap();
+    assert_eq!(
+        (tail.first_pos as usize, tail.rows.len()),
+        (KV_BLOCK, t as usize - KV_BLOCK)
+    );
+    tail.verify(&root, l, 0, t, DType::F32).unwrap();
+    let both = c.open_kv_range(1, 3, KV_BLOCK).unwrap();
+    assert_eq!((both.first_pos, both.rows.len()), (0, t as usize));
+    both.verify(&root, l, 0, t, DType::F32).unwrap();
+    let mut bad = kv.clone();
+    bad.rows.remove(0);
+    bad.first_pos = 1;
+    assert!(
+        matches!(
+            bad.verify(&root, l, 0, t, DType::F32),
+            Err(MerkleError::Unaligned { first: 1, .. })
+        ),
+        "a block opened from its middle"
+    );
+    let mut bad = kv.clone();
+    bad.rows.pop();
+    assert!(
+        matches!(
+            bad.verify(&root, l, 0, t, DType::F32),
+            Err(MerkleError::Unaligned { .. })
+        ),
+        "a block cut short"
+    );
+    let mut bad = kv.clone();
+    bad.rows[KV_BLOCK - 1][0] += 1.0;
+    assert!(
+        matches!(
+            bad.verify(&root, l, 0, t, DType::F32),
+            Err(MerkleError::RootMismatch { .. })
+        ),
+        "every row of a block is bound, not only those up to the asked position"
+    );
     let mut bad = kv.clone();
     bad.layer = 2;
     assert!(

@@ -277,6 +277,17 @@ fn tampered_or_mismatched_openings_are_rejected() {
         })
     ));
     let mut bad = honest.clone();
+    // Past t = 3, in the rest of its key/value block: not replayed, but hashed.
+    bad.cells[0].kv.rows[10][0] += 1.0;
+    assert!(matches!(
+        checker.check_cells(&r, &cells, &bad),
+        Err(SpotError::Opening {
+            layer: 2,
+            pos: 3,
+            ..
+        })
+    ));
+    let mut bad = honest.clone();
     bad.cells[0].kv.rows.pop();
     assert!(matches!(
         checker.check_cells(&r, &cells, &bad),

@@ -3,16 +3,17 @@
 use super::store::{RowStore, Slot};
 use super::worker::Recorded;
 use super::{CommitError, RangeOpening};
-use crate::merkle::{DType, Hash, MerkleTree};
+use crate::merkle::{DType, Hash, KV_BLOCK, MerkleTree, RangeProof, kv_blocks};
 
 /// A Merkle commitment to every layer's output rows and every layer's key
 /// and value rows at every forwarded position.
 ///
-/// The tree has `2 L` row groups of `T` leaves each, layer-major: group `l <
-/// L` holds the output rows of layer `l`, group `L + l` the `[k | v]` rows
-/// of layer `l`. Leaf `g * positions + (pos - start)` is row `pos` of group
-/// `g`. The rows are kept (in memory or spilled to a temp file) so that any
-/// range can be opened later.
+/// The tree has `2 L` row groups, layer-major: group `l < L` holds the `T`
+/// output rows of layer `l`, one leaf each (leaf `l * T + (pos - start)`);
+/// group `L + l` holds the `[k | v]` rows of layer `l`, one leaf per block
+/// of [`KV_BLOCK`] positions from `start` (`B = ceil(T / KV_BLOCK)` leaves,
+/// leaf `L * T + l * B + (pos - start) / KV_BLOCK`). The rows are kept (in
+/// memory or spilled to a temp file) so that any range can be opened later.
 #[derive(Debug)]
 pub struct Commitment {
     tree: MerkleTree,
@@ -41,9 +42,9 @@ impl Commitment {
         } = recorded;
         let first = layers
             .first()
-            .filter(|l| !l.leaves.is_empty())
+            .filter(|l| l.positions() > 0)
             .ok_or(CommitError::Empty)?;
-        let (start, positions) = (first.start, first.leaves.len());
+        let (start, positions) = (first.start, first.positions());
         if kv_layers.len() != layers.len() {
             return Err(CommitError::MissingKeyValues {
                 layers: layers.len(),
@@ -55,19 +56,19 @@ impl Commitment {
             .map(|l| ("rows", l))
             .chain(kv_layers.iter().map(|l| ("keys/values", l)));
         for (i, (rows, lt)) in groups.enumerate() {
-            if lt.start != start || lt.leaves.len() != positions {
+            if lt.start != start || lt.positions() != positions {
                 return Err(CommitError::Uneven {
                     rows,
                     layer: i % layers.len(),
                     start: lt.start,
-                    end: lt.start + lt.leaves.len(),
+                    end: lt.start + lt.positions(),
                     expected_start: start,
                     expected_end: start + positions,
                 });
             }
         }
         let n_layers = layers.len();
-        let mut leaves = Vec::with_capacity(2 * n_layers * positions);
+        let mut leaves = Vec::with_capacity(n_layers * (positions + kv_blocks(positions)));
         let mut slots = Vec::with_capacity(2 * n_layers * positions);
         for lt in layers.into_iter().chain(kv_layers) {
             leaves.extend(lt.leaves);
@@ -137,6 +138,14 @@ impl Commitment {
         Ok(layer * self.positions + (pos - self.start))
     }
 
+    /// Leaf index of the key/value block that holds row `pos` of `layer`.
+    pub fn kv_leaf_index(&self, layer: usize, pos: usize) -> Result<usize, CommitError> {
+        self.check(layer, pos, pos)?;
+        Ok(self.layers * self.positions
+            + layer * kv_blocks(self.positions)
+            + (pos - self.start) / KV_BLOCK)
+    }
+
     /// The committed output row `pos` of `layer`.
     pub fn row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
         let i = self.leaf_index(layer, pos)?;
@@ -147,6 +156,7 @@ impl Commitment {
 
     /// The committed `[k | v]` row `pos` of `layer`.
     pub fn kv_row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
+        // Rows are stored one slot per position, outputs first.
         let i = self.leaf_index(layer, pos)? + self.layers * self.positions;
         self.store
             .read(self.slots[i], self.kv_width)
@@ -161,49 +171,57 @@ impl Commitment {
         first_pos: usize,
         last_pos: usize,
     ) -> Result<RangeOpening, CommitError> {
-        self.open_group(layer, layer, first_pos, last_pos, self.d_model)
+        self.check(layer, first_pos, last_pos)?;
+        let a = self.leaf_index(layer, first_pos)?;
+        let proof = self.tree.prove_range(a, a + (last_pos - first_pos))?;
+        self.opening(layer, first_pos, last_pos, 0, self.d_model, proof)
     }
 
-    /// `[k | v]` rows `first_pos..=last_pos` of `layer` with the proof that
-    /// they are the committed ones (row group `L + layer`).
+    /// `[k | v]` rows `first_pos..=last_pos` of `layer`, widened to whole
+    /// key/value blocks (from the start of `first_pos`'s block to the end of
+    /// `last_pos`'s, or the trace's end), with the proof that they are the
+    /// committed ones (row group `L + layer`).
     pub fn open_kv_range(
         &self,
         layer: usize,
         first_pos: usize,
         last_pos: usize,
     ) -> Result<RangeOpening, CommitError> {
-        self.open_group(
-            layer,
-            self.layers + layer,
-            first_pos,
-            last_pos,
-            self.kv_width,
-        )
+        self.check(layer, first_pos, last_pos)?;
+        let end = self.start + self.positions;
+        let first = self.start + (first_pos - self.start) / KV_BLOCK * KV_BLOCK;
+        let last = (self.start + ((last_pos - self.start) / KV_BLOCK + 1) * KV_BLOCK).min(end) - 1;
+        let (a, b) = (
+            self.kv_leaf_index(layer, first)?,
+            self.kv_leaf_index(layer, last)?,
+        );
+        let proof = self.tree.prove_range(a, b)?;
+        let rows_before = self.layers * self.positions;
+        let mut o = self.opening(layer, first, last, rows_before, self.kv_width, proof)?;
+        o.layer = (self.layers + layer) as u32; // < 2 L, which fits in u32
+        Ok(o)
     }
 
-    fn open_group(
+    /// Rows `first..=last` of `layer` in the store section that starts at
+    /// slot `section` (outputs at 0, keys/values after them).
+    fn opening(
         &self,
         layer: usize,
-        group: usize,
-        first_pos: usize,
-        last_pos: usize,
+        first: usize,
+        last: usize,
+        section: usize,
         width: usize,
+        proof: RangeProof,
     ) -> Result<RangeOpening, CommitError> {
-        self.check(layer, first_pos, last_pos)?;
-        let a = group * self.positions + (first_pos - self.start);
-        let b = a + (last_pos - first_pos);
-        let proof = self.tree.prove_range(a, b)?;
-        let rows = (a..=b)
-            .map(|i| {
-                self.store
-                    .read(self.slots[i], width)
-                    .map_err(CommitError::Spill)
-            })
+        let slot = section + layer * self.positions + (first - self.start);
+        let rows = self.slots[slot..=slot + (last - first)]
+            .iter()
+            .map(|&s| self.store.read(s, width).map_err(CommitError::Spill))
             .collect::<Result<Vec<_>, _>>()?;
         // `check` bounded layer and positions by the committed ones, which fit in u32.
         Ok(RangeOpening {
-            layer: group as u32,
-            first_pos: first_pos as u32,
+            layer: layer as u32,
+            first_pos: first as u32,
             rows,
             proof,
         })

@@ -4,7 +4,7 @@ use std::sync::mpsc::Receiver;
 
 use super::CommitError;
 use super::store::{RowStore, Slot};
-use crate::merkle::{DType, Hash, kv_leaf_hash, leaf_hash};
+use crate::merkle::{DType, Hash, KV_BLOCK, kv_leaf_hash, leaf_hash};
 
 /// Which rows a batch holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +25,37 @@ pub(crate) struct Batch {
     pub(crate) rows: Vec<f32>,
 }
 
-/// What one layer received: positions `start..start + leaves.len()`.
+/// What one layer received: positions `start..start + slots.len()`.
+///
+/// Output rows get one leaf each; key/value rows one leaf per block of
+/// [`KV_BLOCK`] positions from `start`, hashed once the block is full (or
+/// the trace ends), from the rows waiting in `pending`.
 #[derive(Debug, Default)]
 pub(crate) struct LayerTrace {
     pub(crate) start: usize,
     pub(crate) leaves: Vec<Hash>,
     pub(crate) slots: Vec<Slot>,
+    pending: Vec<f32>,
+}
+
+impl LayerTrace {
+    /// Positions recorded.
+    pub(crate) fn positions(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Hashes the waiting key/value rows (`width` floats each) into a leaf.
+    fn flush_kv(&mut self, layer: u32, dtype: DType, width: usize) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let n = self.pending.len() / width;
+        // Positions fit in u32: `absorb` checked every batch's last one.
+        let first = (self.start + self.slots.len() - n) as u32;
+        let rows: Vec<&[f32]> = self.pending.chunks_exact(width).collect();
+        self.leaves.push(kv_leaf_hash(layer, first, dtype, &rows));
+        self.pending.clear();
+    }
 }
 
 /// Everything the thread built.
@@ -59,6 +84,12 @@ pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowSt
             && let Err(e) = absorb(&mut out, d, dtype, batch)
         {
             out.error = Some(e);
+        }
+    }
+    if let Some(width) = out.kv_width {
+        for (layer, lt) in out.kv_layers.iter_mut().enumerate() {
+            // Layers fit in u32: `absorb` checked each one.
+            lt.flush_kv(layer as u32, dtype, width);
         }
     }
     if out.error.is_none()
@@ -92,12 +123,12 @@ fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<()
         traces.resize_with(layer + 1, LayerTrace::default);
     }
     let lt = &mut traces[layer];
-    if lt.leaves.is_empty() {
+    if lt.slots.is_empty() {
         lt.start = first_pos;
-    } else if first_pos != lt.start + lt.leaves.len() {
+    } else if first_pos != lt.start + lt.positions() {
         return Err(CommitError::OutOfOrder {
             layer,
-            expected: lt.start + lt.leaves.len(),
+            expected: lt.start + lt.positions(),
             got: first_pos,
         });
     }
@@ -114,13 +145,18 @@ fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<()
         });
     }
     for (i, row) in rows.chunks_exact(expected).enumerate() {
-        let pos = (first_pos + i) as u32; // < `last`, which fits in u32
-        lt.leaves.push(match kind {
-            RowKind::Activation => leaf_hash(layer32, pos, dtype, row),
-            RowKind::KeyValue => kv_leaf_hash(layer32, pos, dtype, row),
-        });
+        match kind {
+            RowKind::Activation => {
+                let pos = (first_pos + i) as u32; // < `last`, which fits in u32
+                lt.leaves.push(leaf_hash(layer32, pos, dtype, row));
+            }
+            RowKind::KeyValue => lt.pending.extend_from_slice(row),
+        }
         lt.slots
             .push(out.store.push(row).map_err(CommitError::Spill)?);
+        if kind == RowKind::KeyValue && lt.pending.len() == KV_BLOCK * expected {
+            lt.flush_kv(layer32, dtype, expected);
+        }
     }
     Ok(())
 }

@@ -23,6 +23,18 @@ pub enum MerkleError {
         /// Leaves in the tree.
         n_leaves: u64,
     },
+    /// A key/value opening does not cover whole blocks of positions.
+    #[error(
+        "key/value rows from position {first} ({rows} rows) are not whole blocks of {block} positions"
+    )]
+    Unaligned {
+        /// Position of the first row.
+        first: u64,
+        /// Rows opened.
+        rows: u64,
+        /// Positions per key/value leaf.
+        block: u64,
+    },
     /// The proof has fewer sibling hashes than the range needs.
     #[error("the proof is missing sibling hashes (it has {provided})")]
     MissingSiblings {

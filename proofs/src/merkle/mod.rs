@@ -1,7 +1,8 @@
 //! Binary blake3 Merkle trees over activation rows, with range proofs.
 //!
 //! Leaves and internal nodes are hashed under different blake3 keys
-//! (`forge.act.v1`, `forge.node.v1`), so a leaf can never pass for a node.
+//! (`forge.act.v1`, `forge.kv.v2`, `forge.node.v1`), so a leaf can never
+//! pass for a node, nor a key/value leaf for an output row.
 //! A level with an odd number of nodes promotes its last node unchanged.
 
 mod error;
@@ -10,7 +11,7 @@ mod range;
 mod tree;
 
 pub use error::MerkleError;
-pub use hash::{DType, Hash, empty_root, kv_leaf_hash, leaf_hash, node_hash};
+pub use hash::{DType, Hash, KV_BLOCK, empty_root, kv_blocks, kv_leaf_hash, leaf_hash, node_hash};
 pub use range::{RangeProof, verify_range};
 pub use tree::MerkleTree;
 

@@ -170,8 +170,10 @@ impl<'a> SpotChecker<'a> {
             Some(o) => o.rows[0].clone(),
             None => self.model.embedding(tokens[pos as usize])?,
         };
-        let kv_rows = &c.kv.rows;
-        let prefix: Vec<f32> = kv_rows[..kv_rows.len() - 1].concat();
+        // Rows past t (the rest of t's key/value block) are only hashed.
+        let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
+        let kv_rows = &c.kv.rows[..through_t];
+        let prefix: Vec<f32> = kv_rows[..through_t - 1].concat();
         let replayed = self.model.replay_cell(layer as usize, &input, &prefix)?;
         let committed = &c.output;
         let compare = |what: &'static str, row: &[f32], want: &[f32]| {
@@ -192,7 +194,7 @@ impl<'a> SpotChecker<'a> {
                 })
             }
         };
-        compare("keys/values", &replayed.kv, &kv_rows[kv_rows.len() - 1])?;
+        compare("keys/values", &replayed.kv, &kv_rows[through_t - 1])?;
         let rel_l2 = compare("output", &replayed.output, &committed.rows[0])?;
         // The last layer's row at position p samples the token at p + 1; it is
         // a generated token from p = n_prompt - 1 on.

@@ -8,9 +8,11 @@ use crate::merkle::RangeProof;
 use crate::receipt::MAX_AUDIT_CELLS;
 
 const MAGIC: [u8; 4] = *b"FRGO";
-/// Version 2: a cell opens its layer's key/value rows and one input row
-/// (version 1 opened every input row of the prefix and had no keys/values).
-const VERSION: u16 = 2;
+/// Version 3: key/value rows are opened in whole blocks of
+/// [`crate::KV_BLOCK`] positions, one leaf each. Version 2 had one leaf per
+/// key/value row; version 1 opened every input row of the prefix and had no
+/// keys/values.
+const VERSION: u16 = 3;
 /// Most tokens in the prompt or the output.
 const MAX_TOKENS: u32 = 1 << 24;
 /// Widest row.
@@ -32,7 +34,8 @@ pub struct CellOpening {
     pub input: Option<RangeOpening>,
     /// The `[k | v]` rows `0..=t` of layer `l` (row group `L + l`): the
     /// prefix the attention at `t` reads, and row `t` itself, which the
-    /// verifier recomputes from the input.
+    /// verifier recomputes from the input; then the rest of `t`'s key/value
+    /// block, which only enters the leaf hash.
     pub kv: RangeOpening,
     /// Row `t` of layer `l`.
     pub output: RangeOpening,
@@ -50,7 +53,7 @@ pub struct SpotOpenings {
 }
 
 impl SpotOpenings {
-    /// Canonical encoding: magic `FRGO`, u16 version 1, then the fields.
+    /// Canonical encoding: magic `FRGO`, u16 version 3, then the fields.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer::new();
         w.array(&MAGIC);

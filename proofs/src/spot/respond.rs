@@ -4,8 +4,8 @@ use super::{CellOpening, SpotOpenings};
 use crate::commit::{CommitError, Commitment};
 
 /// Opens `cells` from `commitment`: for cell (l, t), row `t` of layer `l - 1`
-/// (none for layer 0), the `[k | v]` rows `0..=t` of layer `l`, and row `t`
-/// of layer `l`. `prompt` and
+/// (none for layer 0), the `[k | v]` rows `0..=t` of layer `l` (widened to
+/// the end of `t`'s key/value block), and row `t` of layer `l`. `prompt` and
 /// `output` are the request's token ids, which the verifier checks against
 /// the receipt's hashes.
 pub fn open_cells(

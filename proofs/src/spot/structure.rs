@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::commit::RangeOpening;
+use crate::merkle::KV_BLOCK;
 use crate::digest::{output_hash, prompt_hash};
 use crate::receipt::Receipt;
 
@@ -55,8 +56,8 @@ pub fn verify_openings(
 
 /// One cell's openings have the shape its cell (l, t) asks for (output row
 /// `t` of layer `l`; input row `t` of layer `l - 1` unless `l = 0`; `[k | v]`
-/// rows from the first forwarded position to `t` of layer `l`) and every row
-/// is in the committed tree. `check_shape` must have passed.
+/// rows of layer `l` from the first forwarded position to the end of `t`'s
+/// key/value block) and every row is in the committed tree. `check_shape` must have passed.
 pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(), SpotError> {
     let (q, t) = (&receipt.request, &receipt.trace);
     let d = receipt.config.d_model as usize;
@@ -96,17 +97,26 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
             ));
         }
     }
-    let first = q.forwarded.start;
     if !is(
         &c.kv,
         t.layers + layer,
-        first,
-        (pos - first) as usize + 1,
+        q.forwarded.start,
+        kv_rows_opened(receipt, pos),
         kv_width,
     ) {
         return Err(malformed(
-            "the key/value opening is not rows 0..=t of layer l's keys and values",
+            "the key/value opening is not rows 0..=t of layer l's keys and values, to the end of t's block",
         ));
     }
     verify(&c.kv)
+}
+
+/// Key/value rows a cell at `pos` opens: from the first forwarded position
+/// to the end of `pos`'s block of [`KV_BLOCK`] positions (or of the trace).
+/// `pos` must lie in the trace.
+pub(crate) fn kv_rows_opened(receipt: &Receipt, pos: u32) -> usize {
+    let first = receipt.request.forwarded.start as usize;
+    let positions = receipt.trace.positions as usize;
+    let through_t = pos as usize - first + 1;
+    through_t.div_ceil(KV_BLOCK).saturating_mul(KV_BLOCK).min(positions)
 }
