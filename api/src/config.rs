@@ -23,6 +23,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 pub const DEFAULT_MAX_TOKENS: usize = 1024;
 /// Default price: 1 CU charged per CU served.
 pub const DEFAULT_PRICE_MILLI_PER_CU: u64 = 1000;
+/// Default bytes of committed rows kept for audits (1 GiB).
+pub const DEFAULT_AUDIT_RETAIN_BYTES: u64 = 1 << 30;
 /// Default number of receipt workers.
 pub const DEFAULT_RECEIPT_WORKERS: usize = 1;
 
@@ -49,6 +51,10 @@ pub struct ServerOptions {
     pub receipt_workers: usize,
     /// `Retry-After` seconds of a 429 for a full queue.
     pub retry_after_secs: u64,
+    /// Bytes of committed rows kept after the answers, so auditors can
+    /// challenge them (`POST /v1/receipts/{id}/openings`); the oldest go
+    /// first. 0 keeps none.
+    pub audit_retain_bytes: u64,
 }
 
 impl Default for ServerOptions {
@@ -63,6 +69,7 @@ impl Default for ServerOptions {
             keep_alive: Duration::from_secs(15),
             receipt_workers: DEFAULT_RECEIPT_WORKERS,
             retry_after_secs: 1,
+            audit_retain_bytes: DEFAULT_AUDIT_RETAIN_BYTES,
         }
     }
 }
@@ -80,6 +87,7 @@ impl Default for ServerOptions {
 /// default_max_tokens = 1024
 /// price_milli_per_cu = 1000
 /// receipt_workers = 1
+/// audit_retain_mib = 1024
 /// api_keys = ["sk-..."]
 /// ledger = "/var/lib/forge/ledger.sqlite"
 /// ```
@@ -106,6 +114,8 @@ pub struct FileConfig {
     pub price_milli_per_cu: Option<u64>,
     /// See [`ServerOptions::receipt_workers`].
     pub receipt_workers: Option<usize>,
+    /// [`ServerOptions::audit_retain_bytes`], in MiB.
+    pub audit_retain_mib: Option<u64>,
     /// API keys registered as accounts at start-up.
     pub api_keys: Option<Vec<String>>,
     /// The ledger database file.

@@ -106,6 +106,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", message).with_code("not_found")
     }
 
+    /// 410: the object existed but is no longer kept.
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, "invalid_request_error", message)
+    }
+
     /// 404 for a model this node does not serve.
     pub fn model_not_found(model: &str, served: &str) -> Self {
         Self::new(

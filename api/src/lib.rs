@@ -8,6 +8,8 @@
 //!   `POST /v1/completions` (JSON or server-sent events), `GET /v1/models`,
 //!   `GET /v1/models/{id}`, `GET /v1/receipts/{id}` (JSON, or the binary
 //!   receipt with `Accept: application/octet-stream`),
+//!   `POST /v1/receipts/{id}/openings` (an auditor's challenge, answered
+//!   from the commitments the node keeps),
 //!   `GET /v1/receipts/verifying-key`, `GET /v1/balance`, `GET /health`
 //!   (503 until a model is installed), `GET /metrics` (Prometheus),
 //!   `GET /openapi.json`. Every error, extractor rejections and fallbacks
@@ -53,15 +55,16 @@ mod ledger;
 mod metrics;
 mod openai;
 mod openapi;
+mod retained;
 mod routes;
 mod scheduler;
 mod signer;
 mod state;
 
 pub use config::{
-    ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_TOKENS, DEFAULT_PRICE_MILLI_PER_CU, DEFAULT_RECEIPT_WORKERS,
-    DEFAULT_REQUEST_TIMEOUT_SECS, FileConfig, ServerOptions,
+    ConfigError, DEFAULT_AUDIT_RETAIN_BYTES, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUE, DEFAULT_MAX_TOKENS, DEFAULT_PRICE_MILLI_PER_CU,
+    DEFAULT_RECEIPT_WORKERS, DEFAULT_REQUEST_TIMEOUT_SECS, FileConfig, ServerOptions,
 };
 pub use error::ApiError;
 pub use forge_info::ForgeInfo;

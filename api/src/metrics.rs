@@ -46,6 +46,11 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
 }
 
 /// A histogram with fixed upper bounds (observations are kept as
@@ -135,6 +140,10 @@ pub struct Metrics {
     pub batch_rows: Histogram,
     /// Wall time of one engine step.
     pub step_seconds: Histogram,
+    /// Commitments kept for auditors' challenges.
+    pub audit_commitments: Gauge,
+    /// Bytes of committed rows those commitments hold.
+    pub audit_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -153,6 +162,8 @@ impl Default for Metrics {
             engine_steps: Counter::default(),
             batch_rows: Histogram::new(ROWS),
             step_seconds: Histogram::new(LATENCY),
+            audit_commitments: Gauge::default(),
+            audit_bytes: Gauge::default(),
         }
     }
 }
@@ -226,6 +237,18 @@ impl Metrics {
             "forge_engine_steps_total",
             "Batched engine steps.",
             self.engine_steps.get(),
+        );
+        gauge(
+            &mut out,
+            "forge_audit_commitments_retained",
+            "Commitments kept so auditors can challenge answered requests.",
+            self.audit_commitments.get(),
+        );
+        gauge(
+            &mut out,
+            "forge_audit_retained_bytes",
+            "Bytes of committed rows those commitments hold.",
+            self.audit_bytes.get(),
         );
         gauge(
             &mut out,

@@ -135,6 +135,21 @@ pub fn document(model: Option<&str>) -> Value {
                         "content": {"application/json": {"schema": {"type": "object"}}, "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                     "404": error_response("No such receipt (or not yet recorded).")
                 }}},
+            "/v1/receipts/{id}/openings": {"post": {"operationId": "openReceiptCells",
+                "description": "An auditor's challenge: opens the cells (layer, position) that `seed` selects for the receipt, from the commitment the node kept (the most recent ones, up to --audit-retain-mib). The openings hold the request's tokens, so only the receipt id (not the hash) names them.",
+                "parameters": [{"name": "id", "in": "path", "required": true, "description": "A receipt id from an answer (32 hex digits).",
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["seed"], "additionalProperties": false, "properties": {
+                    "seed": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "The auditor's fresh 32-byte challenge seed, hex."},
+                    "cells": {"type": "integer", "minimum": 1, "maximum": 64, "default": 8, "description": "Cells to open."}
+                }}}}},
+                "responses": {
+                    "200": {"description": "The openings, canonical binary (FRGO v3): check them with forge_proofs::SpotChecker or `forge-node audit`.",
+                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "400": error_response("Bad seed or cell count."),
+                    "404": error_response("No such receipt (or not yet recorded)."),
+                    "410": error_response("The node no longer keeps this receipt's commitment (code commitment_expired).")
+                }}},
             "/v1/receipts/verifying-key": {"get": {"operationId": "getVerifyingKey", "responses": {
                 "200": {"description": "The CU verifying key (for forge-verify --vk).", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
             }}},

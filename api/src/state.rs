@@ -10,6 +10,7 @@ use crate::config::ServerOptions;
 use crate::error::ApiError;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::retained::RetainedCommitments;
 use crate::scheduler::{Finisher, Limits, Scheduler};
 use crate::signer::ReceiptSigner;
 
@@ -34,6 +35,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     ledger: Arc<Ledger>,
     holds: Arc<Holds>,
+    retained: Arc<RetainedCommitments>,
     ready: OnceLock<Arc<Ready>>,
     started: u64,
 }
@@ -72,11 +74,13 @@ pub(crate) fn unix_now() -> u64 {
 impl AppState {
     /// State with no model yet (`/health` answers 503 until [`AppState::install`]).
     pub fn new(options: ServerOptions, ledger: Ledger) -> Self {
+        let retained = Arc::new(RetainedCommitments::new(options.audit_retain_bytes));
         Self(Arc::new(Shared {
             options,
             metrics: Arc::new(Metrics::default()),
             ledger: Arc::new(ledger),
             holds: Arc::new(Holds::default()),
+            retained,
             ready: OnceLock::new(),
             started: unix_now(),
         }))
@@ -103,6 +107,7 @@ impl AppState {
             ledger: Arc::new(self.0.ledger.reopen()?),
             holds: Arc::clone(&self.0.holds),
             metrics: Arc::clone(&self.0.metrics),
+            retained: Arc::clone(&self.0.retained),
             price_milli_per_cu: o.price_milli_per_cu,
         };
         let limits = Limits {
@@ -143,6 +148,10 @@ impl AppState {
 
     pub(crate) fn ledger(&self) -> Arc<Ledger> {
         Arc::clone(&self.0.ledger)
+    }
+
+    pub(crate) fn retained(&self) -> &RetainedCommitments {
+        &self.0.retained
     }
 
     pub(crate) fn holds(&self) -> Arc<Holds> {

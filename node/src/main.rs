@@ -10,9 +10,10 @@ mod commands;
 /// A Forge inference node.
 ///
 /// Exit codes: 0 success; 1 runtime failure (model missing or corrupt, download
-/// failed, generation error); 2 usage error (bad flags or arguments).
+/// failed, generation error); 2 usage error (bad flags or arguments); 3 (audit
+/// only) the audit failed.
 #[derive(Debug, Parser)]
-#[command(name = "forge-node", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage error.")]
+#[command(name = "forge-node", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 (audit) the audit failed.")]
 struct Cli {
     /// Rayon worker threads for the CPU kernels (default: all cores).
     #[arg(long, global = true, env = "FORGE_THREADS")]
@@ -33,6 +34,8 @@ enum Command {
     Serve(commands::ServeArgs),
     /// Manage API-key accounts and their CU balances in the ledger.
     Account(commands::AccountArgs),
+    /// Challenge a node for one of its receipts with a fresh seed and re-execute its openings.
+    Audit(commands::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,13 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
+        // The only command with its own exit codes (a failed audit is 3).
+        Command::Audit(args) => {
+            return commands::audit(args).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            });
+        }
         Command::Pull(args) => commands::pull(args),
         Command::Generate(args) => commands::generate(args),
         Command::Serve(args) => commands::serve(args),

@@ -79,7 +79,10 @@ fn the_root_is_deterministic_and_equals_the_recorders_tree() {
     let t = generation.prompt_tokens + generation.tokens.len() - 1;
     assert_eq!(generation.work.positions() as usize, t);
     assert_eq!((a.layers(), a.positions(), a.start()), (LAYERS, t, 0));
-    assert!(t > KV_BLOCK, "the trace spans a full key/value block and a partial one");
+    assert!(
+        t > KV_BLOCK,
+        "the trace spans a full key/value block and a partial one"
+    );
     assert_eq!(
         a.tree().len(),
         LAYERS * (t + kv_blocks(t)),
@@ -212,7 +215,10 @@ fn openings_verify_and_tampered_openings_do_not() {
                 o.verify(&root, l, 0, t, DType::F32).unwrap();
                 let kv = c.open_kv_range(layer, a, b).unwrap();
                 let first = kv.first_pos as usize;
-                assert!(first <= a && b < first + kv.rows.len(), "{a}..={b} is inside");
+                assert!(
+                    first <= a && b < first + kv.rows.len(),
+                    "{a}..={b} is inside"
+                );
                 kv.verify(&root, l, 0, t, DType::F32).unwrap();
             }
         }

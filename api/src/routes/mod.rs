@@ -6,6 +6,7 @@ mod collect;
 mod completions;
 mod generate;
 mod models;
+mod openings;
 mod ops;
 mod prepare;
 mod receipts;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/receipts/verifying-key", get(receipts::verifying_key))
         .route("/v1/receipts/{id}", get(receipts::get))
+        .route("/v1/receipts/{id}/openings", post(openings::openings))
         .route("/v1/balance", get(receipts::balance))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))

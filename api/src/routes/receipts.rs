@@ -22,7 +22,7 @@ enum ReceiptKey {
     Hash([u8; 32]),
 }
 
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+pub(super) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N {
         return None;
     }

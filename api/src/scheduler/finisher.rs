@@ -14,6 +14,7 @@ use crate::accounts::Holds;
 use crate::forge_info::ForgeInfo;
 use crate::ledger::{Ledger, ReceiptRecord};
 use crate::metrics::Metrics;
+use crate::retained::{Retained, RetainedCommitments};
 use crate::signer::ReceiptSigner;
 
 /// What every receipt worker shares.
@@ -23,6 +24,8 @@ pub(crate) struct Finisher {
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) holds: Arc<Holds>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Commitments kept for auditors' challenges.
+    pub(crate) retained: Arc<RetainedCommitments>,
     pub(crate) price_milli_per_cu: u64,
 }
 
@@ -94,7 +97,7 @@ impl Finisher {
         }
         self.metrics.receipts.inc();
         self.metrics.milli_cu.add(receipt.cost.milli_cu);
-        Ok(Some(ForgeInfo {
+        let info = ForgeInfo {
             index: events.index(),
             receipt_id: hex(&id),
             receipt_hash: hex(&hash),
@@ -103,7 +106,22 @@ impl Finisher {
             activation_root: hex(&receipt.trace.root),
             price_milli_per_cu: self.price_milli_per_cu,
             charged_milli_cu: charged,
-        }))
+        };
+        self.retained.insert(
+            id,
+            Retained {
+                receipt,
+                prompt: request.prompt,
+                output: generation.tokens,
+                commitment,
+            },
+        );
+        let (kept, bytes) = self.retained.usage();
+        self.metrics.audit_commitments.set(kept as i64);
+        self.metrics
+            .audit_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        Ok(Some(info))
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod errors;
 mod generation;
 mod logprobs;
+mod openings;
 mod scheduling;
 mod streaming;
 mod timeouts;

@@ -1,12 +1,14 @@
 //! The subcommands.
 
 mod account;
+mod audit;
 mod generate;
 mod pull;
 mod serve;
 mod setup;
 
 pub(crate) use account::{AccountArgs, account};
+pub(crate) use audit::{AuditArgs, audit};
 pub(crate) use generate::{GenerateArgs, generate};
 pub(crate) use pull::{PullArgs, pull};
 pub(crate) use serve::{ServeArgs, serve};

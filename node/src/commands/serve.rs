@@ -16,7 +16,8 @@ use forge_engine::{Backend, Model};
 Configuration precedence: command-line flags, then FORGE_* environment \
 variables, then the TOML file given with --config (keys: listen, model, \
 model_name, max_concurrent, max_queue, request_timeout_secs, body_limit_bytes, \
-default_max_tokens, price_milli_per_cu, receipt_workers, api_keys, ledger), \
+default_max_tokens, price_milli_per_cu, receipt_workers, audit_retain_mib, \
+api_keys, ledger), \
 then the defaults shown.
 
 Accounts: once the ledger holds any account (created with `forge-node account \
@@ -57,6 +58,9 @@ pub(crate) struct ServeArgs {
     /// Threads building receipts (one Groth16 proof each) [default: 1].
     #[arg(long, env = "FORGE_RECEIPT_WORKERS", value_name = "N")]
     receipt_workers: Option<usize>,
+    /// MiB of committed rows kept after the answers so auditors can challenge them (POST /v1/receipts/{id}/openings, `forge-node audit`); the oldest go first; 0 keeps none [default: 1024].
+    #[arg(long, env = "FORGE_AUDIT_RETAIN_MIB", value_name = "MIB")]
+    audit_retain_mib: Option<u64>,
     /// API key to accept (repeatable; FORGE_API_KEYS is comma-separated); each is registered as a ledger account.
     #[arg(
         long = "api-key",
@@ -126,6 +130,10 @@ impl Settings {
                 .receipt_workers
                 .or(file.receipt_workers)
                 .unwrap_or(d.receipt_workers),
+            audit_retain_bytes: args
+                .audit_retain_mib
+                .or(file.audit_retain_mib)
+                .map_or(d.audit_retain_bytes, |mib| mib.saturating_mul(1 << 20)),
             ..d
         };
         anyhow::ensure!(

@@ -66,7 +66,8 @@ impl RangeOpening {
             Some(kv_layer) => {
                 let block = KV_BLOCK as u64;
                 let end = first + n;
-                if (first - start) % block != 0 || ((end - start) % block != 0 && end != start + t) {
+                if (first - start) % block != 0 || ((end - start) % block != 0 && end != start + t)
+                {
                     return Err(MerkleError::Unaligned {
                         first,
                         rows: n,
@@ -85,7 +86,10 @@ impl RangeOpening {
                         kv_leaf_hash(kv_layer, pos, dtype, rows)
                     })
                     .collect();
-                (layers64 * t + u64::from(kv_layer) * blocks + (first - start) / block, leaves)
+                (
+                    layers64 * t + u64::from(kv_layer) * blocks + (first - start) / block,
+                    leaves,
+                )
             }
         };
         let index = usize::try_from(index).map_err(|_| out_of_bounds.clone())?;

@@ -102,7 +102,10 @@ fn update_f32s<'a>(h: &mut blake3::Hasher, rows: impl Iterator<Item = &'a [f32]>
         let mut rest = row;
         while !rest.is_empty() {
             let take = ((buf.len() - len) / 4).min(rest.len());
-            for (dst, v) in buf[len..len + 4 * take].chunks_exact_mut(4).zip(&rest[..take]) {
+            for (dst, v) in buf[len..len + 4 * take]
+                .chunks_exact_mut(4)
+                .zip(&rest[..take])
+            {
                 dst.copy_from_slice(&v.to_le_bytes());
             }
             len += 4 * take;

@@ -7,8 +7,8 @@ use rayon::prelude::*;
 
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::commit::RangeOpening;
-use crate::merkle::KV_BLOCK;
 use crate::digest::{output_hash, prompt_hash};
+use crate::merkle::KV_BLOCK;
 use crate::receipt::Receipt;
 
 /// Check `openings` against `receipt` for the `count` cells `seed` selects,
@@ -118,5 +118,8 @@ pub(crate) fn kv_rows_opened(receipt: &Receipt, pos: u32) -> usize {
     let first = receipt.request.forwarded.start as usize;
     let positions = receipt.trace.positions as usize;
     let through_t = pos as usize - first + 1;
-    through_t.div_ceil(KV_BLOCK).saturating_mul(KV_BLOCK).min(positions)
+    through_t
+        .div_ceil(KV_BLOCK)
+        .saturating_mul(KV_BLOCK)
+        .min(positions)
 }

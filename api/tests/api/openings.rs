@@ -1,0 +1,166 @@
+//! `POST /v1/receipts/{id}/openings`: an auditor's challenge, answered from
+//! the commitment the node kept; and every bad request to it.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use forge_api::ServerOptions;
+use forge_proofs::{Receipt, SpotChecker, SpotOpenings};
+use serde_json::json;
+
+use crate::common::*;
+
+async fn receipt(app: &App, id: &str) -> Receipt {
+    let req = Request::builder()
+        .uri(format!("/v1/receipts/{id}"))
+        .header("accept", "application/octet-stream")
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&app.router, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    Receipt::from_bytes(&r.body).unwrap()
+}
+
+fn openings_uri(id: &str) -> String {
+    format!("/v1/receipts/{id}/openings")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_seed_gets_openings_that_re_execute() {
+    let app = app();
+    let v = chat(&app.router, &hello(10, 4)).await.json();
+    let id = v["forge"]["receipt_id"].as_str().unwrap().to_string();
+    let receipt = receipt(&app, &id).await;
+    let model = tiny_model(&tiny_spec());
+    let checker = SpotChecker::new(&model);
+    for (seed, cells) in [([9u8; 32], 8), ([1u8; 32], 3)] {
+        let r = post(
+            &app.router,
+            &openings_uri(&id),
+            &json!({"seed": hex(&seed), "cells": cells}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.headers["content-type"], "application/octet-stream");
+        let openings = SpotOpenings::from_bytes(&r.body).unwrap();
+        assert_eq!(openings.cells.len(), cells as usize);
+        let report = checker.check(&receipt, &seed, cells, &openings).unwrap();
+        assert_eq!(report.cells.len(), cells as usize);
+        // Openings for one seed do not answer another.
+        assert!(checker.check(&receipt, &[2; 32], cells, &openings).is_err());
+    }
+    // No count: the default 8; upper-case hex is fine.
+    let r = post(
+        &app.router,
+        &openings_uri(&id.to_uppercase()),
+        &json!({"seed": "AB".repeat(32)}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(SpotOpenings::from_bytes(&r.body).unwrap().cells.len(), 8);
+    let m = get(&app.router, "/metrics").await.text();
+    assert_eq!(metric(&m, "forge_audit_commitments_retained"), 1.0);
+    assert!(metric(&m, "forge_audit_retained_bytes") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_challenges_are_openai_errors() {
+    let app = app();
+    let v = chat(&app.router, &hello(4, 4)).await.json();
+    let id = v["forge"]["receipt_id"].as_str().unwrap().to_string();
+    let hash = v["forge"]["receipt_hash"].as_str().unwrap().to_string();
+    let seed = "00".repeat(32);
+    for (body, param) in [
+        (json!({"seed": "00"}), "seed"),
+        (json!({"seed": "zz".repeat(32)}), "seed"),
+        (json!({"seed": 7}), "seed"),
+        (json!({}), "seed"),
+        (json!({"seed": seed, "cells": 0}), "cells"),
+        (json!({"seed": seed, "cells": 65}), "cells"),
+        (json!({"seed": seed, "cells": -1}), "cells"),
+        (json!({"seed": seed, "cells": "8"}), "cells"),
+        (json!({"seed": seed, "layer": 1}), "layer"),
+    ] {
+        let e = post(&app.router, &openings_uri(&id), &body)
+            .await
+            .error(StatusCode::BAD_REQUEST);
+        assert_eq!(e["param"], param, "{body}: {e}");
+    }
+    let raw = Request::builder()
+        .method(Method::POST)
+        .uri(openings_uri(&id))
+        .header("content-type", "application/json")
+        .body(Body::from("{\"seed\": "))
+        .unwrap();
+    send(&app.router, raw).await.error(StatusCode::BAD_REQUEST);
+    // Openings hold the request's tokens: the hash (which may be public) does not name them.
+    let e = post(&app.router, &openings_uri(&hash), &json!({"seed": seed}))
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert_eq!(e["param"], "id");
+    let e = post(
+        &app.router,
+        &openings_uri(&"ab".repeat(16)),
+        &json!({"seed": seed}),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+    assert_eq!(e["param"], "id");
+    let r = get(&app.router, &openings_uri(&id)).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// `max_tokens` tokens exactly: the stop tokens are biased away.
+fn forced(max_tokens: u64, seed: u64) -> serde_json::Value {
+    let mut v = hello(max_tokens, seed);
+    v["logit_bias"] = json!({"0": -100, "2": -100});
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commitments_past_the_bound_are_dropped_oldest_first() {
+    // Room for about one tiny-model commitment: the second answer evicts the first.
+    let one = {
+        let app = app();
+        let _ = chat(&app.router, &forced(6, 1)).await;
+        metric(
+            &get(&app.router, "/metrics").await.text(),
+            "forge_audit_retained_bytes",
+        ) as u64
+    };
+    assert!(one > 0);
+    let opts = ServerOptions {
+        audit_retain_bytes: one + one / 2,
+        ..ServerOptions::default()
+    };
+    let app = app_with(opts, &tiny_spec(), |_| {});
+    let first = chat(&app.router, &forced(6, 1)).await.json()["forge"]["receipt_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = chat(&app.router, &forced(6, 2)).await.json()["forge"]["receipt_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"seed": "11".repeat(32), "cells": 2});
+    let e = post(&app.router, &openings_uri(&first), &body)
+        .await
+        .error(StatusCode::GONE);
+    assert_eq!(e["code"], "commitment_expired");
+    let r = post(&app.router, &openings_uri(&second), &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // 0 keeps none.
+    let opts = ServerOptions {
+        audit_retain_bytes: 0,
+        ..ServerOptions::default()
+    };
+    let app = app_with(opts, &tiny_spec(), |_| {});
+    let id = chat(&app.router, &hello(4, 1)).await.json()["forge"]["receipt_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = post(&app.router, &openings_uri(&id), &body)
+        .await
+        .error(StatusCode::GONE);
+    assert_eq!(e["code"], "commitment_expired");
+}
