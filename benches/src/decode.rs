@@ -316,8 +316,10 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
     for p in &prompts {
         let text = p.render(&model)?;
         let ids = model.tokenizer().encode(&text)?;
+        // llama.cpp's context bounds the prompts only when it runs.
+        let llama_ctx = if args.no_llama_cpp { usize::MAX } else { LLAMA_N_CTX };
         ensure!(
-            ids.len() + n <= cfg.context_length && ids.len() + n <= LLAMA_N_CTX,
+            ids.len() + n <= cfg.context_length && ids.len() + n <= llama_ctx,
             "prompt `{}`: {} tokens + {n} decode steps exceed the context ({} ours, {LLAMA_N_CTX} llama.cpp)",
             p.name,
             ids.len(),
@@ -404,7 +406,8 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
                     .hash
                     .clone()
                     .context("traced run without a sink summary")?;
-                let expected = cfg.layers * (p.prompt_tokens + n);
+                // Every layer's output row and key/value row at every position.
+                let expected = 2 * cfg.layers * (p.prompt_tokens + n);
                 ensure!(
                     hash.leaves == expected,
                     "the sink hashed {} rows, expected {expected}",

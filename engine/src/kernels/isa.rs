@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 /// All variants compute identical bits (see the module docs); they differ in speed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
-    /// x86-64 with AVX-512F.
+    /// x86-64 with AVX-512F and FMA.
     Avx512,
-    /// x86-64 with AVX2.
+    /// x86-64 with AVX2 and FMA.
     Avx2,
     /// Whatever the compile target guarantees.
     Generic,
@@ -25,10 +25,11 @@ impl Isa {
             }
             #[cfg(target_arch = "x86_64")]
             {
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                let fma = std::arch::is_x86_feature_detected!("fma");
+                if fma && std::arch::is_x86_feature_detected!("avx512f") {
                     return Isa::Avx512;
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if fma && std::arch::is_x86_feature_detected!("avx2") {
                     return Isa::Avx2;
                 }
             }
@@ -61,17 +62,18 @@ macro_rules! multiversion {
         $vis fn $with(isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
+                #[target_feature(enable = "avx512f,fma")]
                 fn avx512($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
+                let fma = std::arch::is_x86_feature_detected!("fma");
                 match isa {
-                    $crate::kernels::Isa::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
-                        // SAFETY: the guard just checked that this CPU has AVX-512F.
+                    $crate::kernels::Isa::Avx512 if fma && std::arch::is_x86_feature_detected!("avx512f") => {
+                        // SAFETY: the guard just checked that this CPU has AVX-512F and FMA.
                         return unsafe { avx512($($arg),*) };
                     }
-                    $crate::kernels::Isa::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
-                        // SAFETY: the guard just checked that this CPU has AVX2.
+                    $crate::kernels::Isa::Avx2 if fma && std::arch::is_x86_feature_detected!("avx2") => {
+                        // SAFETY: the guard just checked that this CPU has AVX2 and FMA.
                         return unsafe { avx2($($arg),*) };
                     }
                     _ => {}

@@ -1,11 +1,19 @@
 //! `y = x · Wᵀ` with W kept in its GGUF block format (Q4_1, Q8_0) or f32.
 //!
 //! Per output element the reduction is: for each 32-element block b in order,
-//! `t[j] = q[j]·x[j] + q[16+j]·x[16+j]` over 16 lanes, then
-//! `acc[b mod 2][j] += d_b·t[j]`; Q4_1 adds its min term `Σ_b m_b·Σx_b` in
-//! 16 lanes of blocks. The result is `hsum(acc[0] + acc[1]) + hsum(min term)`.
-//! The order depends only on the row length, never on how many activation
-//! rows are computed together or on which thread.
+//! `t[j] = fma(q[16+j], x[16+j], q[j]·x[j])` over 16 lanes, then
+//! `acc[b mod 2][j] = fma(d_b, t[j], acc[b mod 2][j])`; Q4_1 adds its min
+//! term `Σ_b m_b·Σx_b` (fused too) in 16 lanes of blocks. The result is
+//! `hsum(acc[0] + acc[1]) + hsum(min term)`. The order depends only on the
+//! row length, never on how many activation rows are computed together or
+//! on which thread.
+//!
+//! Fused multiply-adds (`f32::mul_add`) round once, exactly as IEEE 754
+//! specifies, whether the CPU's FMA unit or a software fallback computes
+//! them, so they keep every instruction set's bits identical; they take 3
+//! vector operations per 32 weights instead of 5. Measured against the
+//! unfused kernel with `benches/ab_generate.sh` (SmolLM2, 2 threads):
+//! decode 1.12x to 1.23x, prefill 1.08x (`papers/results/kernels-ab.md`).
 
 use half::f16;
 use rayon::prelude::*;
@@ -215,52 +223,102 @@ fn block_sum(block: &[f32]) -> f32 {
 
 multiversion!(fn rows_kernel / rows_kernel_with(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) => rows_kernel_body);
 
+/// Activation rows that meet every weight row of a task before the next
+/// rows do. At most 32 rows of up to 1,536 floats (192 KiB) stay in L2 while
+/// the task's weight rows stream past them; before this blocking, every
+/// weight row walked all rows of a prefill block, which falls out of cache
+/// (a 522-token prompt is 3.2 MB of FFN activations). Measured with
+/// `benches/ab_generate.sh`: prefill of that prompt 1.53x, short prompts
+/// 1.10x, decode unchanged (`papers/results/kernels-ab.md`).
+const ROW_BLOCK: usize = 32;
+
 /// Fill `out` (`n` values per weight row, rows `first..`) for all activation rows.
 ///
-/// Activation rows go four at a time so each weight block is unpacked once
-/// for four dot products; every dot product still runs its own accumulators
-/// through the same sequence of operations as a lone row.
+/// Tiles of two weight rows by four activation rows: each weight block is
+/// unpacked once for four dot products and each activation load serves two.
+/// Every dot product still runs its own accumulators through the same
+/// sequence of operations as a lone row, so tiling changes no bits.
 #[inline(always)]
 fn rows_kernel_body(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) {
+    let n = ctx.n;
+    let wrows = out.len() / n;
+    let mut i0 = 0;
+    while i0 < n {
+        let i1 = (i0 + ROW_BLOCK).min(n);
+        let mut k = 0;
+        while k < wrows {
+            let wk = if wrows - k >= 2 { 2 } else { 1 };
+            let mut i = i0;
+            while i < i1 {
+                let g = if i1 - i >= 4 { 4 } else { 1 };
+                match (wk, g) {
+                    (2, 4) => tile::<2, 4>(ctx, first, k, i, out),
+                    (2, _) => tile::<2, 1>(ctx, first, k, i, out),
+                    (_, 4) => tile::<1, 4>(ctx, first, k, i, out),
+                    _ => tile::<1, 1>(ctx, first, k, i, out),
+                }
+                i += g;
+            }
+            k += wk;
+        }
+        i0 = i1;
+    }
+}
+
+/// Dot products of weight rows `first + k ..+W` with activation rows `i..+R`,
+/// written to `out[(k + w) * n + i + r]`.
+#[inline(always)]
+fn tile<const W: usize, const R: usize>(
+    ctx: &Ctx<'_>,
+    first: usize,
+    k: usize,
+    i: usize,
+    out: &mut [f32],
+) {
     let (cols, nbr, n) = (ctx.m.cols, ctx.nbr, ctx.n);
-    for (k, ys) in out.chunks_exact_mut(n).enumerate() {
-        let r = first + k;
-        let rb = r * nbr..(r + 1) * nbr;
-        let mut i = 0;
-        while i < n {
-            let group = if n - i >= 4 { 4 } else { 1 };
-            let xs = &ctx.x[i * cols..(i + group) * cols];
-            let dst = &mut ys[i..i + group];
-            match &ctx.m.blocks {
-                Blocks::Q4_1 { d, m, qs } => {
-                    let (q, d, m) = (
-                        &qs[rb.start * HALF..rb.end * HALF],
-                        &d[rb.clone()],
-                        &m[rb.clone()],
-                    );
-                    let sums = &ctx.xsum[i * nbr..(i + group) * nbr];
-                    if group == 4 {
-                        dot_q4_1::<4>(q, d, m, xs, sums, dst);
-                    } else {
-                        dot_q4_1::<1>(q, d, m, xs, sums, dst);
-                    }
-                }
-                Blocks::Q8_0 { d, qs } => {
-                    let (q, d) = (&qs[r * cols..(r + 1) * cols], &d[rb.clone()]);
-                    if group == 4 {
-                        dot_q8_0::<4>(q, d, xs, dst);
-                    } else {
-                        dot_q8_0::<1>(q, d, xs, dst);
-                    }
-                }
-                Blocks::F32 { w } => {
-                    for (y, x) in dst.iter_mut().zip(xs.chunks_exact(cols)) {
-                        *y = dot_f32(&w[r * cols..(r + 1) * cols], x);
-                    }
+    let xs = &ctx.x[i * cols..(i + R) * cols];
+    let r0 = first + k;
+    // Loops rather than closures: closures are not inlined into the
+    // `target_feature` kernels.
+    let mut y = [[0.0f32; R]; W];
+    match &ctx.m.blocks {
+        Blocks::Q4_1 { d, m, qs } => {
+            let mut rows = [Q4Row(&[]); W];
+            let mut scales: [&[f32]; W] = [&[]; W];
+            for w in 0..W {
+                let b = (r0 + w) * nbr;
+                rows[w] = Q4Row(&qs[b * HALF..(b + nbr) * HALF]);
+                scales[w] = &d[b..b + nbr];
+            }
+            dot_tile::<W, R, _>(&rows, &scales, xs, &mut y);
+            for (w, yw) in y.iter_mut().enumerate() {
+                let b = (r0 + w) * nbr;
+                for (r, v) in yw.iter_mut().enumerate() {
+                    *v += min_term(&m[b..b + nbr], &ctx.xsum[(i + r) * nbr..(i + r + 1) * nbr]);
                 }
             }
-            i += group;
         }
+        Blocks::Q8_0 { d, qs } => {
+            let mut rows = [Q8Row(&[]); W];
+            let mut scales: [&[f32]; W] = [&[]; W];
+            for w in 0..W {
+                let b = (r0 + w) * nbr;
+                rows[w] = Q8Row(&qs[b * QK..(b + nbr) * QK]);
+                scales[w] = &d[b..b + nbr];
+            }
+            dot_tile::<W, R, _>(&rows, &scales, xs, &mut y);
+        }
+        Blocks::F32 { w } => {
+            for (wi, yw) in y.iter_mut().enumerate() {
+                let r = r0 + wi;
+                for (ri, v) in yw.iter_mut().enumerate() {
+                    *v = dot_f32(&w[r * cols..(r + 1) * cols], &xs[ri * cols..(ri + 1) * cols]);
+                }
+            }
+        }
+    }
+    for (w, yw) in y.iter().enumerate() {
+        out[(k + w) * n + i..(k + w) * n + i + R].copy_from_slice(yw);
     }
 }
 
@@ -300,12 +358,12 @@ fn unpack_q8(qb: &[i8]) -> Unpacked {
     (lo, hi)
 }
 
-/// `acc[j] += d·(lo[j]·x[j] + hi[j]·x[16+j])`: one block of one dot product.
+/// `acc[j] += d·(lo[j]·x[j] + hi[j]·x[16+j])`, fused: one block of one dot product.
 #[inline(always)]
 fn block_step(acc: &mut [f32; LANES], w: &Unpacked, d: f32, x: &[f32]) {
     let x: &[f32; QK] = x.try_into().unwrap_or(&[0.0; QK]);
     for j in 0..HALF {
-        acc[j] += d * (w.0[j] * x[j] + w.1[j] * x[HALF + j]);
+        acc[j] = d.mul_add(w.1[j].mul_add(x[HALF + j], w.0[j] * x[j]), acc[j]);
     }
 }
 
@@ -315,7 +373,9 @@ trait BlockRow {
     fn unpack(&self, b: usize) -> Unpacked;
 }
 
+#[derive(Clone, Copy)]
 struct Q4Row<'a>(&'a [u8]);
+#[derive(Clone, Copy)]
 struct Q8Row<'a>(&'a [i8]);
 
 impl BlockRow for Q4Row<'_> {
@@ -332,72 +392,68 @@ impl BlockRow for Q8Row<'_> {
     }
 }
 
-/// `R` dot products of one block-quantised weight row with `R` activation
-/// rows (`xs`, rows of `cols`), scales `d`. Even blocks go to the first
-/// accumulator, odd blocks to the second; they are combined by [`finish`].
+/// The `W x R` dot products of `W` block-quantised weight rows (scales `d`)
+/// with `R` activation rows (`xs`, rows of `cols`). Even blocks go to the
+/// first accumulator of each product, odd blocks to the second; they are
+/// combined by [`finish`].
 #[inline(always)]
-fn dot_blocks<const R: usize, W: BlockRow>(w: &W, d: &[f32], xs: &[f32], out: &mut [f32]) {
-    let nb = d.len();
-    let cols = nb * QK;
-    let mut even = [[0.0f32; LANES]; R];
-    let mut odd = [[0.0f32; LANES]; R];
+fn dot_tile<const W: usize, const R: usize, B: BlockRow>(
+    w: &[B; W],
+    d: &[&[f32]; W],
+    xs: &[f32],
+    y: &mut [[f32; R]; W],
+) {
+    let nb = d[0].len();
+    let mut even = [[[0.0f32; LANES]; R]; W];
+    let mut odd = [[[0.0f32; LANES]; R]; W];
     let mut b = 0;
     while b + 1 < nb {
-        let (w0, w1) = (w.unpack(b), w.unpack(b + 1));
-        for r in 0..R {
-            let x = &xs[r * cols + b * QK..r * cols + (b + 2) * QK];
-            block_step(&mut even[r], &w0, d[b], &x[..QK]);
-            block_step(&mut odd[r], &w1, d[b + 1], &x[QK..]);
-        }
+        tile_block(&mut even, w, d, xs, b);
+        tile_block(&mut odd, w, d, xs, b + 1);
         b += 2;
     }
     if b < nb {
-        let w0 = w.unpack(b);
+        tile_block(&mut even, w, d, xs, b);
+    }
+    for j in 0..W {
         for r in 0..R {
-            block_step(
-                &mut even[r],
-                &w0,
-                d[b],
-                &xs[r * cols + b * QK..r * cols + (b + 1) * QK],
-            );
+            y[j][r] = finish(&even[j][r], &odd[j][r]);
         }
+    }
+}
+
+/// Block `b` of every product of a tile, into the accumulators `acc`.
+#[inline(always)]
+fn tile_block<const W: usize, const R: usize, B: BlockRow>(
+    acc: &mut [[[f32; LANES]; R]; W],
+    w: &[B; W],
+    d: &[&[f32]; W],
+    xs: &[f32],
+    b: usize,
+) {
+    let cols = d[0].len() * QK;
+    let mut wb: [Unpacked; W] = [([0.0; HALF], [0.0; HALF]); W];
+    for j in 0..W {
+        wb[j] = w[j].unpack(b);
     }
     for r in 0..R {
-        out[r] = finish(&even[r], &odd[r]);
-    }
-}
-
-/// `R` dot products of one Q4_1 weight row with `R` activation rows.
-#[inline(always)]
-fn dot_q4_1<const R: usize>(
-    q: &[u8],
-    d: &[f32],
-    m: &[f32],
-    xs: &[f32],
-    xsum: &[f32],
-    out: &mut [f32],
-) {
-    let nbr = d.len();
-    dot_blocks::<R, _>(&Q4Row(q), d, xs, out);
-    for (r, y) in out.iter_mut().enumerate().take(R) {
-        // The min term, Σ_b m_b·Σx_b, over 16 lanes of blocks.
-        let mut macc = [0.0f32; LANES];
-        for (mc, sc) in m
-            .chunks(LANES)
-            .zip(xsum[r * nbr..(r + 1) * nbr].chunks(LANES))
-        {
-            for j in 0..mc.len() {
-                macc[j] += mc[j] * sc[j];
-            }
+        let x = &xs[r * cols + b * QK..r * cols + (b + 1) * QK];
+        for j in 0..W {
+            block_step(&mut acc[j][r], &wb[j], d[j][b], x);
         }
-        *y += hsum(macc);
     }
 }
 
-/// `R` dot products of one Q8_0 weight row with `R` activation rows.
+/// Q4_1's min term, `Σ_b m_b·Σx_b`, over 16 lanes of blocks.
 #[inline(always)]
-fn dot_q8_0<const R: usize>(q: &[i8], d: &[f32], xs: &[f32], out: &mut [f32]) {
-    dot_blocks::<R, _>(&Q8Row(q), d, xs, out);
+fn min_term(m: &[f32], xsum: &[f32]) -> f32 {
+    let mut macc = [0.0f32; LANES];
+    for (mc, sc) in m.chunks(LANES).zip(xsum.chunks(LANES)) {
+        for j in 0..mc.len() {
+            macc[j] = mc[j].mul_add(sc[j], macc[j]);
+        }
+    }
+    hsum(macc)
 }
 
 #[inline(always)]
@@ -408,7 +464,7 @@ fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
         let xb: &[f32; QK] = xb.try_into().unwrap_or(&[0.0; QK]);
         let a = &mut acc[b & 1];
         for j in 0..HALF {
-            a[j] += wb[j] * xb[j] + wb[HALF + j] * xb[HALF + j];
+            a[j] += wb[HALF + j].mul_add(xb[HALF + j], wb[j] * xb[j]);
         }
     }
     finish(&acc[0], &acc[1])

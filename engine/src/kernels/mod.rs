@@ -3,9 +3,11 @@
 //! Every output element is reduced in one fixed order (fixed 16-lane
 //! accumulators, blocks in file order, a fixed final tree), whatever the number
 //! of rows computed together or the number of threads: work is split across
-//! output elements only, never along a reduction. Only IEEE multiply and add are
-//! used (Rust never contracts them into FMA), so the SIMD width chosen at run
-//! time changes speed, not bits. This is what lets a verifier re-execute one
+//! output elements only, never along a reduction. Only IEEE operations with
+//! one defined rounding are used: multiply, add, and in the matmul explicit
+//! fused multiply-add (`f32::mul_add`; Rust never contracts a separate
+//! multiply and add into one), so the SIMD width chosen at run time changes
+//! speed, not bits. This is what lets a verifier re-execute one
 //! layer for one position and get the very bits the provider committed to.
 
 mod attention;
