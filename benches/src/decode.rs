@@ -317,7 +317,11 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
         let text = p.render(&model)?;
         let ids = model.tokenizer().encode(&text)?;
         // llama.cpp's context bounds the prompts only when it runs.
-        let llama_ctx = if args.no_llama_cpp { usize::MAX } else { LLAMA_N_CTX };
+        let llama_ctx = if args.no_llama_cpp {
+            usize::MAX
+        } else {
+            LLAMA_N_CTX
+        };
         ensure!(
             ids.len() + n <= cfg.context_length && ids.len() + n <= llama_ctx,
             "prompt `{}`: {} tokens + {n} decode steps exceed the context ({} ours, {LLAMA_N_CTX} llama.cpp)",

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, TraceRecorder, generate};
+use forge_proofs::relative_l2;
 use serde::Serialize;
 
 use crate::prompts::prompt_set;
@@ -84,26 +85,6 @@ impl ErrorStats {
                 sorted.last().copied().unwrap_or(0.0)
             },
         }
-    }
-}
-
-/// ‖a − b‖ / ‖b‖ (0 when equal bit for bit; ‖a‖ when b is all zeros).
-pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    if a.len() != b.len() {
-        return f64::INFINITY;
-    }
-    if a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()) {
-        return 0.0;
-    }
-    let (mut diff, mut norm) = (0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        diff += (f64::from(*x) - f64::from(*y)).powi(2);
-        norm += f64::from(*y).powi(2);
-    }
-    if norm == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / norm).sqrt()
     }
 }
 
@@ -189,8 +170,8 @@ pub fn run(args: &ToleranceArgs) -> Result<ToleranceReport> {
                         let cell = exact.replay_cell(l, &input, &prefix[..t * w])?;
                         let committed = rec.row(l, t).context("missing row")?;
                         Ok((
-                            rel_l2(&cell.output, committed),
-                            rel_l2(&cell.kv, kv_rows[t]),
+                            relative_l2(&cell.output, committed),
+                            relative_l2(&cell.kv, kv_rows[t]),
                         ))
                     })
                     .collect::<Result<Vec<_>>>()
@@ -265,11 +246,12 @@ mod tests {
 
     #[test]
     fn relative_error_is_zero_only_for_equal_bits() {
-        assert_eq!(rel_l2(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
-        assert!(rel_l2(&[1.0, 2.0 + 1e-6], &[1.0, 2.0]) > 0.0);
-        assert!((rel_l2(&[3.0, 4.0], &[0.0, 0.0]) - 5.0).abs() < 1e-12);
-        assert!((rel_l2(&[1.1, 0.0], &[1.0, 0.0]) - 0.1).abs() < 1e-6);
-        assert_eq!(rel_l2(&[1.0], &[1.0, 2.0]), f64::INFINITY);
+        assert_eq!(relative_l2(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert!(relative_l2(&[1.0, 2.0 + 1e-6], &[1.0, 2.0]) > 0.0);
+        assert_eq!(relative_l2(&[3.0, 4.0], &[0.0, 0.0]), f64::INFINITY);
+        assert_eq!(relative_l2(&[0.0, 0.0], &[0.0, 0.0]), 0.0);
+        assert!((relative_l2(&[1.1, 0.0], &[1.0, 0.0]) - 0.1).abs() < 1e-6);
+        assert_eq!(relative_l2(&[1.0], &[1.0, 2.0]), f64::INFINITY);
     }
 
     #[test]

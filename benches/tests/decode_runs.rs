@@ -11,10 +11,25 @@ use forge_engine::testing::{TinySpec, tiny_model_gguf};
 fn decode_runs_on_a_tiny_model_and_writes_its_table() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    std::fs::write(&model, tiny_model_gguf(&TinySpec { context_length: 8192, ..TinySpec::default() }).unwrap()).unwrap();
+    std::fs::write(
+        &model,
+        tiny_model_gguf(&TinySpec {
+            context_length: 8192,
+            ..TinySpec::default()
+        })
+        .unwrap(),
+    )
+    .unwrap();
     let out_md = dir.path().join("decode.md");
     let out = Command::new(env!("CARGO_BIN_EXE_forge-bench"))
-        .args(["decode", "--no-llama-cpp", "--max-tokens", "3", "--runs", "1"])
+        .args([
+            "decode",
+            "--no-llama-cpp",
+            "--max-tokens",
+            "3",
+            "--runs",
+            "1",
+        ])
         .arg("--model")
         .arg(&model)
         .arg("--out")

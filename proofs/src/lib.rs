@@ -80,5 +80,5 @@ pub use receipt::{
 pub use spot::{
     CellOpening, CellResult, DEFAULT_TOLERANCE, FIAT_SHAMIR_DOMAIN, SPOT_TRANSCRIPT_LABEL,
     SelfAuditError, SpotChecker, SpotError, SpotOpenings, SpotReport, attach_self_audit,
-    challenge_cells, fiat_shamir_seed, open_cells, verify_openings,
+    challenge_cells, fiat_shamir_seed, open_cells, relative_l2, verify_openings,
 };

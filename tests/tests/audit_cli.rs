@@ -119,7 +119,13 @@ fn a_fresh_challenge_is_answered_rechecked_and_signed_into_the_receipt() {
         .find(|c| c["id"] == "spot.replay")
         .unwrap_or_else(|| panic!("no replay line: {report}"));
     assert_eq!(replay["status"], "pass", "{replay}");
-    assert!(replay["check"].as_str().unwrap().contains("6 cells re-executed"), "{replay}");
+    assert!(
+        replay["check"]
+            .as_str()
+            .unwrap()
+            .contains("6 cells re-executed"),
+        "{replay}"
+    );
 
     // The same seed twice gives the same cells; a fixed seed is accepted.
     let seed = "ab".repeat(32);

@@ -312,7 +312,10 @@ fn tile<const W: usize, const R: usize>(
             for (wi, yw) in y.iter_mut().enumerate() {
                 let r = r0 + wi;
                 for (ri, v) in yw.iter_mut().enumerate() {
-                    *v = dot_f32(&w[r * cols..(r + 1) * cols], &xs[ri * cols..(ri + 1) * cols]);
+                    *v = dot_f32(
+                        &w[r * cols..(r + 1) * cols],
+                        &xs[ri * cols..(ri + 1) * cols],
+                    );
                 }
             }
         }

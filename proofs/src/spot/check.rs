@@ -229,9 +229,14 @@ impl<'a> SpotChecker<'a> {
     }
 }
 
-/// ‖a − b‖ / ‖b‖ in f64 (infinite when `b` is zero and `a` is not, NaN-safe:
-/// any NaN gives infinity).
-fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
+/// The error [`SpotChecker`] compares with its tolerance: ‖a − b‖ / ‖b‖ in
+/// f64 (0 when equal, infinite when `b` is zero and `a` is not or when the
+/// lengths differ; NaN-safe: any NaN gives infinity). `forge-bench
+/// tolerance` calibrates [`DEFAULT_TOLERANCE`] with this same function.
+pub fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (x, y) in a.iter().zip(b) {
         let diff = f64::from(*x) - f64::from(*y);

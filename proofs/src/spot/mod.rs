@@ -11,7 +11,7 @@ mod respond;
 mod structure;
 
 pub use challenge::{SPOT_TRANSCRIPT_LABEL, challenge_cells};
-pub use check::{CellResult, DEFAULT_TOLERANCE, SpotChecker, SpotReport};
+pub use check::{CellResult, DEFAULT_TOLERANCE, SpotChecker, SpotReport, relative_l2};
 pub use error::SpotError;
 pub use noninteractive::{FIAT_SHAMIR_DOMAIN, SelfAuditError, attach_self_audit, fiat_shamir_seed};
 pub use openings::{CellOpening, SpotOpenings};
