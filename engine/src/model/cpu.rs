@@ -156,17 +156,16 @@ impl CpuForward<'_> {
     /// Layer `lw` at position `t` alone, from its input row and the keys and
     /// values of positions `0..t` (rows of `[k | v]`, as
     /// [`TraceSink::record_kv`] hands them): returns position `t`'s own
-    /// `[k | v]` row and its output row. The same operations on the same
-    /// values as [`Self::layer`], so the same bits, at the cost of one row
-    /// plus attention.
+    /// `[k | v]` row and its output row. It runs [`Self::layer`] on one row
+    /// whose cache holds the prefix, so the same operations give the same
+    /// bits, at the cost of one row plus attention.
     pub(crate) fn replay_cell(
         &self,
         lw: &LayerWeights,
         input: &[f32],
         kv_prefix: &[f32],
     ) -> (Vec<f32>, Vec<f32>) {
-        let cfg = self.cfg;
-        let (d, dh, kvdim) = (cfg.d_model, cfg.head_dim, cfg.kv_dim());
+        let kvdim = self.cfg.kv_dim();
         let t = kv_prefix.len() / (2 * kvdim);
         let (mut k, mut v) = (
             Vec::with_capacity((t + 1) * kvdim),
@@ -176,27 +175,23 @@ impl CpuForward<'_> {
             k.extend_from_slice(&row[..kvdim]);
             v.extend_from_slice(&row[kvdim..]);
         }
-        let h = rms_norm(input, &lw.attn_norm, cfg.rms_eps);
-        let mut kt = lw.wk.matmul(&h);
-        rope_in_place(&mut kt, dh, kvdim, t, self.rope);
-        let vt = lw.wv.matmul(&h);
-        k.extend_from_slice(&kt);
-        v.extend_from_slice(&vt);
-        let mut q = lw.wq.matmul(&h);
-        rope_in_place(&mut q, dh, d, t, self.rope);
-        let shape = AttnShape {
-            heads: cfg.heads,
-            kv_heads: cfg.kv_heads,
-            head_dim: dh,
-        };
-        let a = attention(&q, &k, &v, shape, t);
         let mut x = input.to_vec();
-        add_in_place(&mut x, &lw.wo.matmul(&a));
-        let h = rms_norm(&x, &lw.ffn_norm, cfg.rms_eps);
-        let mut g = lw.w_gate.matmul(&h);
-        silu_mul(&mut g, &lw.w_up.matmul(&h));
-        add_in_place(&mut x, &lw.w_down.matmul(&g));
-        (kt.into_iter().chain(vt).collect(), x)
+        self.layer(
+            lw,
+            &mut x,
+            &mut [LayerSlot {
+                first: t,
+                n: 1,
+                k: &mut k,
+                v: &mut v,
+            }],
+        );
+        let kv = k[t * kvdim..]
+            .iter()
+            .chain(&v[t * kvdim..])
+            .copied()
+            .collect();
+        (kv, x)
     }
 
     /// One transformer block over the rows `x` of all slots, in slot order.
