@@ -176,7 +176,7 @@ impl TraceSink for BenchHashSink {
 
 impl BenchHashSink {
     fn push(&mut self, layer: u32, first_pos: usize, width: usize, rows: &[f32]) {
-        debug_assert!(width > 0 && rows.len() % width == 0);
+        debug_assert!(width > 0 && rows.len().is_multiple_of(width));
         let t = Instant::now();
         self.pending
             .segments

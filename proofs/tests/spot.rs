@@ -400,15 +400,7 @@ fn a_flex_receipt_replays_within_the_published_tolerance_and_a_nudged_row_does_n
         sink.record_kv(kl, kt, kv.len(), kv);
     }
     for ((rl, rt), r) in rec.rows() {
-        sink.record(
-            rl,
-            rt,
-            if (rl, rt) == (l as usize, t as usize) {
-                &row
-            } else {
-                r
-            },
-        );
+        sink.record(rl, rt, if (rl, rt) == (l, t) { &row } else { r });
     }
     let nudged = sink.finish().unwrap();
     let r2 = build(&flex, &req, &generation, &nudged);

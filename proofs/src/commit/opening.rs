@@ -66,7 +66,8 @@ impl RangeOpening {
             Some(kv_layer) => {
                 let block = KV_BLOCK as u64;
                 let end = first + n;
-                if (first - start) % block != 0 || ((end - start) % block != 0 && end != start + t)
+                if !(first - start).is_multiple_of(block)
+                    || (!(end - start).is_multiple_of(block) && end != start + t)
                 {
                     return Err(MerkleError::Unaligned {
                         first,
