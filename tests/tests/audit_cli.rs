@@ -10,7 +10,7 @@ use std::process::Output;
 
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
 use serde_json::json;
-use serve_support::{Server, forge_node, http, json_ok, try_http_bytes, workspace_bin};
+use serve_support::{Server, fetch_receipt, forge_node, http, json_ok, workspace_bin};
 
 fn write_model(dir: &Path, name: &str, seed: u64) -> PathBuf {
     let spec = TinySpec {
@@ -37,19 +37,6 @@ fn answer(server: &Server, model: &str) -> String {
     v["forge"]["receipt_id"].as_str().unwrap().to_string()
 }
 
-fn fetch_receipt(server: &Server, id: &str, path: &Path) {
-    let (status, bytes) = try_http_bytes(
-        server.addr,
-        "GET",
-        &format!("/v1/receipts/{id}"),
-        None,
-        &[("Accept", "application/octet-stream")],
-    )
-    .unwrap();
-    assert_eq!(status, 200);
-    std::fs::write(path, bytes).unwrap();
-}
-
 fn audit(auditor_home: &Path, args: &[&str]) -> Output {
     forge_node(auditor_home)
         .arg("audit")
@@ -72,7 +59,7 @@ fn a_fresh_challenge_is_answered_rechecked_and_signed_into_the_receipt() {
     let server = Server::start(provider.path(), &["--model", m], &[]);
     let id = answer(&server, "tiny");
     let receipt = provider.path().join("r.bin");
-    fetch_receipt(&server, &id, &receipt);
+    fetch_receipt(server.addr, &id, &receipt);
     let base = server.base.clone();
     let (r, url) = (receipt.to_str().unwrap(), base.as_str());
 
@@ -231,7 +218,7 @@ fn a_node_that_kept_no_commitment_answers_410_and_the_audit_cannot_run() {
     );
     let id = answer(&server, "tiny");
     let receipt = provider.path().join("r.bin");
-    fetch_receipt(&server, &id, &receipt);
+    fetch_receipt(server.addr, &id, &receipt);
     let out = audit(
         provider.path(),
         &[

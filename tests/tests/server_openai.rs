@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serve_support::{
-    Server, forge_node_ok, http, json_ok, profile_dir, try_http_bytes, workspace_bin,
+    Server, fetch_receipt, forge_node_ok, http, json_ok, profile_dir, workspace_bin,
 };
 
 /// The `openai` package version the Python client test pins.
@@ -94,17 +94,8 @@ fn real_server(home: &Path) -> (Server, &'static str, String) {
 /// Fetches a receipt as binary and runs `forge-verify` on it with the node's
 /// verifying key and the model; returns forge-verify's exit code.
 fn verify_receipt(server: &Server, home: &Path, id: &str) -> i32 {
-    let (status, bytes) = try_http_bytes(
-        server.addr,
-        "GET",
-        &format!("/v1/receipts/{id}"),
-        None,
-        &[("Accept", "application/octet-stream")],
-    )
-    .expect("fetch the receipt");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     let file = home.join(format!("{id}.bin"));
-    std::fs::write(&file, bytes).unwrap();
+    fetch_receipt(server.addr, id, &file);
     let out = Command::new(workspace_bin("forge-verify"))
         .arg("--vk")
         .arg(home.join("cu.vk"))

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use forge_proofs::{challenge_cells, open_cells};
 use serde_json::{Map, Value};
 
-use super::receipts::unhex;
+use super::receipts::{not_recorded, unhex};
 use crate::accounts::ledger_error;
 use crate::body::{ApiRequest, OpenAiJson};
 use crate::error::ApiError;
@@ -91,10 +91,7 @@ pub(crate) async fn openings(
             ))
             .with_code("commitment_expired")
         } else {
-            ApiError::not_found(format!(
-                "No receipt `{id}` on this node (or not yet: receipts are recorded once generation ends)"
-            ))
-            .with_param("id")
+            not_recorded(&id)
         });
     };
     let OpeningsRequest { seed, cells } = body;

@@ -49,6 +49,14 @@ fn wants_binary(headers: &HeaderMap) -> bool {
         })
 }
 
+/// 404 for a well-formed id this node has no receipt for.
+pub(super) fn not_recorded(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "No receipt `{id}` on this node (or not yet: receipts are recorded once generation ends)"
+    ))
+    .with_param("id")
+}
+
 /// Receipts are public evidence: anyone with the id (or hash) may fetch one.
 /// An id that answers named is 404 until its receipt is recorded (receipt
 /// workers build it after generation), and stays 404 if the request was
@@ -70,13 +78,10 @@ pub(crate) async fn get(
         ReceiptKey::Id(request_id) => ledger.receipt_by_request_id(&request_id),
         ReceiptKey::Hash(hash) => ledger.receipt(&hash),
     })
-        .await
-        .map_err(|e| ApiError::internal(format!("ledger task: {e}")))?
-        .map_err(ledger_error)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("No receipt `{id}` on this node (or not yet: receipts are recorded once generation ends)"))
-                .with_param("id")
-        })?;
+    .await
+    .map_err(|e| ApiError::internal(format!("ledger task: {e}")))?
+    .map_err(ledger_error)?
+    .ok_or_else(|| not_recorded(&id))?;
     if wants_binary(&headers) {
         return Ok((
             [(header::CONTENT_TYPE, "application/octet-stream")],

@@ -107,7 +107,7 @@ impl Finisher {
             price_milli_per_cu: self.price_milli_per_cu,
             charged_milli_cu: charged,
         };
-        self.retained.insert(
+        let (kept, bytes) = self.retained.insert(
             id,
             Retained {
                 receipt,
@@ -116,7 +116,6 @@ impl Finisher {
                 commitment,
             },
         );
-        let (kept, bytes) = self.retained.usage();
         self.metrics.audit_commitments.set(kept as i64);
         self.metrics
             .audit_bytes

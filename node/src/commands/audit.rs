@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use forge_engine::{Backend, Model};
+use forge_node::hex;
 use forge_proofs::{
     AuditEntry, ModelDims, NodeKey, Receipt, SpotChecker, SpotOpenings, TrustAnchor, Verdict,
 };
@@ -81,18 +82,25 @@ pub(crate) fn audit(args: AuditArgs) -> Result<ExitCode> {
     if let Err(e) = receipt.verify_offline(&anchor) {
         return Ok(failed(&format!("the receipt does not verify: {e}")));
     }
+    let cells = match forge_proofs::challenge_cells(&receipt, &seed, args.cells) {
+        Ok(cells) => cells,
+        Err(e) => {
+            return Ok(failed(&format!(
+                "the challenged cells cannot be derived: {e}"
+            )));
+        }
+    };
     let id = hex(&receipt.request.id);
     let raw = fetch_openings(&args.url, &id, &seed, args.cells)?;
     let checked = SpotOpenings::from_bytes(&raw)
         .map_err(|e| format!("the node's openings do not decode: {e}"))
         .and_then(|openings| {
             SpotChecker::new(&model)
-                .check(&receipt, &seed, args.cells, &openings)
-                .map(|report| (openings, report))
+                .check_cells(&receipt, &cells, &openings)
                 .map_err(|e| format!("[{}] {e}", e.check_id().as_str()))
         });
     let verdict = match &checked {
-        Ok((_, report)) => {
+        Ok(report) => {
             eprintln!(
                 "audit of receipt {id}: {} cells re-executed, all match (seed {})",
                 report.cells.len(),
@@ -106,8 +114,6 @@ pub(crate) fn audit(args: AuditArgs) -> Result<ExitCode> {
         }
     };
     if let Some(out) = &args.out {
-        let cells = forge_proofs::challenge_cells(&receipt, &seed, args.cells)
-            .context("deriving the challenged cells")?;
         append_audit(&mut receipt, seed, cells, raw, verdict, out)?;
     }
     Ok(match verdict {
@@ -189,8 +195,4 @@ fn append_audit(
         bytes.len()
     );
     Ok(())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

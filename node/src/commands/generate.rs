@@ -10,6 +10,7 @@ use forge_engine::{
     Backend, ChatMessage, GenerateRequest, Generation, Model, SamplingParams, TraceSink, cu_f64,
     generate as run,
 };
+use forge_node::hex;
 use forge_proofs::{CommitmentSink, NodeKey, ReceiptBuilder, attach_self_audit};
 
 /// Arguments of `generate`.
@@ -181,8 +182,4 @@ fn write_receipt(
     std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), bytes = bytes.len(), checks, root = %hex(&commitment.root()), "receipt written");
     Ok(())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -3,7 +3,7 @@
 use super::store::{RowStore, Slot};
 use super::worker::Recorded;
 use super::{CommitError, RangeOpening};
-use crate::merkle::{DType, Hash, KV_BLOCK, MerkleTree, RangeProof, kv_blocks};
+use crate::merkle::{DType, Hash, KV_BLOCK, MerkleTree, RangeProof, kv_blocks, kv_rows_covering};
 
 /// A Merkle commitment to every layer's output rows and every layer's key
 /// and value rows at every forwarded position.
@@ -148,19 +148,14 @@ impl Commitment {
 
     /// The committed output row `pos` of `layer`.
     pub fn row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
-        let i = self.leaf_index(layer, pos)?;
-        self.store
-            .read(self.slots[i], self.d_model)
-            .map_err(CommitError::Spill)
+        self.check(layer, pos, pos)?;
+        self.read_row(layer, pos)
     }
 
     /// The committed `[k | v]` row `pos` of `layer`.
     pub fn kv_row(&self, layer: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
-        // Rows are stored one slot per position, outputs first.
-        let i = self.leaf_index(layer, pos)? + self.layers * self.positions;
-        self.store
-            .read(self.slots[i], self.kv_width)
-            .map_err(CommitError::Spill)
+        self.check(layer, pos, pos)?;
+        self.read_row(self.layers + layer, pos)
     }
 
     /// Output rows `first_pos..=last_pos` of `layer` with the proof that
@@ -174,7 +169,7 @@ impl Commitment {
         self.check(layer, first_pos, last_pos)?;
         let a = self.leaf_index(layer, first_pos)?;
         let proof = self.tree.prove_range(a, a + (last_pos - first_pos))?;
-        self.opening(layer, first_pos, last_pos, 0, self.d_model, proof)
+        self.opening(layer, first_pos, last_pos, proof)
     }
 
     /// `[k | v]` rows `first_pos..=last_pos` of `layer`, widened to whole
@@ -188,43 +183,47 @@ impl Commitment {
         last_pos: usize,
     ) -> Result<RangeOpening, CommitError> {
         self.check(layer, first_pos, last_pos)?;
-        let end = self.start + self.positions;
         let first = self.start + (first_pos - self.start) / KV_BLOCK * KV_BLOCK;
-        let last = (self.start + ((last_pos - self.start) / KV_BLOCK + 1) * KV_BLOCK).min(end) - 1;
+        let last = self.start + kv_rows_covering(last_pos - self.start + 1, self.positions) - 1;
         let (a, b) = (
             self.kv_leaf_index(layer, first)?,
             self.kv_leaf_index(layer, last)?,
         );
         let proof = self.tree.prove_range(a, b)?;
-        let rows_before = self.layers * self.positions;
-        let mut o = self.opening(layer, first, last, rows_before, self.kv_width, proof)?;
-        o.layer = (self.layers + layer) as u32; // < 2 L, which fits in u32
-        Ok(o)
+        self.opening(self.layers + layer, first, last, proof)
     }
 
-    /// Rows `first..=last` of `layer` in the store section that starts at
-    /// slot `section` (outputs at 0, keys/values after them).
+    /// Rows `first..=last` of row group `group` (its rows are stored one
+    /// slot per position, group after group, like the groups of the tree).
     fn opening(
         &self,
-        layer: usize,
+        group: usize,
         first: usize,
         last: usize,
-        section: usize,
-        width: usize,
         proof: RangeProof,
     ) -> Result<RangeOpening, CommitError> {
-        let slot = section + layer * self.positions + (first - self.start);
-        let rows = self.slots[slot..=slot + (last - first)]
-            .iter()
-            .map(|&s| self.store.read(s, width).map_err(CommitError::Spill))
+        let rows = (first..=last)
+            .map(|pos| self.read_row(group, pos))
             .collect::<Result<Vec<_>, _>>()?;
-        // `check` bounded layer and positions by the committed ones, which fit in u32.
+        // `check` bounded layer and positions by the committed ones, which
+        // fit in u32, and groups are fewer than 2 L.
         Ok(RangeOpening {
-            layer: layer as u32,
+            layer: group as u32,
             first_pos: first as u32,
             rows,
             proof,
         })
+    }
+
+    /// Row `pos` of row group `group`; `check` must have passed.
+    fn read_row(&self, group: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
+        let width = if group < self.layers {
+            self.d_model
+        } else {
+            self.kv_width
+        };
+        let slot = self.slots[group * self.positions + (pos - self.start)];
+        self.store.read(slot, width).map_err(CommitError::Spill)
     }
 
     fn check(&self, layer: usize, first: usize, last: usize) -> Result<(), CommitError> {

@@ -25,6 +25,16 @@ pub const KV_BLOCK: usize = 16;
 pub fn kv_blocks(positions: usize) -> usize {
     positions.div_ceil(KV_BLOCK)
 }
+
+/// Key/value rows an opening of the first `through` positions of a trace of
+/// `positions` positions holds: whole blocks, so `through` rounded up to a
+/// multiple of [`KV_BLOCK`], or the trace's end.
+pub(crate) fn kv_rows_covering(through: usize, positions: usize) -> usize {
+    through
+        .div_ceil(KV_BLOCK)
+        .saturating_mul(KV_BLOCK)
+        .min(positions)
+}
 /// blake3 key of internal nodes: `derive_key("forge.node.v1", b"")`.
 static NODE_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.node.v1", b""));
 

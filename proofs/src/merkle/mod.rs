@@ -11,6 +11,7 @@ mod range;
 mod tree;
 
 pub use error::MerkleError;
+pub(crate) use hash::kv_rows_covering;
 pub use hash::{DType, Hash, KV_BLOCK, empty_root, kv_blocks, kv_leaf_hash, leaf_hash, node_hash};
 pub use range::{RangeProof, verify_range};
 pub use tree::MerkleTree;

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::commit::RangeOpening;
 use crate::digest::{output_hash, prompt_hash};
-use crate::merkle::KV_BLOCK;
+use crate::merkle::kv_rows_covering;
 use crate::receipt::Receipt;
 
 /// Check `openings` against `receipt` for the `count` cells `seed` selects,
@@ -112,14 +112,9 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
 }
 
 /// Key/value rows a cell at `pos` opens: from the first forwarded position
-/// to the end of `pos`'s block of [`KV_BLOCK`] positions (or of the trace).
+/// to the end of `pos`'s block of [`crate::KV_BLOCK`] positions (or of the trace).
 /// `pos` must lie in the trace.
 pub(crate) fn kv_rows_opened(receipt: &Receipt, pos: u32) -> usize {
-    let first = receipt.request.forwarded.start as usize;
-    let positions = receipt.trace.positions as usize;
-    let through_t = pos as usize - first + 1;
-    through_t
-        .div_ceil(KV_BLOCK)
-        .saturating_mul(KV_BLOCK)
-        .min(positions)
+    let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
+    kv_rows_covering(through_t, receipt.trace.positions as usize)
 }

@@ -215,6 +215,21 @@ pub fn http(
     try_http(addr, method, path, body, headers).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// Fetches receipt `id` as binary (`Accept: application/octet-stream`)
+/// into `path`, asserting a 200.
+pub fn fetch_receipt(addr: SocketAddr, id: &str, path: &Path) {
+    let (status, bytes) = try_http_bytes(
+        addr,
+        "GET",
+        &format!("/v1/receipts/{id}"),
+        None,
+        &[("Accept", "application/octet-stream")],
+    )
+    .expect("fetch the receipt");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    std::fs::write(path, bytes).expect("write the receipt");
+}
+
 /// A JSON body of a 200 answer.
 pub fn json_ok(reply: (u16, String)) -> serde_json::Value {
     assert_eq!(reply.0, 200, "{}", reply.1);
