@@ -6,7 +6,10 @@
 //!   prefill;
 //! - `smollm2/decode_step@64`: one decode step on SmolLM2-135M-Instruct Q4_1
 //!   when `$FORGE_HOME/models` has it (skipped with a message otherwise; fetch
-//!   it with `cargo run --release -p forge-node -- pull`).
+//!   it with `cargo run --release -p forge-node -- pull`);
+//! - `smollm2/decode_batch_{2,4,8}@64`: one batched decode step of that many
+//!   sequences (what the server's scheduler runs per step); its time per
+//!   element against `decode_step@64` is what batching saves per token.
 //!
 //! rayon runs on `FORGE_BENCH_THREADS` threads (default 2). Sample counts are
 //! small: the whole bench takes well under two minutes on two cores.
@@ -20,7 +23,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forge_benches::util::default_model_path;
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
-use forge_engine::{Backend, Model};
+use forge_engine::{Backend, BatchItem, Model};
 
 fn pin_threads() {
     let n = std::env::var("FORGE_BENCH_THREADS")
@@ -59,6 +62,48 @@ fn decode_step(c: &mut Criterion, group: &str, name: &str, model: &Model, at: us
                 .forward(&mut session, &[tok], None)
                 .expect("decode step");
             black_box(model.logits(&row))
+        })
+    });
+    g.finish();
+}
+
+/// One batched decode step of `n` sequences at position `at`: each keeps
+/// `at` positions of its own prompt and forwards one more token, and all
+/// rows go through the LM head together.
+fn decode_batch(c: &mut Criterion, group: &str, model: &Model, n: usize, at: usize) {
+    let vocab = model.config().vocab;
+    let prompts: Vec<Vec<u32>> = (0..n)
+        .map(|s| prompt(at + 1 + s, vocab)[s..].to_vec())
+        .collect();
+    let mut sessions: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let mut session = model.session();
+            model
+                .forward(&mut session, &p[..at], None)
+                .expect("prefill");
+            session
+        })
+        .collect();
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(format!("decode_batch_{n}@{at}"), |b| {
+        b.iter(|| {
+            let mut items: Vec<BatchItem<'_>> = sessions
+                .iter_mut()
+                .zip(&prompts)
+                .map(|(session, p)| {
+                    session.truncate(at);
+                    BatchItem {
+                        session,
+                        tokens: &p[at..],
+                        sink: None,
+                    }
+                })
+                .collect();
+            let rows = model.forward_batch(&mut items).expect("batched step");
+            let last: Vec<f32> = rows.into_iter().flatten().collect();
+            black_box(model.logits_batch(&last))
         })
     });
     g.finish();
@@ -103,6 +148,9 @@ fn smollm2(c: &mut Criterion) {
     };
     let model = Model::load(&path, Backend::Cpu).expect("load SmolLM2");
     decode_step(c, "smollm2", "decode_step@64", &model, 64);
+    for n in [2, 4, 8] {
+        decode_batch(c, "smollm2", &model, n, 64);
+    }
 }
 
 fn config() -> Criterion {

@@ -50,6 +50,13 @@ pub struct ProofsRow {
     decode_tps_off: f64,
     decode_tps_on: f64,
     commit_overhead_pct: f64,
+    /// CPU time of the commitment per decoded token (hashing thread plus
+    /// the engine thread's hand-over), over the CPU time of a decode step
+    /// without a sink, percent.
+    commit_cpu_pct_of_decode: f64,
+    /// The engine thread's hand-over per decoded token over the wall time
+    /// of a decode step without a sink, percent (the critical path).
+    commit_engine_pct_of_decode: f64,
     commit_finish_ms: f64,
     receipt_bytes: usize,
     receipt_bytes_with_openings: usize,
@@ -116,6 +123,22 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         };
         let (mut off, mut on, mut fin, mut gen_cpu) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // The prompt alone (and one sampled token), with and without a
+        // sink: subtracting it leaves what each decode step costs.
+        let prefill_req = GenerateRequest {
+            max_tokens: 1,
+            ..req.clone()
+        };
+        let (mut pre_cpu, mut pre_cost) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let (g, cpu) = util::cpu_timed(|| {
+                pool.install(|| generate(&model, &prefill_req, None, |_| ControlFlow::Continue(())))
+            });
+            g?;
+            pre_cpu.push(cpu);
+            pre_cost.push(traced_cost(&pool, &model, &prefill_req)?);
+        }
+        let mut full_cost = Vec::new();
         let mut last = None;
         for _ in 0..args.runs {
             let (g, cpu) = util::cpu_timed(|| {
@@ -134,6 +157,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             let c = sink.finish()?;
             fin.push(t.elapsed().as_secs_f64() * 1e3);
             on.push(g.decode_tps());
+            full_cost.push(cost_secs(&c)?);
             last = Some((g, c));
         }
         let (g, commitment) = last.context("--runs must be at least 1")?;
@@ -208,6 +232,18 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             .context("the honest spot check must pass")?;
         let spot_ms_total = median(&spot).unwrap_or(0.0);
         let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
+        let steps = g.tokens.len().saturating_sub(1).max(1) as f64;
+        let per_step = |full: &[f64], pre: &[f64]| {
+            (median(full).unwrap_or(0.0) - median(pre).unwrap_or(0.0)).max(0.0) / steps
+        };
+        let decode_cpu = per_step(&gen_cpu, &pre_cpu);
+        let pick =
+            |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).collect::<Vec<_>>();
+        let commit_cpu = per_step(
+            &pick(&full_cost, |c| c.0 + c.1),
+            &pick(&pre_cost, |c| c.0 + c.1),
+        );
+        let commit_engine = per_step(&pick(&full_cost, |c| c.0), &pick(&pre_cost, |c| c.0));
         rows.push(ProofsRow {
             prompt: p.name.to_string(),
             prompt_tokens: req.prompt.len(),
@@ -219,6 +255,8 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             } else {
                 0.0
             },
+            commit_cpu_pct_of_decode: commit_cpu / decode_cpu * 100.0,
+            commit_engine_pct_of_decode: commit_engine * off * 100.0,
             commit_finish_ms: median(&fin).unwrap_or(0.0),
             receipt_bytes: plain.len(),
             receipt_bytes_with_openings: full.len(),
@@ -245,23 +283,49 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     Ok(report)
 }
 
+/// (engine-thread seconds, hashing-thread CPU seconds) of one traced run.
+fn cost_secs(c: &forge_proofs::Commitment) -> Result<(f64, f64)> {
+    let cost = c.cost();
+    let worker = cost
+        .worker_cpu
+        .context("this OS does not report per-thread CPU time (/proc/thread-self/schedstat)")?;
+    Ok((cost.engine_thread.as_secs_f64(), worker.as_secs_f64()))
+}
+
+/// [`cost_secs`] of generating `req` with a `CommitmentSink` attached.
+fn traced_cost(
+    pool: &rayon::ThreadPool,
+    model: &Model,
+    req: &GenerateRequest,
+) -> Result<(f64, f64)> {
+    let mut sink = CommitmentSink::new(model.config().d_model)?;
+    pool.install(|| {
+        generate(model, req, Some(&mut sink as &mut dyn TraceSink), |_| {
+            ControlFlow::Continue(())
+        })
+    })?;
+    cost_secs(&sink.finish()?)
+}
+
 fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     let mut md = String::from("# Receipt costs on SmolLM2-135M-Instruct (Q4_1)\n\n");
     md += &format!(
         "{} engine threads, greedy, {} spot-check cells per receipt, medians. {}\n\n",
         r.threads, r.checks, r.date
     );
-    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) |\n";
-    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | commitment CPU / decode CPU | engine thread / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) |\n";
+    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for x in &r.rows {
         md += &format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2}% | {:.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% |\n",
             x.prompt,
             x.prompt_tokens,
             x.generated,
             x.decode_tps_off,
             x.decode_tps_on,
             x.commit_overhead_pct,
+            x.commit_cpu_pct_of_decode,
+            x.commit_engine_pct_of_decode,
             x.commit_finish_ms,
             x.receipt_bytes,
             x.receipt_bytes_with_openings,
@@ -279,7 +343,8 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.cu_prove_ms,
         r.cu_verify_ms
     );
-    md += "Commitment overhead = decode tok/s without a sink over decode tok/s with forge-proofs' `CommitmentSink` attached, minus 1 (wall time on a shared machine: noisy). ";
+    md += "Commitment overhead (wall) = decode tok/s without a sink over decode tok/s with forge-proofs' `CommitmentSink` attached, minus 1 (wall time on a shared machine: noisy). ";
+    md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing thread's, from `/proc/thread-self/schedstat`, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times; on a machine with a core to spare for the hashing thread, the decode loop's wall time grows only by the engine thread's share (next column: its time in `record` per decoded token over a decode step's wall time). ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink).\n\n";

@@ -157,6 +157,22 @@ fn one_flipped_bit_in_one_row_changes_the_root() {
 }
 
 #[test]
+fn the_commitment_reports_what_it_cost() {
+    let (model, _dir) = common::tiny_model(1);
+    let (_, c) = committed(&model, SinkOptions::default());
+    let cost = c.cost();
+    // Every record call is timed on the engine's side, and finishing
+    // (drain + tree) takes some time.
+    assert!(cost.engine_thread > std::time::Duration::ZERO, "{cost:?}");
+    assert!(cost.finish > std::time::Duration::ZERO, "{cost:?}");
+    // Linux reports the hashing thread's CPU time, and it hashed rows.
+    if cfg!(target_os = "linux") {
+        let worker = cost.worker_cpu.expect("per-thread CPU time on Linux");
+        assert!(worker > std::time::Duration::ZERO, "{cost:?}");
+    }
+}
+
+#[test]
 fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
     let (model, _dir) = common::tiny_model(1);
     let spill_dir = tempfile::tempdir().unwrap();

@@ -6,8 +6,9 @@
 
 use rayon::prelude::*;
 
+use super::attention_avx512::{HeadRows, scores as scores_avx512, weighted_sum};
 use super::dot;
-use super::isa::multiversion;
+use super::isa::{Isa, multiversion};
 
 /// Shapes for one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +24,8 @@ struct Job<'a> {
     v: &'a [f32],
     shape: AttnShape,
     first_pos: usize,
+    /// Whether the AVX-512 inner loops may run (same bits either way).
+    isa: Isa,
 }
 
 /// `q` holds `n` rows of `heads * head_dim` for positions `first_pos..first_pos+n`;
@@ -43,6 +46,7 @@ pub(crate) fn attention(
         v,
         shape,
         first_pos,
+        isa: Isa::detect(),
     };
     out.par_chunks_mut(dh)
         .enumerate()
@@ -65,25 +69,33 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
     let kv_dim = kv_heads * dh;
     let q = &job.q[task * dh..(task + 1) * dh];
     let scale = 1.0 / (dh as f32).sqrt();
-    let mut scores: Vec<f32> = (0..=pos)
-        .map(|j| {
-            dot(
-                q,
-                &job.k[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh],
-            ) * scale
-        })
-        .collect();
+    let at = HeadRows {
+        stride: kv_dim,
+        offset: kvh * dh,
+    };
+    let wide = job.isa == Isa::Avx512;
+    let mut scores = vec![0.0f32; pos + 1];
+    if !(wide && scores_avx512(q, job.k, at, scale, &mut scores)) {
+        // A loop, not a closure: closures are not inlined into the
+        // `target_feature` kernels (this one ran as baseline SSE).
+        for (j, s) in scores.iter_mut().enumerate() {
+            let kr = &job.k[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh];
+            *s = dot(q, kr) * scale;
+        }
+    }
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for s in &mut scores {
         *s = (*s - max).exp();
         sum += *s;
     }
-    out.fill(0.0);
-    for (j, p) in scores.iter().enumerate() {
-        let vr = &job.v[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh];
-        for (o, x) in out.iter_mut().zip(vr) {
-            *o += p * x;
+    if !(wide && weighted_sum(&scores, job.v, at, out)) {
+        out.fill(0.0);
+        for (j, p) in scores.iter().enumerate() {
+            let vr = &job.v[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh];
+            for (o, x) in out.iter_mut().zip(vr) {
+                *o += p * x;
+            }
         }
     }
     for o in out.iter_mut() {
@@ -94,7 +106,6 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Isa;
 
     #[test]
     fn matches_reference_and_every_isa_gives_the_same_bits() {
@@ -137,14 +148,15 @@ mod tests {
                 }
             }
         }
-        let job = Job {
-            q: &q,
-            k: &k,
-            v: &v,
-            shape,
-            first_pos: first,
-        };
         for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
+            let job = Job {
+                q: &q,
+                k: &k,
+                v: &v,
+                shape,
+                first_pos: first,
+                isa,
+            };
             for task in 0..n * 4 {
                 let mut o = vec![0.0f32; 32];
                 head_kernel_with(isa, &job, task, &mut o);

@@ -1,24 +1,27 @@
 //! `y = x · Wᵀ` with W kept in its GGUF block format (Q4_1, Q8_0) or f32.
 //!
-//! Per output element the reduction is: for each 32-element block b in order,
-//! `t[j] = fma(q[16+j], x[16+j], q[j]·x[j])` over 16 lanes, then
-//! `acc[b mod 2][j] = fma(d_b, t[j], acc[b mod 2][j])`; Q4_1 adds its min
-//! term `Σ_b m_b·Σx_b` (fused too) in 16 lanes of blocks. The result is
-//! `hsum(acc[0] + acc[1]) + hsum(min term)`. The order depends only on the
-//! row length, never on how many activation rows are computed together or
+//! Per output element the reduction is: one accumulator of 16 lanes; for
+//! each 32-element block b in order, `acc[j] = fma(w[j], x[j], acc[j])` for
+//! the block's first 16 elements, then the same for its last 16, where
+//! `w = d_b · q` is the block's scaled weight (exact in f32). Q4_1 then adds
+//! its min term `m_b·Σx_b` into lane `b mod 16` (fused). The result is the
+//! lanes' sum in the fixed tree. The order depends only on the row length,
+//! never on how many activation rows are computed together, on the tile, or
 //! on which thread.
 //!
 //! Fused multiply-adds (`f32::mul_add`) round once, exactly as IEEE 754
 //! specifies, whether the CPU's FMA unit or a software fallback computes
-//! them, so they keep every instruction set's bits identical; they take 3
-//! vector operations per 32 weights instead of 5. Measured against the
-//! unfused kernel with `benches/ab_generate.sh` (SmolLM2, 2 threads):
-//! decode 1.12x to 1.23x, prefill 1.08x (`papers/results/kernels-ab.md`).
+//! them, so they keep every instruction set's bits identical. Scaling the
+//! weights before the dot product (rather than scaling each block's partial
+//! sum) makes the inner loop two FMAs per 32 weights and lets many
+//! activation rows share weights unpacked once; measured with
+//! `benches/ab_generate.sh` in `papers/results/kernels-ab.md`.
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::isa::{Isa, multiversion};
+use super::tile_avx512::{MinTerm, tile_4xr};
 use super::{LANES, hsum};
 use crate::error::{Result, tensor_err};
 use crate::quant::{GgmlType, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK, dequantize_row};
@@ -184,6 +187,7 @@ impl QMatrix {
             xsum: &xsum,
             n,
             nbr,
+            tile: Tile::for_isa(isa),
         };
         yt.par_chunks_mut(per_task * n)
             .enumerate()
@@ -194,10 +198,15 @@ impl QMatrix {
         if n == 1 {
             return yt;
         }
+        // Transpose in strips of 32 weight rows: the strip's reads stay in
+        // L1 across activation rows and every write run is contiguous.
         let mut y = vec![0.0f32; n * width];
-        for (r, col) in yt.chunks_exact(n).enumerate() {
-            for (i, v) in col.iter().enumerate() {
-                y[i * width + r] = *v;
+        for r0 in (0..width).step_by(32) {
+            let r1 = (r0 + 32).min(width);
+            for (i, yrow) in y.chunks_exact_mut(width).enumerate() {
+                for (r, v) in yrow[r0..r1].iter_mut().enumerate() {
+                    *v = yt[(r0 + r) * n + i];
+                }
             }
         }
         y
@@ -210,6 +219,26 @@ struct Ctx<'a> {
     xsum: &'a [f32],
     n: usize,
     nbr: usize,
+    tile: Tile,
+}
+
+/// Weight rows by activation rows computed together: a speed choice only
+/// (every dot product runs the same operations whatever the tile).
+#[derive(Clone, Copy)]
+enum Tile {
+    /// 4 x 4: 16 accumulators of 16 lanes, which AVX-512's 32 registers hold.
+    Wide,
+    /// 2 x 2, for 16-register machines.
+    Narrow,
+}
+
+impl Tile {
+    fn for_isa(isa: Isa) -> Self {
+        match isa {
+            Isa::Avx512 => Self::Wide,
+            Isa::Avx2 | Isa::Generic => Self::Narrow,
+        }
+    }
 }
 
 #[inline(always)]
@@ -224,40 +253,70 @@ fn block_sum(block: &[f32]) -> f32 {
 multiversion!(fn rows_kernel / rows_kernel_with(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) => rows_kernel_body);
 
 /// Activation rows that meet every weight row of a task before the next
-/// rows do. At most 32 rows of up to 1,536 floats (192 KiB) stay in L2 while
-/// the task's weight rows stream past them; before this blocking, every
+/// rows do: at most 64 rows of up to 1,536 floats (384 KiB) stay in L2
+/// while the task's weight rows stream past them. Without blocking, every
 /// weight row walked all rows of a prefill block, which falls out of cache
-/// (a 522-token prompt is 3.2 MB of FFN activations). Measured with
-/// `benches/ab_generate.sh`: prefill of that prompt 1.53x, short prompts
-/// 1.10x, decode unchanged (`papers/results/kernels-ab.md`).
-const ROW_BLOCK: usize = 32;
+/// (a 522-token prompt is 3.2 MB of FFN activations).
+const ROW_BLOCK: usize = 64;
 
 /// Fill `out` (`n` values per weight row, rows `first..`) for all activation rows.
 ///
-/// Tiles of two weight rows by four activation rows: each weight block is
-/// unpacked once for four dot products and each activation load serves two.
-/// Every dot product still runs its own accumulators through the same
-/// sequence of operations as a lone row, so tiling changes no bits.
+/// One activation row (a lone decode step) reads each weight block, scales
+/// it in registers and uses it once. Two or more rows unpack a group of
+/// weight rows once into a panel of scaled floats (a few KiB, in L1) and
+/// run tiles of weight rows by activation rows over it, so unpacking is
+/// paid once per block of activation rows and the inner loop is nothing but
+/// fused multiply-adds.
 #[inline(always)]
 fn rows_kernel_body(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) {
-    let n = ctx.n;
+    let (n, cols) = (ctx.n, ctx.m.cols);
     let wrows = out.len() / n;
+    let (tw, tr) = match ctx.tile {
+        Tile::Wide => (4, 4),
+        Tile::Narrow => (2, 2),
+    };
+    let quantised = !matches!(ctx.m.blocks, Blocks::F32 { .. });
+    let mut panel = if n > 1 && quantised {
+        vec![0.0f32; tw * cols]
+    } else {
+        Vec::new()
+    };
     let mut i0 = 0;
     while i0 < n {
         let i1 = (i0 + ROW_BLOCK).min(n);
         let mut k = 0;
         while k < wrows {
-            let wk = if wrows - k >= 2 { 2 } else { 1 };
-            let mut i = i0;
-            while i < i1 {
-                let g = if i1 - i >= 4 { 4 } else { 1 };
-                match (wk, g) {
-                    (2, 4) => tile::<2, 4>(ctx, first, k, i, out),
-                    (2, _) => tile::<2, 1>(ctx, first, k, i, out),
-                    (_, 4) => tile::<1, 4>(ctx, first, k, i, out),
-                    _ => tile::<1, 1>(ctx, first, k, i, out),
+            let wk = if wrows - k >= tw { tw } else { 1 };
+            if n == 1 {
+                match wk {
+                    4 => direct_tile::<4>(ctx, first, k, out),
+                    2 => direct_tile::<2>(ctx, first, k, out),
+                    _ => direct_tile::<1>(ctx, first, k, out),
                 }
-                i += g;
+            } else {
+                let rows = panel_rows(ctx, first + k, wk, &mut panel);
+                let mut i = i0;
+                while i < i1 {
+                    let g = if wk == 4 {
+                        (i1 - i).min(4)
+                    } else if i1 - i >= tr {
+                        tr
+                    } else {
+                        1
+                    };
+                    match (wk, g) {
+                        (4, 4) => panel_tile_4xr::<4>(ctx, &rows, first, k, i, out),
+                        (4, 3) => panel_tile_4xr::<3>(ctx, &rows, first, k, i, out),
+                        (4, 2) => panel_tile_4xr::<2>(ctx, &rows, first, k, i, out),
+                        (4, _) => panel_tile_4xr::<1>(ctx, &rows, first, k, i, out),
+                        (2, 2) => panel_tile::<2, 2>(ctx, &rows, first, k, i, out),
+                        (2, _) => panel_tile::<2, 1>(ctx, &rows, first, k, i, out),
+                        (_, 4) => panel_tile::<1, 4>(ctx, &rows, first, k, i, out),
+                        (_, 2) => panel_tile::<1, 2>(ctx, &rows, first, k, i, out),
+                        _ => panel_tile::<1, 1>(ctx, &rows, first, k, i, out),
+                    }
+                    i += g;
+                }
             }
             k += wk;
         }
@@ -265,212 +324,194 @@ fn rows_kernel_body(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) {
     }
 }
 
-/// Dot products of weight rows `first + k ..+W` with activation rows `i..+R`,
-/// written to `out[(k + w) * n + i + r]`.
+/// The scaled floats of weight rows `r0..r0 + count` (at most 4): the
+/// matrix's own rows when it is f32, else unpacked into `panel`.
 #[inline(always)]
-fn tile<const W: usize, const R: usize>(
-    ctx: &Ctx<'_>,
-    first: usize,
-    k: usize,
-    i: usize,
-    out: &mut [f32],
-) {
-    let (cols, nbr, n) = (ctx.m.cols, ctx.nbr, ctx.n);
-    let xs = &ctx.x[i * cols..(i + R) * cols];
-    let r0 = first + k;
-    // Loops rather than closures: closures are not inlined into the
-    // `target_feature` kernels.
-    let mut y = [[0.0f32; R]; W];
+fn panel_rows<'p>(ctx: &Ctx<'p>, r0: usize, count: usize, panel: &'p mut [f32]) -> [&'p [f32]; 4] {
+    let cols = ctx.m.cols;
+    let mut rows: [&[f32]; 4] = [&[]; 4];
     match &ctx.m.blocks {
-        Blocks::Q4_1 { d, m, qs } => {
-            let mut rows = [Q4Row(&[]); W];
-            let mut scales: [&[f32]; W] = [&[]; W];
-            for w in 0..W {
-                let b = (r0 + w) * nbr;
-                rows[w] = Q4Row(&qs[b * HALF..(b + nbr) * HALF]);
-                scales[w] = &d[b..b + nbr];
+        Blocks::F32 { w } => {
+            for (j, row) in rows.iter_mut().enumerate().take(count) {
+                *row = &w[(r0 + j) * cols..(r0 + j + 1) * cols];
             }
-            dot_tile::<W, R, _>(&rows, &scales, xs, &mut y);
-            for (w, yw) in y.iter_mut().enumerate() {
-                let b = (r0 + w) * nbr;
-                for (r, v) in yw.iter_mut().enumerate() {
-                    *v += min_term(&m[b..b + nbr], &ctx.xsum[(i + r) * nbr..(i + r + 1) * nbr]);
+        }
+        blocks => {
+            for (j, dst) in panel.chunks_exact_mut(cols).enumerate().take(count) {
+                for (b, out) in dst.chunks_exact_mut(QK).enumerate() {
+                    let (lo, hi) = unpack_block(blocks, (r0 + j) * ctx.nbr + b);
+                    out[..HALF].copy_from_slice(&lo);
+                    out[HALF..].copy_from_slice(&hi);
                 }
+            }
+            for (j, row) in panel.chunks_exact(cols).enumerate().take(count) {
+                rows[j] = row;
+            }
+        }
+    }
+    rows
+}
+
+/// Scaled weights of block `bi` (row-major block index): lanes for elements
+/// 0..16 and 16..32, each `d · q`. That product is exact in f32 (an f16
+/// scale has 11 significant bits, a quant at most 8), so unpacking in
+/// registers and unpacking into a panel give the same floats.
+#[inline(always)]
+fn unpack_block(blocks: &Blocks, bi: usize) -> Unpacked {
+    let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
+    match blocks {
+        Blocks::Q4_1 { d, qs, .. } => {
+            let q: &[u8; HALF] = qs[bi * HALF..(bi + 1) * HALF]
+                .try_into()
+                .unwrap_or(&[0; HALF]);
+            let d = d[bi];
+            for j in 0..HALF {
+                lo[j] = d * f32::from(q[j] & 0x0F);
+                hi[j] = d * f32::from(q[j] >> 4);
             }
         }
         Blocks::Q8_0 { d, qs } => {
-            let mut rows = [Q8Row(&[]); W];
-            let mut scales: [&[f32]; W] = [&[]; W];
-            for w in 0..W {
-                let b = (r0 + w) * nbr;
-                rows[w] = Q8Row(&qs[b * QK..(b + nbr) * QK]);
-                scales[w] = &d[b..b + nbr];
+            let q: &[i8; QK] = qs[bi * QK..(bi + 1) * QK].try_into().unwrap_or(&[0; QK]);
+            let d = d[bi];
+            for j in 0..HALF {
+                lo[j] = d * f32::from(q[j]);
+                hi[j] = d * f32::from(q[HALF + j]);
             }
-            dot_tile::<W, R, _>(&rows, &scales, xs, &mut y);
         }
         Blocks::F32 { w } => {
-            for (wi, yw) in y.iter_mut().enumerate() {
-                let r = r0 + wi;
-                for (ri, v) in yw.iter_mut().enumerate() {
-                    *v = dot_f32(
-                        &w[r * cols..(r + 1) * cols],
-                        &xs[ri * cols..(ri + 1) * cols],
-                    );
-                }
-            }
+            lo.copy_from_slice(&w[bi * QK..bi * QK + HALF]);
+            hi.copy_from_slice(&w[bi * QK + HALF..(bi + 1) * QK]);
         }
     }
-    for (w, yw) in y.iter().enumerate() {
-        out[(k + w) * n + i..(k + w) * n + i + R].copy_from_slice(yw);
-    }
-}
-
-/// Two accumulators (even and odd blocks) break the add latency chain; they
-/// are combined lane by lane, then in the fixed tree.
-#[inline(always)]
-fn finish(even: &[f32; LANES], odd: &[f32; LANES]) -> f32 {
-    let mut a = *even;
-    for j in 0..LANES {
-        a[j] += odd[j];
-    }
-    hsum(a)
+    (lo, hi)
 }
 
 /// Unpacked weights of one block: lanes for elements 0..16 and 16..32.
 type Unpacked = ([f32; HALF], [f32; HALF]);
 
+/// `acc[j] = fma(hi[j], x[16+j], fma(lo[j], x[j], acc[j]))`: one block of
+/// one dot product, the only arithmetic a dot product does before its sum.
 #[inline(always)]
-fn unpack_q4(qb: &[u8]) -> Unpacked {
-    let qb: &[u8; HALF] = qb.try_into().unwrap_or(&[0; HALF]);
-    let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
-    for j in 0..HALF {
-        lo[j] = f32::from(qb[j] & 0x0F);
-        hi[j] = f32::from(qb[j] >> 4);
-    }
-    (lo, hi)
-}
-
-#[inline(always)]
-fn unpack_q8(qb: &[i8]) -> Unpacked {
-    let qb: &[i8; QK] = qb.try_into().unwrap_or(&[0; QK]);
-    let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
-    for j in 0..HALF {
-        lo[j] = f32::from(qb[j]);
-        hi[j] = f32::from(qb[HALF + j]);
-    }
-    (lo, hi)
-}
-
-/// `acc[j] += d·(lo[j]·x[j] + hi[j]·x[16+j])`, fused: one block of one dot product.
-#[inline(always)]
-fn block_step(acc: &mut [f32; LANES], w: &Unpacked, d: f32, x: &[f32]) {
+fn block_step(acc: &mut [f32; LANES], lo: &[f32; HALF], hi: &[f32; HALF], x: &[f32]) {
     let x: &[f32; QK] = x.try_into().unwrap_or(&[0.0; QK]);
     for j in 0..HALF {
-        acc[j] = d.mul_add(w.1[j].mul_add(x[HALF + j], w.0[j] * x[j]), acc[j]);
+        acc[j] = lo[j].mul_add(x[j], acc[j]);
+    }
+    for j in 0..HALF {
+        acc[j] = hi[j].mul_add(x[HALF + j], acc[j]);
     }
 }
 
-/// A weight row's blocks, unpacked on demand. (A trait rather than a
-/// closure: closures are not inlined into the `target_feature` kernels.)
-trait BlockRow {
-    fn unpack(&self, b: usize) -> Unpacked;
-}
-
-#[derive(Clone, Copy)]
-struct Q4Row<'a>(&'a [u8]);
-#[derive(Clone, Copy)]
-struct Q8Row<'a>(&'a [i8]);
-
-impl BlockRow for Q4Row<'_> {
-    #[inline(always)]
-    fn unpack(&self, b: usize) -> Unpacked {
-        unpack_q4(&self.0[b * HALF..(b + 1) * HALF])
-    }
-}
-
-impl BlockRow for Q8Row<'_> {
-    #[inline(always)]
-    fn unpack(&self, b: usize) -> Unpacked {
-        unpack_q8(&self.0[b * QK..(b + 1) * QK])
-    }
-}
-
-/// The `W x R` dot products of `W` block-quantised weight rows (scales `d`)
-/// with `R` activation rows (`xs`, rows of `cols`). Even blocks go to the
-/// first accumulator of each product, odd blocks to the second; they are
-/// combined by [`finish`].
+/// One activation row against weight rows `first + k ..+W`, unpacking each
+/// block in registers.
 #[inline(always)]
-fn dot_tile<const W: usize, const R: usize, B: BlockRow>(
-    w: &[B; W],
-    d: &[&[f32]; W],
-    xs: &[f32],
-    y: &mut [[f32; R]; W],
+fn direct_tile<const W: usize>(ctx: &Ctx<'_>, first: usize, k: usize, out: &mut [f32]) {
+    let nbr = ctx.nbr;
+    let r0 = first + k;
+    let mut acc = [[0.0f32; LANES]; W];
+    for b in 0..nbr {
+        let x = &ctx.x[b * QK..(b + 1) * QK];
+        for (w, a) in acc.iter_mut().enumerate() {
+            let (lo, hi) = unpack_block(&ctx.m.blocks, (r0 + w) * nbr + b);
+            block_step(a, &lo, &hi, x);
+        }
+    }
+    for (w, a) in acc.iter().enumerate() {
+        out[k + w] = finish(ctx, a, r0 + w, 0);
+    }
+}
+
+/// Activation rows `i..+R` against the panel's first `W` weight rows
+/// (matrix rows `first + k ..`), written to `out[(k + w) * n + i + r]`.
+#[inline(always)]
+fn panel_tile<const W: usize, const R: usize>(
+    ctx: &Ctx<'_>,
+    rows: &[&[f32]; 4],
+    first: usize,
+    k: usize,
+    i: usize,
+    out: &mut [f32],
 ) {
-    let nb = d[0].len();
-    let mut even = [[[0.0f32; LANES]; R]; W];
-    let mut odd = [[[0.0f32; LANES]; R]; W];
-    let mut b = 0;
-    while b + 1 < nb {
-        tile_block(&mut even, w, d, xs, b);
-        tile_block(&mut odd, w, d, xs, b + 1);
-        b += 2;
-    }
-    if b < nb {
-        tile_block(&mut even, w, d, xs, b);
-    }
-    for j in 0..W {
-        for r in 0..R {
-            y[j][r] = finish(&even[j][r], &odd[j][r]);
+    let cols = ctx.m.cols;
+    let xs = &ctx.x[i * cols..(i + R) * cols];
+    let mut acc = [[[0.0f32; LANES]; R]; W];
+    for b in 0..ctx.nbr {
+        for (w, aw) in acc.iter_mut().enumerate() {
+            let wb = &rows[w][b * QK..(b + 1) * QK];
+            let lo: &[f32; HALF] = wb[..HALF].try_into().unwrap_or(&[0.0; HALF]);
+            let hi: &[f32; HALF] = wb[HALF..].try_into().unwrap_or(&[0.0; HALF]);
+            for (r, a) in aw.iter_mut().enumerate() {
+                block_step(a, lo, hi, &xs[r * cols + b * QK..r * cols + (b + 1) * QK]);
+            }
         }
     }
+    write_tile(ctx, &acc, first, k, i, out);
 }
 
-/// Block `b` of every product of a tile, into the accumulators `acc`.
+/// [`panel_tile`] for 4 x `R`, in AVX-512 registers where the CPU has them.
 #[inline(always)]
-fn tile_block<const W: usize, const R: usize, B: BlockRow>(
-    acc: &mut [[[f32; LANES]; R]; W],
-    w: &[B; W],
-    d: &[&[f32]; W],
-    xs: &[f32],
-    b: usize,
+fn panel_tile_4xr<const R: usize>(
+    ctx: &Ctx<'_>,
+    rows: &[&[f32]; 4],
+    first: usize,
+    k: usize,
+    i: usize,
+    out: &mut [f32],
 ) {
-    let cols = d[0].len() * QK;
-    let mut wb: [Unpacked; W] = [([0.0; HALF], [0.0; HALF]); W];
-    for j in 0..W {
-        wb[j] = w[j].unpack(b);
+    let (cols, nbr) = (ctx.m.cols, ctx.nbr);
+    let x: [&[f32]; R] = std::array::from_fn(|r| &ctx.x[(i + r) * cols..(i + r + 1) * cols]);
+    let min = match &ctx.m.blocks {
+        Blocks::Q4_1 { m, .. } => Some(MinTerm {
+            m: std::array::from_fn(|w| &m[(first + k + w) * nbr..(first + k + w + 1) * nbr]),
+            xsum: std::array::from_fn(|r| &ctx.xsum[(i + r) * nbr..(i + r + 1) * nbr]),
+        }),
+        _ => None,
+    };
+    match tile_4xr::<R>(*rows, x, nbr, min.as_ref()) {
+        Some(y) => {
+            for (w, yw) in y.iter().enumerate() {
+                out[(k + w) * ctx.n + i..(k + w) * ctx.n + i + R].copy_from_slice(yw);
+            }
+        }
+        None => panel_tile::<4, R>(ctx, rows, first, k, i, out),
     }
-    for r in 0..R {
-        let x = &xs[r * cols + b * QK..r * cols + (b + 1) * QK];
-        for j in 0..W {
-            block_step(&mut acc[j][r], &wb[j], d[j][b], x);
+}
+
+/// Finish a tile's dot products into `out[(k + w) * n + i + r]`.
+#[inline(always)]
+fn write_tile<const W: usize, const R: usize>(
+    ctx: &Ctx<'_>,
+    acc: &[[[f32; LANES]; R]; W],
+    first: usize,
+    k: usize,
+    i: usize,
+    out: &mut [f32],
+) {
+    for (w, aw) in acc.iter().enumerate() {
+        for (r, a) in aw.iter().enumerate() {
+            out[(k + w) * ctx.n + i + r] = finish(ctx, a, first + k + w, i + r);
         }
     }
 }
 
-/// Q4_1's min term, `Σ_b m_b·Σx_b`, over 16 lanes of blocks.
+/// The dot product of weight row `row` and activation row `i` from its
+/// accumulator: Q4_1 first adds its min term `Σ_b m_b·Σx_b` into the lanes
+/// (block b into lane b mod 16, fused), then the lanes are summed in the
+/// fixed tree.
 #[inline(always)]
-fn min_term(m: &[f32], xsum: &[f32]) -> f32 {
-    let mut macc = [0.0f32; LANES];
-    for (mc, sc) in m.chunks(LANES).zip(xsum.chunks(LANES)) {
-        for j in 0..mc.len() {
-            macc[j] = mc[j].mul_add(sc[j], macc[j]);
+fn finish(ctx: &Ctx<'_>, acc: &[f32; LANES], row: usize, i: usize) -> f32 {
+    let mut a = *acc;
+    if let Blocks::Q4_1 { m, .. } = &ctx.m.blocks {
+        let nbr = ctx.nbr;
+        let m = &m[row * nbr..(row + 1) * nbr];
+        let xsum = &ctx.xsum[i * nbr..(i + 1) * nbr];
+        for (mc, sc) in m.chunks(LANES).zip(xsum.chunks(LANES)) {
+            for j in 0..mc.len() {
+                a[j] = mc[j].mul_add(sc[j], a[j]);
+            }
         }
     }
-    hsum(macc)
-}
-
-#[inline(always)]
-fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let mut acc = [[0.0f32; LANES]; 2];
-    for (b, (wb, xb)) in w.chunks_exact(QK).zip(x.chunks_exact(QK)).enumerate() {
-        let wb: &[f32; QK] = wb.try_into().unwrap_or(&[0.0; QK]);
-        let xb: &[f32; QK] = xb.try_into().unwrap_or(&[0.0; QK]);
-        let a = &mut acc[b & 1];
-        for j in 0..HALF {
-            a[j] += wb[HALF + j].mul_add(xb[HALF + j], wb[j] * xb[j]);
-        }
-    }
-    finish(&acc[0], &acc[1])
+    hsum(a)
 }
 
 #[cfg(test)]
@@ -495,8 +536,21 @@ mod tests {
 
     #[test]
     fn matches_dense_reference_and_is_batch_invariant() {
-        for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32] {
-            let (rows, cols, n) = (70, 96, 5);
+        // Lone rows, panels of 2, 3 and 5 rows (tile remainders), and more
+        // rows than one activation block; 70 weight rows leave a remainder
+        // after the 4-row groups.
+        for (ty, n) in [
+            (GgmlType::Q4_1, 1),
+            (GgmlType::Q4_1, 2),
+            (GgmlType::Q4_1, 5),
+            (GgmlType::Q4_1, ROW_BLOCK + 3),
+            (GgmlType::Q8_0, 1),
+            (GgmlType::Q8_0, 3),
+            (GgmlType::Q8_0, 5),
+            (GgmlType::F32, 1),
+            (GgmlType::F32, 5),
+        ] {
+            let (rows, cols) = (70, 96);
             let (m, dense) = matrix(ty, rows, cols, 7);
             let x: Vec<f32> = (0..n * cols)
                 .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)

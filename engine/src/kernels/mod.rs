@@ -11,9 +11,11 @@
 //! layer for one position and get the very bits the provider committed to.
 
 mod attention;
+mod attention_avx512;
 mod isa;
 mod matmul;
 mod rowops;
+mod tile_avx512;
 
 pub(crate) use attention::{AttnShape, attention};
 pub use isa::Isa;
@@ -34,6 +36,23 @@ pub(crate) fn hsum(mut acc: [f32; LANES]) -> f32 {
         width /= 2;
     }
     acc[0]
+}
+
+/// [`hsum`] of an AVX-512 vector: the same tree (lanes j and j + 8, then
+/// j and j + 4, j and j + 2, then 0 and 1), in four shuffles and adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn hsum512(a: std::arch::x86_64::__m512) -> f32 {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_cvtss_f32, _mm512_shuffle_f32x4, _mm512_shuffle_ps,
+    };
+    // 0b11_10_11_10 moves 128-bit lanes 2, 3 down to 0, 1; 0b01 lane 1 to 0.
+    let a = _mm512_add_ps(a, _mm512_shuffle_f32x4::<0b11_10_11_10>(a, a));
+    let a = _mm512_add_ps(a, _mm512_shuffle_f32x4::<0b01>(a, a));
+    // Within 128 bits: elements 2, 3 down to 0, 1; then element 1 to 0.
+    let a = _mm512_add_ps(a, _mm512_shuffle_ps::<0b11_10_11_10>(a, a));
+    let a = _mm512_add_ps(a, _mm512_shuffle_ps::<0b01>(a, a));
+    _mm512_cvtss_f32(a)
 }
 
 /// Dot product in the fixed lane order (tail elements go to lanes in order).

@@ -1,5 +1,7 @@
 //! The finished commitment: the Merkle tree and the rows behind it.
 
+use std::time::Duration;
+
 use super::store::{RowStore, Slot};
 use super::worker::Recorded;
 use super::{CommitError, RangeOpening};
@@ -25,6 +27,23 @@ pub struct Commitment {
     dtype: DType,
     slots: Vec<Slot>,
     store: RowStore,
+    cost: CommitCost,
+}
+
+/// What building a commitment cost, for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCost {
+    /// Time the engine's thread spent handing rows to the sink (copying
+    /// them and sending batches): the commitment's share of the decode
+    /// loop's critical path.
+    pub engine_thread: Duration,
+    /// CPU time of the hashing thread (leaf hashes, row storage), where the
+    /// OS reports per-thread CPU time (Linux); it competes with the engine
+    /// for cores.
+    pub worker_cpu: Option<Duration>,
+    /// Wall time of `CommitmentSink::finish`: draining the worker and
+    /// building the Merkle tree, after the generation.
+    pub finish: Duration,
 }
 
 impl Commitment {
@@ -84,6 +103,7 @@ impl Commitment {
             dtype,
             slots,
             store,
+            cost: CommitCost::default(),
         })
     }
 
@@ -105,6 +125,15 @@ impl Commitment {
     /// First committed position (0 unless a cached prefix was reused).
     pub fn start(&self) -> usize {
         self.start
+    }
+
+    /// What building this commitment cost (zero for one not built by a sink).
+    pub fn cost(&self) -> CommitCost {
+        self.cost
+    }
+
+    pub(crate) fn set_cost(&mut self, cost: CommitCost) {
+        self.cost = cost;
     }
 
     /// Row width.

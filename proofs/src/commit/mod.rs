@@ -8,7 +8,7 @@ mod sink;
 mod store;
 mod worker;
 
-pub use commitment::Commitment;
+pub use commitment::{CommitCost, Commitment};
 pub use error::CommitError;
 pub use opening::RangeOpening;
 pub use sink::{CommitmentSink, SinkOptions};

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use forge_engine::TraceSink;
 
 use super::store::RowStore;
 use super::worker::{self, Batch, Recorded, RowKind};
-use super::{CommitError, Commitment};
+use super::{CommitCost, CommitError, Commitment};
 use crate::merkle::DType;
 
 /// How a [`CommitmentSink`] buffers.
@@ -55,6 +56,8 @@ pub struct CommitmentSink {
     disconnected: bool,
     pending: Vec<Batch>,
     pending_rows: usize,
+    /// Time spent in `record` and `record_kv` (copying, handing over).
+    engine_time: Duration,
 }
 
 impl CommitmentSink {
@@ -78,6 +81,7 @@ impl CommitmentSink {
             disconnected: false,
             pending: Vec::new(),
             pending_rows: 0,
+            engine_time: Duration::ZERO,
         })
     }
 
@@ -88,6 +92,7 @@ impl CommitmentSink {
 
     /// Waits for the worker and builds the commitment.
     pub fn finish(mut self) -> Result<Commitment, CommitError> {
+        let started = Instant::now();
         self.flush();
         drop(self.tx.take());
         let recorded = match self.worker.take().map(JoinHandle::join) {
@@ -100,7 +105,14 @@ impl CommitmentSink {
         if self.disconnected {
             return Err(CommitError::WorkerPanicked);
         }
-        Commitment::build(self.d_model, DType::F32, recorded)
+        let worker_cpu = recorded.cpu;
+        let mut commitment = Commitment::build(self.d_model, DType::F32, recorded)?;
+        commitment.set_cost(CommitCost {
+            engine_thread: self.engine_time,
+            worker_cpu,
+            finish: started.elapsed(),
+        });
+        Ok(commitment)
     }
 }
 
@@ -121,6 +133,7 @@ impl CommitmentSink {
 
 impl CommitmentSink {
     fn push(&mut self, kind: RowKind, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        let started = Instant::now();
         self.pending.push(Batch {
             kind,
             layer,
@@ -132,6 +145,7 @@ impl CommitmentSink {
         if self.pending_rows >= FLUSH_ROWS {
             self.flush();
         }
+        self.engine_time += started.elapsed();
     }
 }
 

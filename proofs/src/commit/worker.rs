@@ -1,6 +1,7 @@
 //! The hashing thread: leaf hashes and row storage, off the decode path.
 
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use super::CommitError;
 use super::store::{RowStore, Slot};
@@ -68,16 +69,28 @@ pub(crate) struct Recorded {
     pub(crate) store: RowStore,
     /// The first error; batches after it are drained and dropped.
     pub(crate) error: Option<CommitError>,
+    /// CPU time of this thread, where the OS reports it.
+    pub(crate) cpu: Option<Duration>,
+}
+
+/// CPU time the calling thread has run, from Linux's
+/// `/proc/thread-self/schedstat` (nanoseconds); `None` elsewhere.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// Runs until every sender is gone.
 pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowStore) -> Recorded {
+    let cpu_at_start = thread_cpu();
     let mut out = Recorded {
         layers: Vec::new(),
         kv_layers: Vec::new(),
         kv_width: None,
         store,
         error: None,
+        cpu: None,
     };
     for batch in rx.into_iter().flatten() {
         if out.error.is_none()
@@ -97,6 +110,9 @@ pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowSt
     {
         out.error = Some(CommitError::Spill(e));
     }
+    out.cpu = cpu_at_start
+        .zip(thread_cpu())
+        .map(|(a, b)| b.saturating_sub(a));
     out
 }
 
