@@ -772,7 +772,7 @@ pub fn render_markdown(r: &DecodeReport) -> String {
         s,
         "- Trace on: `BenchHashSink` (the benchmark's stand-in for forge-proofs' commitment sink) attached to prefill \
          and decode; rows are copied into batches of >= {} rows (buffers reused) sent on a bounded sync_channel \
-         ({} batches), and a worker thread hashes each row (blake3 derive-key `forge.act.v1` over layer, position, dtype, bytes). Trace-on decode time includes \
+         ({} batches), and a worker thread hashes each row (blake3 derive-key `forge.act.v2` over bytes, layer, position, dtype). Trace-on decode time includes \
          draining the worker (median drain {:.3} ms). Trace overhead = extra wall time of the traced run over \
          the untraced one (noisy when the machine is busy); sink on engine thread = time the engine's thread spent \
          in `record` (copy, send, waiting on a full channel) as a share of the traced time. One run hashes {} rows \

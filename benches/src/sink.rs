@@ -9,7 +9,8 @@
 //! prefill's layer, or several decode steps), so that waking the worker is
 //! rare, and the worker hands the emptied buffers back for reuse, so that
 //! copying rows does not page-fault fresh memory. Leaf = `blake3` in derive-key mode with the context [`LEAF_CONTEXT`] over
-//! `(layer u32 LE, position u64 LE, dtype tag, row bytes)`. It builds no
+//! `(row bytes, layer u32 LE, position u64 LE, dtype name)`, the row first as in
+//! the real leaf. It builds no
 //! Merkle tree and its leaf encoding is not normative. Like the real sink it
 //! also takes every layer's key/value rows (`record_kv`); their leaves mark
 //! the layer with [`KV_LAYER_FLAG`].
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use forge_engine::{TRACE_DTYPE, TraceSink};
 
 /// Domain of the stand-in's leaf hashes (blake3 derive-key context).
-pub const LEAF_CONTEXT: &str = "forge.act.v1";
+pub const LEAF_CONTEXT: &str = "forge.act.v2";
 
 /// Set in the layer field of a key/value row's leaf.
 pub const KV_LAYER_FLAG: u32 = 1 << 31;
@@ -192,12 +193,12 @@ impl BenchHashSink {
 /// The leaf of one row (see the module docs).
 pub fn leaf_hash(layer: u32, pos: u64, row: &[f32], scratch: &mut Vec<u8>) -> [u8; 32] {
     scratch.clear();
-    scratch.extend_from_slice(&layer.to_le_bytes());
-    scratch.extend_from_slice(&pos.to_le_bytes());
-    scratch.extend_from_slice(TRACE_DTYPE.as_bytes());
     for x in row {
         scratch.extend_from_slice(&x.to_le_bytes());
     }
+    scratch.extend_from_slice(&layer.to_le_bytes());
+    scratch.extend_from_slice(&pos.to_le_bytes());
+    scratch.extend_from_slice(TRACE_DTYPE.as_bytes());
     let mut h = blake3::Hasher::new_derive_key(LEAF_CONTEXT);
     h.update(scratch);
     *h.finalize().as_bytes()

@@ -220,14 +220,14 @@ fn leaves_and_nodes_are_domain_separated() {
     assert_ne!(base, leaf_hash(1, 3, DType::F32, &row));
     assert_ne!(base, leaf_hash(1, 2, DType::F32, &[1.0, -2.0, 3.5000002]));
     assert_ne!(base, leaf_hash(1, 2, DType::F32, &row[..2]));
-    // The leaf key is blake3::derive_key("forge.act.v1", b"") over the documented bytes.
+    // The leaf key is blake3::derive_key("forge.act.v2", b"") over the documented bytes.
     let mut bytes = vec![];
+    row.iter()
+        .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
     bytes.extend_from_slice(&1u32.to_le_bytes());
     bytes.extend_from_slice(&2u32.to_le_bytes());
     bytes.push(DType::F32.tag());
-    row.iter()
-        .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
-    let key = blake3::derive_key("forge.act.v1", b"");
+    let key = blake3::derive_key("forge.act.v2", b"");
     assert_eq!(base, *blake3::keyed_hash(&key, &bytes).as_bytes());
     let nkey = blake3::derive_key("forge.node.v1", b"");
     let cat: Vec<u8> = [base, base].concat();
@@ -238,10 +238,10 @@ fn leaves_and_nodes_are_domain_separated() {
     // Rows longer than the hashing buffer hash as one stream.
     let long: Vec<f32> = (0..1000).map(|i| i as f32 * 0.25).collect();
     let mut bytes = vec![];
-    bytes.extend_from_slice(&[0u8; 8]);
-    bytes.push(1);
     long.iter()
         .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+    bytes.extend_from_slice(&[0u8; 8]);
+    bytes.push(1);
     assert_eq!(
         leaf_hash(0, 0, DType::F32, &long),
         *blake3::keyed_hash(&key, &bytes).as_bytes()

@@ -17,9 +17,16 @@ pub(crate) enum Slot {
 
 /// Rows of any width (activation rows and key/value rows), appended while
 /// recording and read back afterwards by slot and width.
+///
+/// In memory it keeps the batches it is given as they are (no copy, no
+/// reallocation of one growing buffer: copying every row into one `Vec`
+/// cost as much CPU as hashing it); a row never straddles two batches.
 #[derive(Debug)]
 pub(crate) struct RowStore {
-    memory: Vec<f32>,
+    batches: Vec<Vec<f32>>,
+    /// Offset (in floats, over all batches) of each batch's first float.
+    starts: Vec<usize>,
+    memory_floats: usize,
     memory_floats_max: usize,
     spill_dir: Option<PathBuf>,
     writer: Option<BufWriter<File>>,
@@ -33,7 +40,9 @@ impl RowStore {
     /// the rest to a temp file in `spill_dir` (or the system temp dir).
     pub(crate) fn new(memory_bytes: usize, spill_dir: Option<PathBuf>) -> Self {
         Self {
-            memory: Vec::new(),
+            batches: Vec::new(),
+            starts: Vec::new(),
+            memory_floats: 0,
             memory_floats_max: memory_bytes / 4,
             spill_dir,
             writer: None,
@@ -48,13 +57,34 @@ impl RowStore {
         self.disk_rows
     }
 
-    /// Appends one row.
-    pub(crate) fn push(&mut self, row: &[f32]) -> std::io::Result<Slot> {
-        let offset = self.memory.len();
-        if offset + row.len() <= self.memory_floats_max {
-            self.memory.extend_from_slice(row);
-            return Ok(Slot::Memory(offset));
+    /// Appends `rows` (whole rows of `width` floats); returns each row's slot.
+    /// The rows that fit under the memory bound stay in memory, the rest go
+    /// to the spill file.
+    pub(crate) fn push_rows(
+        &mut self,
+        mut rows: Vec<f32>,
+        width: usize,
+    ) -> std::io::Result<Vec<Slot>> {
+        let width = width.max(1);
+        let n = rows.len() / width;
+        let room = self.memory_floats_max.saturating_sub(self.memory_floats) / width;
+        let kept = n.min(room);
+        let spilled = rows.split_off(kept * width);
+        let mut slots = Vec::with_capacity(n);
+        if kept > 0 {
+            let start = self.memory_floats;
+            slots.extend((0..kept).map(|i| Slot::Memory(start + i * width)));
+            self.memory_floats += rows.len();
+            self.starts.push(start);
+            self.batches.push(rows);
         }
+        for row in spilled.chunks_exact(width) {
+            slots.push(self.spill(row)?);
+        }
+        Ok(slots)
+    }
+
+    fn spill(&mut self, row: &[f32]) -> std::io::Result<Slot> {
         let writer = match &mut self.writer {
             Some(w) => w,
             None => {
@@ -78,14 +108,21 @@ impl RowStore {
         if let Some(w) = self.writer.take() {
             self.file = Some(w.into_inner().map_err(|e| e.into_error())?);
         }
-        self.memory.shrink_to_fit();
         Ok(())
     }
 
     /// Reads the row of `width` floats at `slot` of a sealed store.
     pub(crate) fn read(&self, slot: Slot, width: usize) -> std::io::Result<Vec<f32>> {
         match slot {
-            Slot::Memory(i) => Ok(self.memory[i..i + width].to_vec()),
+            Slot::Memory(i) => {
+                let b = self.starts.partition_point(|&s| s <= i).saturating_sub(1);
+                let local = i - self.starts.get(b).copied().unwrap_or(0);
+                self.batches
+                    .get(b)
+                    .and_then(|batch| batch.get(local..local + width))
+                    .map(<[f32]>::to_vec)
+                    .ok_or_else(|| std::io::Error::other("row slot out of range"))
+            }
             Slot::Disk(i) => {
                 let file = self
                     .file

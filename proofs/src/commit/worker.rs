@@ -45,14 +45,15 @@ impl LayerTrace {
         self.slots.len()
     }
 
-    /// Hashes the waiting key/value rows (`width` floats each) into a leaf.
-    fn flush_kv(&mut self, layer: u32, dtype: DType, width: usize) {
+    /// Hashes the waiting key/value rows (`width` floats each, the last at
+    /// position `end - 1`) into a leaf.
+    fn flush_kv(&mut self, layer: u32, dtype: DType, width: usize, end: usize) {
         if self.pending.is_empty() {
             return;
         }
         let n = self.pending.len() / width;
         // Positions fit in u32: `absorb` checked every batch's last one.
-        let first = (self.start + self.slots.len() - n) as u32;
+        let first = (end - n) as u32;
         let rows: Vec<&[f32]> = self.pending.chunks_exact(width).collect();
         self.leaves.push(kv_leaf_hash(layer, first, dtype, &rows));
         self.pending.clear();
@@ -102,7 +103,8 @@ pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowSt
     if let Some(width) = out.kv_width {
         for (layer, lt) in out.kv_layers.iter_mut().enumerate() {
             // Layers fit in u32: `absorb` checked each one.
-            lt.flush_kv(layer as u32, dtype, width);
+            let end = lt.start + lt.positions();
+            lt.flush_kv(layer as u32, dtype, width, end);
         }
     }
     if out.error.is_none()
@@ -166,13 +168,18 @@ fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<()
                 let pos = (first_pos + i) as u32; // < `last`, which fits in u32
                 lt.leaves.push(leaf_hash(layer32, pos, dtype, row));
             }
-            RowKind::KeyValue => lt.pending.extend_from_slice(row),
-        }
-        lt.slots
-            .push(out.store.push(row).map_err(CommitError::Spill)?);
-        if kind == RowKind::KeyValue && lt.pending.len() == KV_BLOCK * expected {
-            lt.flush_kv(layer32, dtype, expected);
+            RowKind::KeyValue => {
+                lt.pending.extend_from_slice(row);
+                if lt.pending.len() == KV_BLOCK * expected {
+                    lt.flush_kv(layer32, dtype, expected, first_pos + i + 1);
+                }
+            }
         }
     }
+    let slots = out
+        .store
+        .push_rows(rows, expected)
+        .map_err(CommitError::Spill)?;
+    lt.slots.extend(slots);
     Ok(())
 }

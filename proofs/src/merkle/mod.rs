@@ -1,7 +1,7 @@
 //! Binary blake3 Merkle trees over activation rows, with range proofs.
 //!
 //! Leaves and internal nodes are hashed under different blake3 keys
-//! (`forge.act.v1`, `forge.kv.v2`, `forge.node.v1`), so a leaf can never
+//! (`forge.act.v2`, `forge.kv.v2`, `forge.node.v1`), so a leaf can never
 //! pass for a node, nor a key/value leaf for an output row.
 //! A level with an odd number of nodes promotes its last node unchanged.
 
