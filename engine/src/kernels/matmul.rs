@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::isa::{Isa, multiversion};
 use super::tile_avx512::{MinTerm, tile_4xr};
+use super::unpack_avx512::{Quant, fill_panel as fill_panel_simd, lone_row_4};
 use super::{LANES, hsum};
 use crate::error::{Result, tensor_err};
 use crate::quant::{GgmlType, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK, dequantize_row};
@@ -48,6 +49,17 @@ enum Blocks {
     Q8_0 { d: Vec<f32>, qs: Vec<i8> },
     /// Plain floats (F32 and F16 tensors); scale 1.
     F32 { w: Vec<f32> },
+}
+
+impl Blocks {
+    /// The quantised formats' arrays, for the AVX-512 unpacking.
+    fn quant(&self) -> Option<Quant<'_>> {
+        match self {
+            Self::Q4_1 { d, m, qs } => Some(Quant::Q4_1 { d, m, qs }),
+            Self::Q8_0 { d, qs } => Some(Quant::Q8_0 { d, qs }),
+            Self::F32 { .. } => None,
+        }
+    }
 }
 
 impl QMatrix {
@@ -287,11 +299,18 @@ fn rows_kernel_body(ctx: &Ctx<'_>, first: usize, out: &mut [f32]) {
         let mut k = 0;
         while k < wrows {
             let wk = if wrows - k >= tw { tw } else { 1 };
-            if n == 1 {
-                match wk {
-                    4 => direct_tile::<4>(ctx, first, k, out),
-                    2 => direct_tile::<2>(ctx, first, k, out),
-                    _ => direct_tile::<1>(ctx, first, k, out),
+            let simd = matches!(ctx.tile, Tile::Wide) && wk == 4;
+            if n == 1
+                && simd
+                && let Some(q) = ctx.m.blocks.quant()
+                && let Some(y) = lone_row_4(q, first + k, ctx.nbr, ctx.x, ctx.xsum)
+            {
+                out[k..k + 4].copy_from_slice(&y);
+            } else if n == 1 {
+                match &ctx.m.blocks {
+                    Blocks::Q4_1 { d, qs, .. } => direct(ctx, &Q4Src { d, qs }, wk, first, k, out),
+                    Blocks::Q8_0 { d, qs } => direct(ctx, &Q8Src { d, qs }, wk, first, k, out),
+                    Blocks::F32 { w } => direct(ctx, &F32Src { w }, wk, first, k, out),
                 }
             } else {
                 let rows = panel_rows(ctx, first + k, wk, &mut panel);
@@ -335,55 +354,103 @@ fn panel_rows<'p>(ctx: &Ctx<'p>, r0: usize, count: usize, panel: &'p mut [f32]) 
             for (j, row) in rows.iter_mut().enumerate().take(count) {
                 *row = &w[(r0 + j) * cols..(r0 + j + 1) * cols];
             }
+            return rows;
         }
-        blocks => {
-            for (j, dst) in panel.chunks_exact_mut(cols).enumerate().take(count) {
-                for (b, out) in dst.chunks_exact_mut(QK).enumerate() {
-                    let (lo, hi) = unpack_block(blocks, (r0 + j) * ctx.nbr + b);
-                    out[..HALF].copy_from_slice(&lo);
-                    out[HALF..].copy_from_slice(&hi);
-                }
-            }
-            for (j, row) in panel.chunks_exact(cols).enumerate().take(count) {
-                rows[j] = row;
-            }
-        }
+        _ if matches!(ctx.tile, Tile::Wide)
+            && ctx
+                .m
+                .blocks
+                .quant()
+                .is_some_and(|q| fill_panel_simd(q, r0, count, ctx.nbr, panel)) => {}
+        Blocks::Q4_1 { d, qs, .. } => fill_panel(&Q4Src { d, qs }, ctx.nbr, r0, count, panel),
+        Blocks::Q8_0 { d, qs } => fill_panel(&Q8Src { d, qs }, ctx.nbr, r0, count, panel),
+    }
+    for (j, row) in panel.chunks_exact(cols).enumerate().take(count) {
+        rows[j] = row;
     }
     rows
 }
 
-/// Scaled weights of block `bi` (row-major block index): lanes for elements
-/// 0..16 and 16..32, each `d · q`. That product is exact in f32 (an f16
-/// scale has 11 significant bits, a quant at most 8), so unpacking in
-/// registers and unpacking into a panel give the same floats.
+/// Weight rows `r0..r0 + count` unpacked into `panel` (`nbr` blocks each).
 #[inline(always)]
-fn unpack_block(blocks: &Blocks, bi: usize) -> Unpacked {
-    let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
-    match blocks {
-        Blocks::Q4_1 { d, qs, .. } => {
-            let q: &[u8; HALF] = qs[bi * HALF..(bi + 1) * HALF]
-                .try_into()
-                .unwrap_or(&[0; HALF]);
-            let d = d[bi];
-            for j in 0..HALF {
-                lo[j] = d * f32::from(q[j] & 0x0F);
-                hi[j] = d * f32::from(q[j] >> 4);
-            }
-        }
-        Blocks::Q8_0 { d, qs } => {
-            let q: &[i8; QK] = qs[bi * QK..(bi + 1) * QK].try_into().unwrap_or(&[0; QK]);
-            let d = d[bi];
-            for j in 0..HALF {
-                lo[j] = d * f32::from(q[j]);
-                hi[j] = d * f32::from(q[HALF + j]);
-            }
-        }
-        Blocks::F32 { w } => {
-            lo.copy_from_slice(&w[bi * QK..bi * QK + HALF]);
-            hi.copy_from_slice(&w[bi * QK + HALF..(bi + 1) * QK]);
+fn fill_panel<S: Source>(src: &S, nbr: usize, r0: usize, count: usize, panel: &mut [f32]) {
+    for (j, dst) in panel.chunks_exact_mut(nbr * QK).enumerate().take(count) {
+        for (b, out) in dst.chunks_exact_mut(QK).enumerate() {
+            let (lo, hi) = src.unpack((r0 + j) * nbr + b);
+            out[..HALF].copy_from_slice(&lo);
+            out[HALF..].copy_from_slice(&hi);
         }
     }
-    (lo, hi)
+}
+
+/// A matrix's blocks in one format, unpacked on demand: a trait so that
+/// each format gets its own loop (matching the format per block cost more
+/// than the unpacking; closures would not inline into the kernels).
+trait Source {
+    /// Scaled weights of block `bi` (row-major block index): lanes for
+    /// elements 0..16 and 16..32, each `d · q`. That product is exact in f32
+    /// (an f16 scale has 11 significant bits, a quant at most 8), so
+    /// unpacking in registers and unpacking into a panel give the same floats.
+    fn unpack(&self, bi: usize) -> Unpacked;
+}
+
+struct Q4Src<'a> {
+    d: &'a [f32],
+    qs: &'a [u8],
+}
+
+struct Q8Src<'a> {
+    d: &'a [f32],
+    qs: &'a [i8],
+}
+
+struct F32Src<'a> {
+    w: &'a [f32],
+}
+
+impl Source for Q4Src<'_> {
+    #[inline(always)]
+    fn unpack(&self, bi: usize) -> Unpacked {
+        let q: &[u8; HALF] = self.qs[bi * HALF..(bi + 1) * HALF]
+            .try_into()
+            .unwrap_or(&[0; HALF]);
+        let d = self.d[bi];
+        let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
+        for j in 0..HALF {
+            lo[j] = d * f32::from(q[j] & 0x0F);
+            hi[j] = d * f32::from(q[j] >> 4);
+        }
+        (lo, hi)
+    }
+}
+
+impl Source for Q8Src<'_> {
+    #[inline(always)]
+    fn unpack(&self, bi: usize) -> Unpacked {
+        let q: &[i8; QK] = self.qs[bi * QK..(bi + 1) * QK]
+            .try_into()
+            .unwrap_or(&[0; QK]);
+        let d = self.d[bi];
+        let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
+        for j in 0..HALF {
+            lo[j] = d * f32::from(q[j]);
+            hi[j] = d * f32::from(q[HALF + j]);
+        }
+        (lo, hi)
+    }
+}
+
+impl Source for F32Src<'_> {
+    #[inline(always)]
+    fn unpack(&self, bi: usize) -> Unpacked {
+        let w: &[f32; QK] = self.w[bi * QK..(bi + 1) * QK]
+            .try_into()
+            .unwrap_or(&[0.0; QK]);
+        let (mut lo, mut hi) = ([0.0f32; HALF], [0.0f32; HALF]);
+        lo.copy_from_slice(&w[..HALF]);
+        hi.copy_from_slice(&w[HALF..]);
+        (lo, hi)
+    }
 }
 
 /// Unpacked weights of one block: lanes for elements 0..16 and 16..32.
@@ -402,17 +469,33 @@ fn block_step(acc: &mut [f32; LANES], lo: &[f32; HALF], hi: &[f32; HALF], x: &[f
     }
 }
 
+/// [`direct_tile`] for `wk` (4, 2 or 1) weight rows.
+#[inline(always)]
+fn direct<S: Source>(ctx: &Ctx<'_>, src: &S, wk: usize, first: usize, k: usize, out: &mut [f32]) {
+    match wk {
+        4 => direct_tile::<4, S>(ctx, src, first, k, out),
+        2 => direct_tile::<2, S>(ctx, src, first, k, out),
+        _ => direct_tile::<1, S>(ctx, src, first, k, out),
+    }
+}
+
 /// One activation row against weight rows `first + k ..+W`, unpacking each
 /// block in registers.
 #[inline(always)]
-fn direct_tile<const W: usize>(ctx: &Ctx<'_>, first: usize, k: usize, out: &mut [f32]) {
+fn direct_tile<const W: usize, S: Source>(
+    ctx: &Ctx<'_>,
+    src: &S,
+    first: usize,
+    k: usize,
+    out: &mut [f32],
+) {
     let nbr = ctx.nbr;
     let r0 = first + k;
     let mut acc = [[0.0f32; LANES]; W];
     for b in 0..nbr {
         let x = &ctx.x[b * QK..(b + 1) * QK];
         for (w, a) in acc.iter_mut().enumerate() {
-            let (lo, hi) = unpack_block(&ctx.m.blocks, (r0 + w) * nbr + b);
+            let (lo, hi) = src.unpack((r0 + w) * nbr + b);
             block_step(a, &lo, &hi, x);
         }
     }

@@ -16,6 +16,7 @@ mod isa;
 mod matmul;
 mod rowops;
 mod tile_avx512;
+mod unpack_avx512;
 
 pub(crate) use attention::{AttnShape, attention};
 pub use isa::Isa;

@@ -126,7 +126,7 @@ unsafe fn tile_avx512<const R: usize>(
 /// `m` and `xsum` must hold at least `nbr` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn add_min_term(mut acc: __m512, m: &[f32], xsum: &[f32], nbr: usize) -> __m512 {
+pub(super) unsafe fn add_min_term(mut acc: __m512, m: &[f32], xsum: &[f32], nbr: usize) -> __m512 {
     let mut b = 0;
     while b < nbr {
         let rest = (nbr - b).min(LANES);
