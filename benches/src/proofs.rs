@@ -11,7 +11,7 @@ use clap::Args;
 use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, TraceSink, generate};
 use forge_proofs::{
     CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotOpenings, TrustAnchor,
-    attach_self_audit, verify_openings,
+    attach_self_audit, challenge_cells, open_cells, verify_openings,
 };
 use serde::Serialize;
 
@@ -65,6 +65,11 @@ pub struct ProofsRow {
     spot_ms_total: f64,
     spot_ms_per_cell: f64,
     spot_pct_of_generation: f64,
+    /// The same for a draw whose cells include a last-layer cell at a
+    /// generated position (which also re-derives that token through the LM
+    /// head): the costliest kind of draw.
+    spot_lm_ms_total: f64,
+    spot_lm_pct_of_generation: f64,
     /// CPU seconds of the spot checks over CPU seconds of the generation
     /// (without a sink): steadier than wall time on a loaded machine.
     spot_cpu_pct_of_generation: f64,
@@ -231,6 +236,32 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             .check(&decoded, &audit.seed, args.checks, &openings)
             .context("the honest spot check must pass")?;
         let spot_ms_total = median(&spot).unwrap_or(0.0);
+        // The costliest kind of draw: search seeds for one whose challenge
+        // holds a last-layer cell at a generated position.
+        let (layers, n_prompt) = (receipt.trace.layers, receipt.request.n_prompt);
+        let lm_cells = (0u64..10_000)
+            .map(|s| *blake3::hash(&s.to_le_bytes()).as_bytes())
+            .map(|seed| challenge_cells(&receipt, &seed, args.checks))
+            .find(|cells| {
+                cells
+                    .as_ref()
+                    .is_ok_and(|c| c.iter().any(|&(l, p)| l + 1 == layers && p + 1 >= n_prompt))
+            })
+            .context("no seed in 10,000 challenged a last-layer cell")??;
+        let lm_openings = open_cells(&commitment, &req.prompt, &g.tokens, &lm_cells)?;
+        checker
+            .check_cells(&receipt, &lm_cells, &lm_openings)
+            .context("the honest spot check with a last-layer cell must pass")?;
+        let spot_lm_ms_total = median(
+            &(0..args.runs)
+                .map(|_| {
+                    pool.install(|| {
+                        ms(|| drop(checker.check_cells(&receipt, &lm_cells, &lm_openings)))
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or(0.0);
         let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
         let steps = g.tokens.len().saturating_sub(1).max(1) as f64;
         let per_step = |full: &[f64], pre: &[f64]| {
@@ -265,6 +296,8 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             spot_ms_total,
             spot_ms_per_cell: spot_ms_total / f64::from(args.checks.max(1)),
             spot_pct_of_generation: spot_ms_total / (gen_secs * 1e3) * 100.0,
+            spot_lm_ms_total,
+            spot_lm_pct_of_generation: spot_lm_ms_total / (gen_secs * 1e3) * 100.0,
             spot_cpu_pct_of_generation: median(&spot_cpu).unwrap_or(0.0)
                 / median(&gen_cpu).unwrap_or(f64::INFINITY)
                 * 100.0,
@@ -313,11 +346,11 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         "{} engine threads, greedy, {} spot-check cells per receipt, medians. {}\n\n",
         r.threads, r.checks, r.date
     );
-    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | commitment CPU / decode CPU | engine thread / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) |\n";
-    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | commitment CPU / decode CPU | engine thread / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) | with a last-layer cell (ms) | its % of generation (wall) |\n";
+    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for x in &r.rows {
         md += &format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2}% | {:.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2}% | {:.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% | {:.1} | {:.2}% |\n",
             x.prompt,
             x.prompt_tokens,
             x.generated,
@@ -334,7 +367,9 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
             x.spot_ms_total,
             x.spot_ms_per_cell,
             x.spot_pct_of_generation,
-            x.spot_cpu_pct_of_generation
+            x.spot_cpu_pct_of_generation,
+            x.spot_lm_ms_total,
+            x.spot_lm_pct_of_generation
         );
     }
     md += &format!(
@@ -347,7 +382,10 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing thread's, from `/proc/thread-self/schedstat`, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times; on a machine with a core to spare for the hashing thread, the decode loop's wall time grows only by the engine thread's share (next column: its time in `record` per decoded token over a decode step's wall time). ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
-           and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink).\n\n";
+           and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink). \
+           The cells come from the receipt's own non-interactive seed, so which layers they hit changes with the receipt. \
+           With a last-layer cell = the same check for the first seed (blake3 of 0, 1, ... as u64) whose 8 cells include a cell of the last layer at a generated position, \
+           which also re-derives that token through the final norm, the LM head and the sampler: the costliest kind of draw.\n\n";
     md += &format!("Command: `{}`\n", r.command);
     println!("{md}");
     util::write_results(&args.out, &md, r)
