@@ -145,13 +145,20 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         }
         let mut full_cost = Vec::new();
         let mut last = None;
-        for _ in 0..args.runs {
-            let (g, cpu) = util::cpu_timed(|| {
-                pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(())))
-            });
-            let g = g?;
-            gen_cpu.push(cpu);
-            off.push(g.decode_tps());
+        for run in 0..args.runs {
+            // Untraced then traced on even runs, the other way round on odd
+            // ones, so that neither side always runs second.
+            let untraced = |gen_cpu: &mut Vec<f64>, off: &mut Vec<f64>| -> Result<()> {
+                let (g, cpu) = util::cpu_timed(|| {
+                    pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(())))
+                });
+                gen_cpu.push(cpu);
+                off.push(g?.decode_tps());
+                Ok(())
+            };
+            if run % 2 == 0 {
+                untraced(&mut gen_cpu, &mut off)?;
+            }
             let mut sink = CommitmentSink::new(d)?;
             let g = pool.install(|| {
                 generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| {
@@ -164,6 +171,9 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             on.push(g.decode_tps());
             full_cost.push(cost_secs(&c)?);
             last = Some((g, c));
+            if run % 2 == 1 {
+                untraced(&mut gen_cpu, &mut off)?;
+            }
         }
         let (g, commitment) = last.context("--runs must be at least 1")?;
         let gen_secs = g.prefill_secs + g.decode_secs;
@@ -378,7 +388,7 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.cu_prove_ms,
         r.cu_verify_ms
     );
-    md += "Commitment overhead (wall) = decode tok/s without a sink over decode tok/s with forge-proofs' `CommitmentSink` attached, minus 1 (wall time on a shared machine: noisy). ";
+    md += "Commitment overhead (wall) = decode tok/s without a sink over decode tok/s with forge-proofs' `CommitmentSink` attached, minus 1 (medians; the two alternate which runs first; wall time on a shared machine: noisy). ";
     md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing thread's, from `/proc/thread-self/schedstat`, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times; on a machine with a core to spare for the hashing thread, the decode loop's wall time grows only by the engine thread's share (next column: its time in `record` per decoded token over a decode step's wall time). ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
