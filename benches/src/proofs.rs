@@ -296,7 +296,13 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             } else {
                 0.0
             },
-            commit_cpu_pct_of_decode: commit_cpu / decode_cpu * 100.0,
+            // NaN (JSON null, "n/a" in the table) when a decode step is too
+            // cheap for the CPU clocks to resolve (tiny models).
+            commit_cpu_pct_of_decode: if decode_cpu > 0.0 {
+                commit_cpu / decode_cpu * 100.0
+            } else {
+                f64::NAN
+            },
             commit_engine_pct_of_decode: commit_engine * off * 100.0,
             commit_finish_ms: median(&fin).unwrap_or(0.0),
             receipt_bytes: plain.len(),
@@ -360,14 +366,18 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for x in &r.rows {
         md += &format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:.2}% | {:.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% | {:.1} | {:.2}% |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {} | {:.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% | {:.1} | {:.2}% |\n",
             x.prompt,
             x.prompt_tokens,
             x.generated,
             x.decode_tps_off,
             x.decode_tps_on,
             x.commit_overhead_pct,
-            x.commit_cpu_pct_of_decode,
+            if x.commit_cpu_pct_of_decode.is_nan() {
+                "n/a".to_string()
+            } else {
+                format!("{:.2}%", x.commit_cpu_pct_of_decode)
+            },
             x.commit_engine_pct_of_decode,
             x.commit_finish_ms,
             x.receipt_bytes,

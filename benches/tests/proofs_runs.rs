@@ -1,0 +1,48 @@
+//! `forge-bench proofs` end to end on a tiny model: it must finish, find a
+//! spot-check draw with a last-layer cell, check every receipt, and write
+//! its table with the commitment's measured cost. Nothing timed.
+
+use std::process::Command;
+
+use forge_engine::testing::{TinySpec, tiny_model_gguf};
+
+#[test]
+fn proofs_runs_on_a_tiny_model_and_writes_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    std::fs::write(
+        &model,
+        tiny_model_gguf(&TinySpec {
+            context_length: 8192,
+            ..TinySpec::default()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let out_md = dir.path().join("proofs.md");
+    let out = Command::new(env!("CARGO_BIN_EXE_forge-bench"))
+        .args(["proofs", "--max-tokens", "4", "--runs", "2"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&out_md)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let table = std::fs::read_to_string(&out_md).unwrap();
+    assert!(table.contains("| prefill-500 |"), "{table}");
+    assert!(table.contains("with a last-layer cell"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_md.with_extension("json")).unwrap())
+            .unwrap();
+    for row in json["rows"].as_array().unwrap() {
+        // The costliest draw was found and timed; the commitment's share is
+        // a number, or null where a tiny model's decode step is too cheap
+        // for the CPU clocks to resolve.
+        assert!(row["spot_lm_ms_total"].as_f64().unwrap() > 0.0, "{row}");
+        let share = &row["commit_cpu_pct_of_decode"];
+        assert!(share.is_null() || share.as_f64().unwrap() >= 0.0, "{row}");
+    }
+}
