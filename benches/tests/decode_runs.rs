@@ -3,40 +3,25 @@
 //! trace also carried key/value rows, the run stopped with "the sink hashed
 //! 2x rows, expected x" and nothing exercised it.) Nothing timed.
 
-use std::process::Command;
-
-use forge_engine::testing::{TinySpec, tiny_model_gguf};
+mod support;
 
 #[test]
 fn decode_runs_on_a_tiny_model_and_writes_its_table() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny.gguf");
-    std::fs::write(
-        &model,
-        tiny_model_gguf(&TinySpec {
-            context_length: 8192,
-            ..TinySpec::default()
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    let model = support::tiny_model(dir.path());
     let out_md = dir.path().join("decode.md");
-    let out = Command::new(env!("CARGO_BIN_EXE_forge-bench"))
-        .args([
+    let out = support::forge_bench(
+        &[
             "decode",
             "--no-llama-cpp",
             "--max-tokens",
             "3",
             "--runs",
             "1",
-        ])
-        .arg("--model")
-        .arg(&model)
-        .arg("--out")
-        .arg(&out_md)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+        ],
+        &model,
+        &out_md,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let table = std::fs::read_to_string(&out_md).unwrap();

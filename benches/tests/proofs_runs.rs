@@ -2,33 +2,18 @@
 //! spot-check draw with a last-layer cell, check every receipt, and write
 //! its table with the commitment's measured cost. Nothing timed.
 
-use std::process::Command;
-
-use forge_engine::testing::{TinySpec, tiny_model_gguf};
+mod support;
 
 #[test]
 fn proofs_runs_on_a_tiny_model_and_writes_its_table() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny.gguf");
-    std::fs::write(
-        &model,
-        tiny_model_gguf(&TinySpec {
-            context_length: 8192,
-            ..TinySpec::default()
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    let model = support::tiny_model(dir.path());
     let out_md = dir.path().join("proofs.md");
-    let out = Command::new(env!("CARGO_BIN_EXE_forge-bench"))
-        .args(["proofs", "--max-tokens", "4", "--runs", "2"])
-        .arg("--model")
-        .arg(&model)
-        .arg("--out")
-        .arg(&out_md)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = support::forge_bench(
+        &["proofs", "--max-tokens", "4", "--runs", "2"],
+        &model,
+        &out_md,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let table = std::fs::read_to_string(&out_md).unwrap();
