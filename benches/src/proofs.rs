@@ -8,10 +8,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, TraceSink, generate};
+use forge_engine::{
+    Backend, GenerateRequest, Generation, Model, SamplingParams, TraceSink, generate,
+};
 use forge_proofs::{
-    CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotOpenings, TrustAnchor,
-    attach_self_audit, challenge_cells, open_cells, verify_openings,
+    Commitment, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotOpenings,
+    TrustAnchor, attach_self_audit, challenge_cells, open_cells, verify_openings,
 };
 use serde::Serialize;
 
@@ -106,7 +108,6 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     let key = NodeKey::load_or_create(key_dir.path())?;
     let pk = forge_circuits::canonical_pk();
     let anchor = TrustAnchor::new(forge_circuits::canonical_vk().clone());
-    let d = model.config().d_model;
     let mut rows = Vec::new();
     let mut prove = Vec::new();
     let mut verify = Vec::new();
@@ -136,43 +137,30 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         };
         let (mut pre_cpu, mut pre_cost) = (Vec::new(), Vec::new());
         for _ in 0..args.runs {
-            let (g, cpu) = util::cpu_timed(|| {
-                pool.install(|| generate(&model, &prefill_req, None, |_| ControlFlow::Continue(())))
-            });
-            g?;
-            pre_cpu.push(cpu);
-            pre_cost.push(traced_cost(&pool, &model, &prefill_req)?);
+            pre_cpu.push(untraced(&pool, &model, &prefill_req)?.1);
+            pre_cost.push(cost_secs(&traced(&pool, &model, &prefill_req)?.1)?);
         }
         let mut full_cost = Vec::new();
         let mut last = None;
         for run in 0..args.runs {
             // Untraced then traced on even runs, the other way round on odd
             // ones, so that neither side always runs second.
-            let untraced = |gen_cpu: &mut Vec<f64>, off: &mut Vec<f64>| -> Result<()> {
-                let (g, cpu) = util::cpu_timed(|| {
-                    pool.install(|| generate(&model, &req, None, |_| ControlFlow::Continue(())))
-                });
+            let mut untraced_run = || -> Result<()> {
+                let (g, cpu) = untraced(&pool, &model, &req)?;
                 gen_cpu.push(cpu);
-                off.push(g?.decode_tps());
+                off.push(g.decode_tps());
                 Ok(())
             };
             if run % 2 == 0 {
-                untraced(&mut gen_cpu, &mut off)?;
+                untraced_run()?;
             }
-            let mut sink = CommitmentSink::new(d)?;
-            let g = pool.install(|| {
-                generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| {
-                    ControlFlow::Continue(())
-                })
-            })?;
-            let t = Instant::now();
-            let c = sink.finish()?;
-            fin.push(t.elapsed().as_secs_f64() * 1e3);
+            let (g, c) = traced(&pool, &model, &req)?;
+            fin.push(c.cost().finish.as_secs_f64() * 1e3);
             on.push(g.decode_tps());
             full_cost.push(cost_secs(&c)?);
             last = Some((g, c));
             if run % 2 == 1 {
-                untraced(&mut gen_cpu, &mut off)?;
+                untraced_run()?;
             }
         }
         let (g, commitment) = last.context("--runs must be at least 1")?;
@@ -226,12 +214,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             Ok(())
         };
         verify_no_model().context("the honest receipt must verify")?;
-        let verify_offline_ms = median(
-            &(0..args.runs.max(5))
-                .map(|_| pool.install(|| ms(|| drop(verify_no_model()))))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or(0.0);
+        let verify_offline_ms = median_ms(&pool, args.runs.max(5), || drop(verify_no_model()));
         let checker = SpotChecker::new(&model);
         let (spot, spot_cpu): (Vec<f64>, Vec<f64>) = (0..args.runs)
             .map(|_| {
@@ -262,16 +245,9 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         checker
             .check_cells(&receipt, &lm_cells, &lm_openings)
             .context("the honest spot check with a last-layer cell must pass")?;
-        let spot_lm_ms_total = median(
-            &(0..args.runs)
-                .map(|_| {
-                    pool.install(|| {
-                        ms(|| drop(checker.check_cells(&receipt, &lm_cells, &lm_openings)))
-                    })
-                })
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or(0.0);
+        let spot_lm_ms_total = median_ms(&pool, args.runs, || {
+            drop(checker.check_cells(&receipt, &lm_cells, &lm_openings))
+        });
         let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
         let steps = g.tokens.len().saturating_sub(1).max(1) as f64;
         let per_step = |full: &[f64], pre: &[f64]| {
@@ -333,7 +309,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
 }
 
 /// (engine-thread seconds, hashing-thread CPU seconds) of one traced run.
-fn cost_secs(c: &forge_proofs::Commitment) -> Result<(f64, f64)> {
+fn cost_secs(c: &Commitment) -> Result<(f64, f64)> {
     let cost = c.cost();
     let worker = cost
         .worker_cpu
@@ -341,19 +317,38 @@ fn cost_secs(c: &forge_proofs::Commitment) -> Result<(f64, f64)> {
     Ok((cost.engine_thread.as_secs_f64(), worker.as_secs_f64()))
 }
 
-/// [`cost_secs`] of generating `req` with a `CommitmentSink` attached.
-fn traced_cost(
+/// `req` generated without a sink, and the CPU seconds it took.
+fn untraced(
     pool: &rayon::ThreadPool,
     model: &Model,
     req: &GenerateRequest,
-) -> Result<(f64, f64)> {
+) -> Result<(Generation, f64)> {
+    let (g, cpu) = util::cpu_timed(|| {
+        pool.install(|| generate(model, req, None, |_| ControlFlow::Continue(())))
+    });
+    Ok((g?, cpu))
+}
+
+/// `req` generated with a `CommitmentSink` attached, and its commitment
+/// (whose `cost` includes the time `finish` took).
+fn traced(
+    pool: &rayon::ThreadPool,
+    model: &Model,
+    req: &GenerateRequest,
+) -> Result<(Generation, Commitment)> {
     let mut sink = CommitmentSink::new(model.config().d_model)?;
-    pool.install(|| {
+    let g = pool.install(|| {
         generate(model, req, Some(&mut sink as &mut dyn TraceSink), |_| {
             ControlFlow::Continue(())
         })
     })?;
-    cost_secs(&sink.finish()?)
+    Ok((g, sink.finish()?))
+}
+
+/// Median wall milliseconds of `runs` calls of `f` on the pool.
+fn median_ms(pool: &rayon::ThreadPool, runs: usize, f: impl Fn() + Sync) -> f64 {
+    let times: Vec<f64> = (0..runs).map(|_| pool.install(|| ms(&f))).collect();
+    median(&times).unwrap_or(0.0)
 }
 
 fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {

@@ -6,22 +6,10 @@ mod support;
 
 #[test]
 fn proofs_runs_on_a_tiny_model_and_writes_its_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = support::tiny_model(dir.path());
-    let out_md = dir.path().join("proofs.md");
-    let out = support::forge_bench(
-        &["proofs", "--max-tokens", "4", "--runs", "2"],
-        &model,
-        &out_md,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let table = std::fs::read_to_string(&out_md).unwrap();
+    let (table, json) =
+        support::forge_bench_on_tiny_model(&["proofs", "--max-tokens", "4", "--runs", "2"]);
     assert!(table.contains("| prefill-500 |"), "{table}");
     assert!(table.contains("with a last-layer cell"), "{table}");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_md.with_extension("json")).unwrap())
-            .unwrap();
     for row in json["rows"].as_array().unwrap() {
         // The costliest draw was found and timed; the commitment's share is
         // a number, or null where a tiny model's decode step is too cheap

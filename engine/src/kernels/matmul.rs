@@ -119,29 +119,22 @@ impl QMatrix {
         self.cols
     }
 
-    /// Row `r` as floats (the embedding lookup).
+    /// Row `r` as floats (the embedding lookup): each block's scaled
+    /// weights `d·q`, plus Q4_1's block minimum.
     pub(crate) fn row_f32(&self, r: usize, out: &mut [f32]) {
         let nbr = self.cols / QK;
-        match &self.blocks {
-            Blocks::Q4_1 { d, m, qs } => {
-                for b in 0..nbr {
-                    let bi = r * nbr + b;
-                    let q = &qs[bi * HALF..(bi + 1) * HALF];
-                    for j in 0..HALF {
-                        out[b * QK + j] = d[bi] * f32::from(q[j] & 0x0F) + m[bi];
-                        out[b * QK + HALF + j] = d[bi] * f32::from(q[j] >> 4) + m[bi];
-                    }
-                }
+        for (b, o) in out.chunks_exact_mut(QK).enumerate() {
+            let bi = r * nbr + b;
+            let (lo, hi) = match &self.blocks {
+                Blocks::Q4_1 { d, qs, .. } => Q4Src { d, qs }.unpack(bi),
+                Blocks::Q8_0 { d, qs } => Q8Src { d, qs }.unpack(bi),
+                Blocks::F32 { w } => F32Src { w }.unpack(bi),
+            };
+            o[..HALF].copy_from_slice(&lo);
+            o[HALF..].copy_from_slice(&hi);
+            if let Blocks::Q4_1 { m, .. } = &self.blocks {
+                o.iter_mut().for_each(|v| *v += m[bi]);
             }
-            Blocks::Q8_0 { d, qs } => {
-                for b in 0..nbr {
-                    let bi = r * nbr + b;
-                    for j in 0..QK {
-                        out[b * QK + j] = d[bi] * f32::from(qs[bi * QK + j]);
-                    }
-                }
-            }
-            Blocks::F32 { w } => out.copy_from_slice(&w[r * self.cols..(r + 1) * self.cols]),
         }
     }
 
