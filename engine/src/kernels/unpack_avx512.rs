@@ -60,7 +60,9 @@ pub(super) fn lone_row_4(
     x: &[f32],
     xsum: &[f32],
 ) -> Option<[f32; 4]> {
-    if !q.holds(r0, 4, nbr) || x.len() < nbr * QK || xsum.len() < nbr {
+    // Only Q4_1's min term reads the block sums (Q8_0 callers pass none).
+    let sums_held = matches!(q, Quant::Q8_0 { .. }) || xsum.len() >= nbr;
+    if !q.holds(r0, 4, nbr) || x.len() < nbr * QK || !sums_held {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -219,6 +221,40 @@ unsafe fn fill_panel_avx512<const Q4: bool>(
                 _mm512_storeu_ps(dst, lo);
                 _mm512_storeu_ps(dst.add(HALF), hi);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Q8_0 has no min term, so its callers pass no block sums; the fast
+    /// path must still take it (it once required the sums of every format,
+    /// which sent the LM head, SmolLM2's one Q8_0 matrix, down the portable
+    /// loop), and give the portable bits.
+    #[test]
+    fn q8_0_lone_rows_take_the_simd_path_without_block_sums() {
+        #[cfg(target_arch = "x86_64")]
+        if !(std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
+            return;
+        }
+        let nbr = 3;
+        let d: Vec<f32> = (0..4 * nbr).map(|i| 0.01 * (i + 1) as f32).collect();
+        let qs: Vec<i8> = (0..4 * nbr * QK).map(|i| (i * 37 % 255) as i8).collect();
+        let x: Vec<f32> = (0..nbr * QK).map(|i| (i % 7) as f32 - 3.0).collect();
+        let y = lone_row_4(Quant::Q8_0 { d: &d, qs: &qs }, 0, nbr, &x, &[])
+            .expect("AVX-512 lone row for Q8_0");
+        for (r, got) in y.iter().enumerate() {
+            let want: f64 = (0..nbr * QK)
+                .map(|k| {
+                    let b = r * nbr + k / QK;
+                    f64::from(d[b]) * f64::from(qs[r * nbr * QK + k]) * f64::from(x[k])
+                })
+                .sum();
+            assert!((f64::from(*got) - want).abs() < 1e-3 * want.abs().max(1.0));
         }
     }
 }
