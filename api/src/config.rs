@@ -21,8 +21,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// Default `max_tokens` when a request sets none (bounded by the context).
 pub const DEFAULT_MAX_TOKENS: usize = 1024;
-/// Default price: 1 CU charged per CU served.
+/// Default price: 1 CU charged per CU served (at idle).
 pub const DEFAULT_PRICE_MILLI_PER_CU: u64 = 1000;
+/// Default surge: the price doubles once every generation slot is taken.
+pub const DEFAULT_PRICE_SURGE_PERCENT: u64 = 100;
 /// Default bytes of committed rows kept for audits (1 GiB).
 pub const DEFAULT_AUDIT_RETAIN_BYTES: u64 = 1 << 30;
 /// Default number of receipt workers.
@@ -43,8 +45,14 @@ pub struct ServerOptions {
     pub body_limit: usize,
     /// `max_tokens` of requests that set none (bounded by the context).
     pub default_max_tokens: usize,
-    /// Thousandths of a CU charged per CU served.
+    /// Thousandths of a CU charged per CU served, at idle: the base of the
+    /// load-based price.
     pub price_milli_per_cu: u64,
+    /// How far above the base the price rises, in percent, once the
+    /// sequences running or queued fill every generation slot; linear in
+    /// between (0: a fixed price). A request keeps the price it was quoted
+    /// on arrival.
+    pub price_surge_percent: u64,
     /// Interval of SSE keep-alive comments.
     pub keep_alive: Duration,
     /// Threads building receipts (a Groth16 proof each).
@@ -66,6 +74,7 @@ impl Default for ServerOptions {
             body_limit: DEFAULT_BODY_LIMIT,
             default_max_tokens: DEFAULT_MAX_TOKENS,
             price_milli_per_cu: DEFAULT_PRICE_MILLI_PER_CU,
+            price_surge_percent: DEFAULT_PRICE_SURGE_PERCENT,
             keep_alive: Duration::from_secs(15),
             receipt_workers: DEFAULT_RECEIPT_WORKERS,
             retry_after_secs: 1,
@@ -86,6 +95,7 @@ impl Default for ServerOptions {
 /// body_limit_bytes = 1048576
 /// default_max_tokens = 1024
 /// price_milli_per_cu = 1000
+/// price_surge_percent = 100
 /// receipt_workers = 1
 /// audit_retain_mib = 1024
 /// api_keys = ["sk-..."]
@@ -112,6 +122,8 @@ pub struct FileConfig {
     pub default_max_tokens: Option<usize>,
     /// See [`ServerOptions::price_milli_per_cu`].
     pub price_milli_per_cu: Option<u64>,
+    /// See [`ServerOptions::price_surge_percent`].
+    pub price_surge_percent: Option<u64>,
     /// See [`ServerOptions::receipt_workers`].
     pub receipt_workers: Option<usize>,
     /// [`ServerOptions::audit_retain_bytes`], in MiB.
@@ -169,10 +181,11 @@ mod tests {
     #[test]
     fn file_config_parses_and_refuses_unknown_keys() {
         let c =
-            FileConfig::parse("listen = \"127.0.0.1:9\"\nmax_concurrent = 3\napi_keys = [\"a\"]\n")
+            FileConfig::parse("listen = \"127.0.0.1:9\"\nmax_concurrent = 3\napi_keys = [\"a\"]\nprice_surge_percent = 0\n")
                 .unwrap();
         assert_eq!(c.listen.as_deref(), Some("127.0.0.1:9"));
         assert_eq!(c.max_concurrent, Some(3));
+        assert_eq!(c.price_surge_percent, Some(0));
         assert_eq!(c.api_keys, Some(vec!["a".to_string()]));
         assert!(
             FileConfig::parse("max_concurent = 3")

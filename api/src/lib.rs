@@ -55,6 +55,7 @@ mod ledger;
 mod metrics;
 mod openai;
 mod openapi;
+mod pricing;
 mod retained;
 mod routes;
 mod scheduler;
@@ -64,7 +65,8 @@ mod state;
 pub use config::{
     ConfigError, DEFAULT_AUDIT_RETAIN_BYTES, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN,
     DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUE, DEFAULT_MAX_TOKENS, DEFAULT_PRICE_MILLI_PER_CU,
-    DEFAULT_RECEIPT_WORKERS, DEFAULT_REQUEST_TIMEOUT_SECS, FileConfig, ServerOptions,
+    DEFAULT_PRICE_SURGE_PERCENT, DEFAULT_RECEIPT_WORKERS, DEFAULT_REQUEST_TIMEOUT_SECS, FileConfig,
+    ServerOptions,
 };
 pub use error::ApiError;
 pub use forge_info::ForgeInfo;

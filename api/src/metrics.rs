@@ -132,6 +132,8 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Sequences being generated.
     pub active: Gauge,
+    /// The price quoted to the latest request, in thousandths of a CU per CU.
+    pub price: Gauge,
     /// Requests refused because the queue was full.
     pub rejected_full: Counter,
     /// Batched engine steps.
@@ -158,6 +160,7 @@ impl Default for Metrics {
             receipts: Counter::default(),
             queue_depth: Gauge::default(),
             active: Gauge::default(),
+            price: Gauge::default(),
             rejected_full: Counter::default(),
             engine_steps: Counter::default(),
             batch_rows: Histogram::new(ROWS),
@@ -261,6 +264,12 @@ impl Metrics {
             "forge_active_sequences",
             "Sequences being generated.",
             self.active.get(),
+        );
+        gauge(
+            &mut out,
+            "forge_price_milli_per_cu",
+            "Price quoted to the latest request, in thousandths of a CU charged per CU (it rises with load).",
+            self.price.get(),
         );
         self.ttft.render(
             &mut out,

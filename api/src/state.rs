@@ -108,7 +108,6 @@ impl AppState {
             holds: Arc::clone(&self.0.holds),
             metrics: Arc::clone(&self.0.metrics),
             retained: Arc::clone(&self.0.retained),
-            price_milli_per_cu: o.price_milli_per_cu,
         };
         let limits = Limits {
             max_concurrent: o.max_concurrent,

@@ -131,7 +131,8 @@ fn account_cli_creates_credits_and_shows() {
 }
 
 /// The ledger's invariants: every charge is a whole receipt (it decodes, its
-/// hash is its key, its charge is its cost at the node's price), and the
+/// hash is its key, its charge is its cost at the node's fixed price of
+/// 1000 milli-CU per CU), and the
 /// balance is exactly credits minus those charges. Returns the receipt count.
 fn check_ledger(home: &Path, account: &str, server: &Server, key: &str) -> usize {
     let ledger = forge_api::Ledger::open(&home.join("ledger.sqlite")).unwrap();
@@ -193,6 +194,10 @@ fn sigkill_mid_request_leaves_no_half_applied_charge() {
         "tiny",
         "--max-concurrent",
         "4",
+        // A fixed price, so that every charge is its cost (the invariant
+        // `check_ledger` asserts); load-based prices are tested in forge-api.
+        "--price-surge-percent",
+        "0",
     ];
     let short = json!({"model": "tiny", "messages": [{"role": "user", "content": "the tin"}], "max_tokens": 6}).to_string();
     let long = json!({"model": "tiny", "messages": [{"role": "user", "content": "the tin"}], "max_tokens": 1800,

@@ -16,6 +16,7 @@ use crate::accounts::{Caller, Charge};
 use crate::config::ServerOptions;
 use crate::error::ApiError;
 use crate::openai::{Kind, MAX_CHOICES, Meta, Params};
+use crate::pricing::Pricing;
 use crate::scheduler::{Events, Job, charge_for, hex};
 use crate::state::{AppState, Ready, unix_now};
 
@@ -72,10 +73,18 @@ pub(crate) async fn run(
         cfg,
         ForwardWork::for_request(req.prompt.len() as u64, req.max_tokens as u64),
     ));
-    let worst = charge_for(
-        u64::try_from(worst).unwrap_or(u64::MAX),
-        state.options().price_milli_per_cu,
-    );
+    // The price floats with the load this request finds; it keeps it.
+    let (busy, capacity) = ready.scheduler.load();
+    let price = Pricing {
+        base_milli_per_cu: state.options().price_milli_per_cu,
+        surge_percent: state.options().price_surge_percent,
+    }
+    .quote(busy, capacity);
+    state
+        .metrics()
+        .price
+        .set(i64::try_from(price).unwrap_or(i64::MAX));
+    let worst = charge_for(u64::try_from(worst).unwrap_or(u64::MAX), price);
     let charges = match caller.0 {
         None => (0..n).map(|_| Charge::default()).collect(),
         Some(account) => {
@@ -113,6 +122,7 @@ pub(crate) async fn run(
             submitted: now,
             deadline,
             charge,
+            price_milli_per_cu: price,
         });
     }
     drop(tx);

@@ -23,6 +23,11 @@ impl Admission {
         }
     }
 
+    /// Slots taken now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
     /// Takes `n` slots at once, or none when fewer than `n` are free.
     pub(crate) fn try_take(&self, n: usize) -> bool {
         self.held

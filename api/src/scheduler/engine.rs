@@ -212,6 +212,7 @@ fn retire(
             seq,
             events,
             charge,
+            price_milli_per_cu,
             ..
         } = a.job;
         let request = seq.request().clone();
@@ -234,6 +235,7 @@ fn retire(
             sink,
             events,
             charge,
+            price_milli_per_cu,
         };
         if let Err(e) = finisher.send(finished) {
             e.0.events.send(Event::Receipt(Err(

@@ -26,7 +26,6 @@ pub(crate) struct Finisher {
     pub(crate) metrics: Arc<Metrics>,
     /// Commitments kept for auditors' challenges.
     pub(crate) retained: Arc<RetainedCommitments>,
-    pub(crate) price_milli_per_cu: u64,
 }
 
 impl Finisher {
@@ -55,6 +54,7 @@ impl Finisher {
             sink,
             charge,
             events,
+            price_milli_per_cu,
         } = f;
         if generation.tokens.is_empty() {
             // Cancelled before its first step: nothing was forwarded, nothing
@@ -76,7 +76,7 @@ impl Finisher {
         let hash = receipt
             .hash()
             .map_err(|e| format!("hashing the receipt: {e}"))?;
-        let charged = charge_for(receipt.cost.milli_cu, self.price_milli_per_cu);
+        let charged = charge_for(receipt.cost.milli_cu, price_milli_per_cu);
         let record = ReceiptRecord {
             hash,
             request_id: id,
@@ -104,7 +104,7 @@ impl Finisher {
             flops: receipt.cost.flops,
             milli_cu: receipt.cost.milli_cu,
             activation_root: hex(&receipt.trace.root),
-            price_milli_per_cu: self.price_milli_per_cu,
+            price_milli_per_cu,
             charged_milli_cu: charged,
         };
         let (kept, bytes) = self.retained.insert(

@@ -24,6 +24,8 @@ pub(crate) struct Job {
     pub(crate) deadline: Instant,
     /// Who pays, and the credit held until the receipt is recorded.
     pub(crate) charge: Charge,
+    /// The price quoted on arrival, in thousandths of a CU per CU.
+    pub(crate) price_milli_per_cu: u64,
 }
 
 /// The sending side of a request's event channel, for one of its choices:
@@ -103,4 +105,5 @@ pub(crate) struct Finished {
     pub(crate) sink: Option<CommitmentSink>,
     pub(crate) events: Events,
     pub(crate) charge: Charge,
+    pub(crate) price_milli_per_cu: u64,
 }

@@ -35,6 +35,7 @@ pub(crate) struct Scheduler {
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     retry_after_secs: u64,
+    max_concurrent: usize,
 }
 
 impl Scheduler {
@@ -64,7 +65,14 @@ impl Scheduler {
             admission,
             metrics,
             retry_after_secs: limits.retry_after_secs,
+            max_concurrent,
         })
+    }
+
+    /// Sequences running or queued now, and how many run together: the
+    /// load a price is quoted on.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        (self.admission.held(), self.max_concurrent)
     }
 
     /// Queues a request's jobs (one per choice), or answers 429 when the

@@ -172,3 +172,51 @@ async fn full_queue_is_429_with_retry_after_and_disconnect_frees_the_slot() {
     let ok = chat(&app.router, &forced(2, 2)).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_price_rises_with_load_and_the_charge_follows_it() {
+    let opts = ServerOptions {
+        max_concurrent: 2,
+        max_queue: 2,
+        price_milli_per_cu: 1000,
+        price_surge_percent: 100,
+        ..ServerOptions::default()
+    };
+    let app = app_with(opts, &slow_spec(), |_| {});
+    let price_of = |v: &serde_json::Value| {
+        let f = &v["forge"];
+        let (price, milli) = (
+            f["price"]["milli_cu_per_cu"].as_u64().unwrap(),
+            f["milli_cu"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            f["price"]["charged_milli_cu"].as_u64().unwrap(),
+            (milli * price).div_ceil(1000),
+            "the charge must use the quoted price: {f}"
+        );
+        price
+    };
+    let idle = chat(&app.router, &forced(2, 2)).await.json();
+    assert_eq!(price_of(&idle), 1000, "idle: the base price");
+
+    // One of the two slots taken: base + 50%.
+    let body = start_long_stream(&app).await;
+    let busy = chat(&app.router, &forced(2, 3)).await.json();
+    assert_eq!(price_of(&busy), 1500);
+    let m = get(&app.router, "/metrics").await.text();
+    assert_eq!(metric(&m, "forge_price_milli_per_cu"), 1500.0);
+
+    // The long request goes away: once its slot is free, the base again.
+    drop(body);
+    let start = Instant::now();
+    while metric(
+        &get(&app.router, "/metrics").await.text(),
+        "forge_active_sequences",
+    ) != 0.0
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "slot not freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = chat(&app.router, &forced(2, 4)).await.json();
+    assert_eq!(price_of(&again), 1000);
+}

@@ -16,7 +16,8 @@ use forge_engine::{Backend, Model};
 Configuration precedence: command-line flags, then FORGE_* environment \
 variables, then the TOML file given with --config (keys: listen, model, \
 model_name, max_concurrent, max_queue, request_timeout_secs, body_limit_bytes, \
-default_max_tokens, price_milli_per_cu, receipt_workers, audit_retain_mib, \
+default_max_tokens, price_milli_per_cu, price_surge_percent, receipt_workers, \
+audit_retain_mib, \
 api_keys, ledger), \
 then the defaults shown.
 
@@ -52,9 +53,15 @@ pub(crate) struct ServeArgs {
     /// max_tokens of requests that set none, bounded by the context [default: 1024].
     #[arg(long, env = "FORGE_DEFAULT_MAX_TOKENS", value_name = "N")]
     default_max_tokens: Option<usize>,
-    /// Price in thousandths of a CU charged per CU served [default: 1000].
+    /// Price in thousandths of a CU charged per CU served, at idle [default: 1000].
     #[arg(long, env = "FORGE_PRICE_MILLI_PER_CU", value_name = "MILLI")]
     price_milli_per_cu: Option<u64>,
+    /// How far the price rises above that, in percent, once the sequences
+    /// running or queued fill every slot of --max-concurrent; linear in
+    /// between; a request keeps the price quoted on arrival (0: a fixed
+    /// price) [default: 100].
+    #[arg(long, env = "FORGE_PRICE_SURGE_PERCENT", value_name = "PERCENT")]
+    price_surge_percent: Option<u64>,
     /// Threads building receipts (one Groth16 proof each) [default: 1].
     #[arg(long, env = "FORGE_RECEIPT_WORKERS", value_name = "N")]
     receipt_workers: Option<usize>,
@@ -126,6 +133,10 @@ impl Settings {
                 .price_milli_per_cu
                 .or(file.price_milli_per_cu)
                 .unwrap_or(d.price_milli_per_cu),
+            price_surge_percent: args
+                .price_surge_percent
+                .or(file.price_surge_percent)
+                .unwrap_or(d.price_surge_percent),
             receipt_workers: args
                 .receipt_workers
                 .or(file.receipt_workers)
