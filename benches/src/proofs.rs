@@ -18,7 +18,7 @@ use forge_proofs::{
 use serde::Serialize;
 
 use crate::prompts::prompt_set;
-use crate::util::{self, median};
+use crate::util::{self, median, quantile};
 
 /// Arguments of `forge-bench proofs`.
 #[derive(Debug, Args)]
@@ -51,8 +51,13 @@ pub struct ProofsRow {
     generated: usize,
     decode_tps_off: f64,
     decode_tps_on: f64,
+    /// Median over runs of one run pair's (untraced tok/s / traced tok/s - 1), percent.
     commit_overhead_pct: f64,
-    /// CPU time of the commitment per decoded token (hashing thread plus
+    /// Its interquartile range over the pairs, percent.
+    commit_overhead_iqr_pct: [f64; 2],
+    /// Every pair's figure, percent.
+    commit_overhead_pairs_pct: Vec<f64>,
+    /// CPU time of the commitment per decoded token (hashing jobs plus
     /// the engine thread's hand-over), over the CPU time of a decode step
     /// without a sink, percent.
     commit_cpu_pct_of_decode: f64,
@@ -81,6 +86,10 @@ pub struct ProofsRow {
 #[derive(Debug, Serialize)]
 pub struct ProofsReport {
     rows: Vec<ProofsRow>,
+    /// The pairs of every prompt together: median and interquartile range
+    /// of the commitment's wall overhead, percent.
+    commit_overhead_all_pairs_pct: f64,
+    commit_overhead_all_pairs_iqr_pct: [f64; 2],
     cu_prove_ms: f64,
     cu_verify_ms: f64,
     threads: usize,
@@ -138,7 +147,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         let (mut pre_cpu, mut pre_cost) = (Vec::new(), Vec::new());
         for _ in 0..args.runs {
             pre_cpu.push(untraced(&pool, &model, &prefill_req)?.1);
-            pre_cost.push(cost_secs(&traced(&pool, &model, &prefill_req)?.1)?);
+            pre_cost.push(cost_secs(&traced(&pool, &model, &prefill_req)?.1));
         }
         let mut full_cost = Vec::new();
         let mut last = None;
@@ -157,7 +166,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             let (g, c) = traced(&pool, &model, &req)?;
             fin.push(c.cost().finish.as_secs_f64() * 1e3);
             on.push(g.decode_tps());
-            full_cost.push(cost_secs(&c)?);
+            full_cost.push(cost_secs(&c));
             last = Some((g, c));
             if run % 2 == 1 {
                 untraced_run()?;
@@ -248,6 +257,12 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         let spot_lm_ms_total = median_ms(&pool, args.runs, || {
             drop(checker.check_cells(&receipt, &lm_cells, &lm_openings))
         });
+        let pairs: Vec<f64> = off
+            .iter()
+            .zip(&on)
+            .filter(|&(_, &b)| b > 0.0)
+            .map(|(a, b)| (a / b - 1.0) * 100.0)
+            .collect();
         let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
         let steps = g.tokens.len().saturating_sub(1).max(1) as f64;
         let per_step = |full: &[f64], pre: &[f64]| {
@@ -267,11 +282,9 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             generated: g.tokens.len(),
             decode_tps_off: off,
             decode_tps_on: on,
-            commit_overhead_pct: if on > 0.0 {
-                (off / on - 1.0) * 100.0
-            } else {
-                0.0
-            },
+            commit_overhead_pct: median(&pairs).unwrap_or(0.0),
+            commit_overhead_iqr_pct: iqr(&pairs),
+            commit_overhead_pairs_pct: pairs,
             // NaN (JSON null, "n/a" in the table) when a decode step is too
             // cheap for the CPU clocks to resolve (tiny models).
             commit_cpu_pct_of_decode: if decode_cpu > 0.0 {
@@ -295,7 +308,13 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
                 * 100.0,
         });
     }
+    let all: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.commit_overhead_pairs_pct.iter().copied())
+        .collect();
     let report = ProofsReport {
+        commit_overhead_all_pairs_pct: median(&all).unwrap_or(0.0),
+        commit_overhead_all_pairs_iqr_pct: iqr(&all),
         rows,
         cu_prove_ms: median(&prove).unwrap_or(0.0),
         cu_verify_ms: median(&verify).unwrap_or(0.0),
@@ -308,13 +327,15 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     Ok(report)
 }
 
-/// (engine-thread seconds, hashing-thread CPU seconds) of one traced run.
-fn cost_secs(c: &Commitment) -> Result<(f64, f64)> {
+/// The 25th and 75th percentiles of `xs` (0 when empty).
+fn iqr(xs: &[f64]) -> [f64; 2] {
+    [0.25, 0.75].map(|q| quantile(xs, q).unwrap_or(0.0))
+}
+
+/// (engine-thread seconds, hashing seconds) of one traced run.
+fn cost_secs(c: &Commitment) -> (f64, f64) {
     let cost = c.cost();
-    let worker = cost
-        .worker_cpu
-        .context("this OS does not report per-thread CPU time (/proc/thread-self/schedstat)")?;
-    Ok((cost.engine_thread.as_secs_f64(), worker.as_secs_f64()))
+    (cost.engine_thread.as_secs_f64(), cost.hashing.as_secs_f64())
 }
 
 /// `req` generated without a sink, and the CPU seconds it took.
@@ -357,17 +378,19 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         "{} engine threads, greedy, {} spot-check cells per receipt, medians. {}\n\n",
         r.threads, r.checks, r.date
     );
-    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | commitment CPU / decode CPU | engine thread / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) | with a last-layer cell (ms) | its % of generation (wall) |\n";
-    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | its IQR | commitment CPU / decode CPU | engine thread / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) | with a last-layer cell (ms) | its % of generation (wall) |\n";
+    md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for x in &r.rows {
         md += &format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {} | {:.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% | {:.1} | {:.2}% |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {:+.2}% | {:+.2}..{:+.2}% | {} | {:.2}% | {:.2} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2}% | {:.2}% | {:.1} | {:.2}% |\n",
             x.prompt,
             x.prompt_tokens,
             x.generated,
             x.decode_tps_off,
             x.decode_tps_on,
             x.commit_overhead_pct,
+            x.commit_overhead_iqr_pct[0],
+            x.commit_overhead_iqr_pct[1],
             if x.commit_cpu_pct_of_decode.is_nan() {
                 "n/a".to_string()
             } else {
@@ -393,8 +416,18 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.cu_prove_ms,
         r.cu_verify_ms
     );
-    md += "Commitment overhead (wall) = decode tok/s without a sink over decode tok/s with forge-proofs' `CommitmentSink` attached, minus 1 (medians; the two alternate which runs first; wall time on a shared machine: noisy). ";
-    md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing thread's, from `/proc/thread-self/schedstat`, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times; on a machine with a core to spare for the hashing thread, the decode loop's wall time grows only by the engine thread's share (next column: its time in `record` per decoded token over a decode step's wall time). ";
+    md += &format!(
+        "Commitment overhead (wall), all prompts' {} run pairs together: median {:+.2}%, interquartile range {:+.2}% to {:+.2}%.\n\n",
+        r.rows
+            .iter()
+            .map(|x| x.commit_overhead_pairs_pct.len())
+            .sum::<usize>(),
+        r.commit_overhead_all_pairs_pct,
+        r.commit_overhead_all_pairs_iqr_pct[0],
+        r.commit_overhead_all_pairs_iqr_pct[1]
+    );
+    md += "Commitment overhead (wall) = per run pair (one generation without a sink, one with forge-proofs' `CommitmentSink` attached; the two alternate which runs first), decode tok/s without over decode tok/s with, minus 1; the median over pairs, and its interquartile range (wall time on a shared machine: noisy). ";
+    md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing jobs' run time on the engine's rayon pool, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times. Engine thread / decode = the engine thread's time in `record` per decoded token over a decode step's wall time. ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink). \

@@ -53,6 +53,19 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     })
 }
 
+/// The `q`-quantile of `xs` (0 <= q <= 1), interpolating linearly between
+/// order statistics; `None` when empty. `quantile(xs, 0.5)` is the median.
+pub fn quantile(xs: &[f64], q: f64) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    Some(v[lo] + (v[hi] - v[lo]) * (at - lo as f64))
+}
+
 /// `n / secs`, or 0 when `secs` is not positive.
 pub fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
@@ -176,6 +189,21 @@ mod tests {
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn quantiles_interpolate_and_agree_with_the_median() {
+        let xs = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&xs, 0.0), Some(1.0));
+        assert_eq!(quantile(&xs, 1.0), Some(5.0));
+        assert_eq!(quantile(&xs, 0.25), Some(2.0));
+        assert_eq!(quantile(&[1.0, 2.0], 0.25), Some(1.25));
+        assert_eq!(quantile(&xs, 0.5), median(&xs));
+        assert_eq!(
+            quantile(&[4.0, 1.0, 2.0, 3.0], 0.5),
+            median(&[4.0, 1.0, 2.0, 3.0])
+        );
     }
 
     #[test]

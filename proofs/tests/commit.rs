@@ -165,11 +165,46 @@ fn the_commitment_reports_what_it_cost() {
     // (drain + tree) takes some time.
     assert!(cost.engine_thread > std::time::Duration::ZERO, "{cost:?}");
     assert!(cost.finish > std::time::Duration::ZERO, "{cost:?}");
-    // Linux reports the hashing thread's CPU time, and it hashed rows.
-    if cfg!(target_os = "linux") {
-        let worker = cost.worker_cpu.expect("per-thread CPU time on Linux");
-        assert!(worker > std::time::Duration::ZERO, "{cost:?}");
+    // Rows were hashed, and the time it took is counted.
+    assert!(cost.hashing > std::time::Duration::ZERO, "{cost:?}");
+}
+
+#[test]
+fn a_one_thread_pool_commits_the_same_root() {
+    // The hashing jobs go to the recording thread's rayon pool. With one
+    // thread, that thread is the engine's, busy generating and then in
+    // `finish`, which must absorb every group no job reached (and must not
+    // wait for a job that cannot run); with a capacity of 1 the recording
+    // thread absorbs the backlog itself as it goes.
+    let (model, _dir) = common::tiny_model(1);
+    let (_, reference) = committed(&model, SinkOptions::default());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for channel_capacity in [1, 64] {
+        let opts = SinkOptions {
+            channel_capacity,
+            ..SinkOptions::default()
+        };
+        let (_, c) = pool.install(|| committed(&model, opts));
+        assert_eq!(c.root(), reference.root(), "capacity {channel_capacity}");
+        assert_eq!(c.row(1, 2).unwrap(), reference.row(1, 2).unwrap());
     }
+}
+
+#[test]
+fn dropping_an_unfinished_sink_leaves_its_jobs_harmless() {
+    // A cancelled sequence drops its sink with groups still queued.
+    let (model, _dir) = common::tiny_model(1);
+    for _ in 0..8 {
+        let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+        run(&model, &mut sink);
+        drop(sink);
+    }
+    let (_, a) = committed(&model, SinkOptions::default());
+    let (_, b) = committed(&model, SinkOptions::default());
+    assert_eq!(a.root(), b.root());
 }
 
 #[test]

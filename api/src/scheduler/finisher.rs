@@ -58,7 +58,7 @@ impl Finisher {
         } = f;
         if generation.tokens.is_empty() {
             // Cancelled before its first step: nothing was forwarded, nothing
-            // is owed. Dropping the sink ends its hashing thread.
+            // is owed. Dropping the sink stops its hashing jobs.
             return Ok(None);
         }
         let sink = sink.ok_or("the sequence had no commitment sink")?;

@@ -37,12 +37,13 @@ pub struct CommitCost {
     /// them and sending batches): the commitment's share of the decode
     /// loop's critical path.
     pub engine_thread: Duration,
-    /// CPU time of the hashing thread (leaf hashes, row storage), where the
-    /// OS reports per-thread CPU time (Linux); it competes with the engine
-    /// for cores.
-    pub worker_cpu: Option<Duration>,
-    /// Wall time of `CommitmentSink::finish`: draining the worker and
-    /// building the Merkle tree, after the generation.
+    /// Time spent hashing and storing rows (leaf hashes, row storage):
+    /// the sum of every hashing job's run, on whichever thread ran it (the
+    /// engine's rayon pool, or `finish`). Jobs are short, so this is close
+    /// to their CPU time.
+    pub hashing: Duration,
+    /// Wall time of `CommitmentSink::finish`: absorbing what the jobs had
+    /// not and building the Merkle tree, after the generation.
     pub finish: Duration,
 }
 

@@ -7,11 +7,8 @@ use crate::MerkleError;
 /// Why a trace could not be committed or opened.
 #[derive(Debug, Error)]
 pub enum CommitError {
-    /// The hashing thread could not be started.
-    #[error("cannot start the hashing thread: {0}")]
-    Spawn(#[source] std::io::Error),
-    /// The hashing thread panicked.
-    #[error("the hashing thread panicked")]
+    /// Hashing the rows panicked.
+    #[error("hashing the trace panicked")]
     WorkerPanicked,
     /// Spilling rows to, or reading them back from, the temp file failed.
     #[error("row spill file: {0}")]

@@ -1,14 +1,17 @@
-//! The engine-facing sink: copies rows into a bounded channel.
+//! The engine-facing sink: copies rows and hands them to hashing jobs on
+//! the engine's rayon pool.
 
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use forge_engine::TraceSink;
 
 use super::store::RowStore;
-use super::worker::{self, Batch, Recorded, RowKind};
+use super::worker::{Absorber, Batch, RowKind};
 use super::{CommitCost, CommitError, Commitment};
 use crate::merkle::DType;
 
@@ -20,7 +23,8 @@ pub struct SinkOptions {
     pub memory_limit: usize,
     /// Directory of the spill file (the system temp dir when `None`).
     pub spill_dir: Option<PathBuf>,
-    /// `record` calls that may wait in the channel before `record` blocks.
+    /// Groups of rows that may wait for a hashing job; past it, the
+    /// recording thread hashes the waiting groups itself.
     pub channel_capacity: usize,
 }
 
@@ -34,30 +38,97 @@ impl Default for SinkOptions {
     }
 }
 
-/// Rows buffered before one hand-over to the worker. One message per
-/// `record` call (30 per decoded token on SmolLM2) wakes the worker that
-/// often, and on two busy cores each wake-up costs the engine its core
-/// (measured by `forge-bench decode`: 3-13% of decode time); batches of 256
-/// rows bring that to about 1%.
-const FLUSH_ROWS: usize = 256;
+/// Rows buffered before they are handed over as one group (one hashing
+/// job, about 30 microseconds of blake3 on SmolLM2). A job runs to the end
+/// once a pool thread takes it, and the engine's next parallel step waits
+/// for that thread, so jobs are kept short; 30 rows is half a decoded
+/// token's rows on SmolLM2 (an output row and a key/value row per layer).
+const FLUSH_ROWS: usize = 32;
 
 /// A [`TraceSink`] that commits to every row it receives: each layer's
 /// output rows and its key/value rows.
 ///
-/// `record` only copies the rows into a bounded channel; a worker thread
-/// computes the leaf hashes and keeps the rows for later openings.
-/// [`CommitmentSink::finish`] joins it and builds the Merkle tree over the
-/// leaves in layer-major order.
+/// `record` only copies the rows; every [`FLUSH_ROWS`] rows it queues them
+/// as a group and, unless one is pending, spawns a hashing job on the
+/// current rayon pool (the engine's, so hashing shares its threads instead
+/// of preempting them). A job absorbs one group in recording order (leaf
+/// hashes, rows kept for later openings) and spawns the next if groups
+/// remain. [`CommitmentSink::finish`] absorbs what is left and builds the
+/// Merkle tree over the leaves in layer-major order.
 #[derive(Debug)]
 pub struct CommitmentSink {
     d_model: usize,
-    tx: Option<SyncSender<Vec<Batch>>>,
-    worker: Option<JoinHandle<Recorded>>,
-    disconnected: bool,
+    shared: Arc<Shared>,
     pending: Vec<Batch>,
     pending_rows: usize,
+    capacity: usize,
     /// Time spent in `record` and `record_kv` (copying, handing over).
     engine_time: Duration,
+}
+
+/// What the sink and its hashing jobs share.
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Taken by `finish`. Groups are popped from the queue only while this
+    /// lock is held, so they are absorbed in recording order.
+    absorber: Mutex<Option<Absorber>>,
+    /// Nanoseconds spent absorbing, on whichever thread ran it.
+    hashing_ns: AtomicU64,
+    /// Set when the sink is dropped unfinished: jobs stop absorbing.
+    abandoned: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    groups: VecDeque<Vec<Batch>>,
+    /// A hashing job is spawned and has not yet found the queue empty.
+    scheduled: bool,
+}
+
+/// Locks `m`, also after a panic elsewhere (absorbing runs under
+/// `catch_unwind`, so the data stays consistent).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Absorbs the oldest waiting group, if any; false when none waited.
+    fn absorb_next(&self, absorber: &mut Option<Absorber>) -> bool {
+        let Some(group) = lock(&self.queue).groups.pop_front() else {
+            return false;
+        };
+        let Some(a) = absorber.as_mut() else {
+            return true;
+        };
+        if self.abandoned.load(Ordering::Relaxed) {
+            return true;
+        }
+        let started = Instant::now();
+        if catch_unwind(AssertUnwindSafe(|| a.absorb(group))).is_err() {
+            a.poison();
+        }
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.hashing_ns.fetch_add(ns, Ordering::Relaxed);
+        true
+    }
+
+    /// Absorbs every waiting group (on the calling thread).
+    fn absorb_all(&self, absorber: &mut Option<Absorber>) {
+        while self.absorb_next(absorber) {}
+    }
+
+    /// One hashing job: one group, then the next job if more wait.
+    fn job(self: Arc<Self>) {
+        self.absorb_next(&mut lock(&self.absorber));
+        let mut q = lock(&self.queue);
+        if q.groups.is_empty() {
+            q.scheduled = false;
+        } else {
+            drop(q);
+            rayon::spawn(move || self.job());
+        }
+    }
 }
 
 impl CommitmentSink {
@@ -68,19 +139,18 @@ impl CommitmentSink {
 
     /// A sink for rows of `d_model` floats.
     pub fn with_options(d_model: usize, opts: SinkOptions) -> Result<Self, CommitError> {
-        let (tx, rx) = sync_channel(opts.channel_capacity);
         let store = RowStore::new(opts.memory_limit, opts.spill_dir);
-        let worker = std::thread::Builder::new()
-            .name("forge-commit".into())
-            .spawn(move || worker::run(rx, d_model, DType::F32, store))
-            .map_err(CommitError::Spawn)?;
         Ok(Self {
             d_model,
-            tx: Some(tx),
-            worker: Some(worker),
-            disconnected: false,
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                absorber: Mutex::new(Some(Absorber::new(d_model, DType::F32, store))),
+                hashing_ns: AtomicU64::new(0),
+                abandoned: AtomicBool::new(false),
+            }),
             pending: Vec::new(),
             pending_rows: 0,
+            capacity: opts.channel_capacity.max(1),
             engine_time: Duration::ZERO,
         })
     }
@@ -90,48 +160,63 @@ impl CommitmentSink {
         self.d_model
     }
 
-    /// Waits for the worker and builds the commitment.
+    /// Absorbs what the hashing jobs have not (on this thread) and builds
+    /// the commitment.
     pub fn finish(mut self) -> Result<Commitment, CommitError> {
         let started = Instant::now();
         self.flush();
-        drop(self.tx.take());
-        let recorded = match self.worker.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) | None => return Err(CommitError::WorkerPanicked),
+        let absorber = {
+            let mut guard = lock(&self.shared.absorber);
+            self.shared.absorb_all(&mut guard);
+            guard.take()
         };
+        let recorded = absorber.ok_or(CommitError::WorkerPanicked)?.seal();
         if let Some(e) = recorded.error {
             return Err(e);
         }
-        if self.disconnected {
-            return Err(CommitError::WorkerPanicked);
-        }
-        let worker_cpu = recorded.cpu;
+        let hashing = Duration::from_nanos(self.shared.hashing_ns.load(Ordering::Relaxed));
         let mut commitment = Commitment::build(self.d_model, DType::F32, recorded)?;
         commitment.set_cost(CommitCost {
             engine_thread: self.engine_time,
-            worker_cpu,
+            hashing,
             finish: started.elapsed(),
         });
         Ok(commitment)
     }
 }
 
-impl CommitmentSink {
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let batches = std::mem::take(&mut self.pending);
-        self.pending_rows = 0;
-        if let Some(tx) = &self.tx
-            && tx.send(batches).is_err()
-        {
-            self.disconnected = true;
-        }
+impl Drop for CommitmentSink {
+    fn drop(&mut self) {
+        // Unfinished (a cancelled sequence): queued groups are not worth hashing.
+        self.shared.abandoned.store(true, Ordering::Relaxed);
     }
 }
 
 impl CommitmentSink {
+    /// Queues the buffered rows as one group, and spawns a hashing job
+    /// unless one is pending. Past `capacity` waiting groups, absorbs them
+    /// here: memory stays bounded, and a pool whose threads are all busy
+    /// (or a one-thread pool running this very thread) cannot stall it.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let group = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        let (spawn, backlog) = {
+            let mut q = lock(&self.shared.queue);
+            q.groups.push_back(group);
+            (!std::mem::replace(&mut q.scheduled, true), q.groups.len())
+        };
+        if spawn {
+            let shared = Arc::clone(&self.shared);
+            rayon::spawn(move || shared.job());
+        }
+        if backlog > self.capacity {
+            self.shared.absorb_all(&mut lock(&self.shared.absorber));
+        }
+    }
+
     fn push(&mut self, kind: RowKind, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
         let started = Instant::now();
         self.pending.push(Batch {

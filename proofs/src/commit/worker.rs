@@ -1,7 +1,5 @@
-//! The hashing thread: leaf hashes and row storage, off the decode path.
-
-use std::sync::mpsc::Receiver;
-use std::time::Duration;
+//! Leaf hashes and row storage, in recording order (run by the sink's
+//! hashing jobs, off the decode path).
 
 use super::CommitError;
 use super::store::{RowStore, Slot};
@@ -60,7 +58,7 @@ impl LayerTrace {
     }
 }
 
-/// Everything the thread built.
+/// Everything the hashing jobs built.
 #[derive(Debug)]
 pub(crate) struct Recorded {
     pub(crate) layers: Vec<LayerTrace>,
@@ -68,54 +66,68 @@ pub(crate) struct Recorded {
     /// Width of the key/value rows (the first `record_kv` call sets it).
     pub(crate) kv_width: Option<usize>,
     pub(crate) store: RowStore,
-    /// The first error; batches after it are drained and dropped.
+    /// The first error; batches after it are dropped.
     pub(crate) error: Option<CommitError>,
-    /// CPU time of this thread, where the OS reports it.
-    pub(crate) cpu: Option<Duration>,
 }
 
-/// CPU time the calling thread has run, from Linux's
-/// `/proc/thread-self/schedstat` (nanoseconds); `None` elsewhere.
-fn thread_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    Some(Duration::from_nanos(ns))
+/// Takes batches in the order the engine recorded them and builds the
+/// leaves and the row store.
+#[derive(Debug)]
+pub(crate) struct Absorber {
+    out: Recorded,
+    d: usize,
+    dtype: DType,
 }
 
-/// Runs until every sender is gone.
-pub(crate) fn run(rx: Receiver<Vec<Batch>>, d: usize, dtype: DType, store: RowStore) -> Recorded {
-    let cpu_at_start = thread_cpu();
-    let mut out = Recorded {
-        layers: Vec::new(),
-        kv_layers: Vec::new(),
-        kv_width: None,
-        store,
-        error: None,
-        cpu: None,
-    };
-    for batch in rx.into_iter().flatten() {
+impl Absorber {
+    pub(crate) fn new(d: usize, dtype: DType, store: RowStore) -> Self {
+        Self {
+            out: Recorded {
+                layers: Vec::new(),
+                kv_layers: Vec::new(),
+                kv_width: None,
+                store,
+                error: None,
+            },
+            d,
+            dtype,
+        }
+    }
+
+    /// Hashes and stores `batches`, the next ones in recording order.
+    pub(crate) fn absorb(&mut self, batches: Vec<Batch>) {
+        for batch in batches {
+            if self.out.error.is_none()
+                && let Err(e) = absorb(&mut self.out, self.d, self.dtype, batch)
+            {
+                self.out.error = Some(e);
+            }
+        }
+    }
+
+    /// Records that absorbing panicked; nothing after it is absorbed.
+    pub(crate) fn poison(&mut self) {
+        self.out.error.get_or_insert(CommitError::WorkerPanicked);
+    }
+
+    /// Hashes the key/value rows still waiting for a full block and seals
+    /// the store: everything recorded is in.
+    pub(crate) fn seal(mut self) -> Recorded {
+        let out = &mut self.out;
+        if let Some(width) = out.kv_width {
+            for (layer, lt) in out.kv_layers.iter_mut().enumerate() {
+                // Layers fit in u32: `absorb` checked each one.
+                let end = lt.start + lt.positions();
+                lt.flush_kv(layer as u32, self.dtype, width, end);
+            }
+        }
         if out.error.is_none()
-            && let Err(e) = absorb(&mut out, d, dtype, batch)
+            && let Err(e) = out.store.seal()
         {
-            out.error = Some(e);
+            out.error = Some(CommitError::Spill(e));
         }
+        self.out
     }
-    if let Some(width) = out.kv_width {
-        for (layer, lt) in out.kv_layers.iter_mut().enumerate() {
-            // Layers fit in u32: `absorb` checked each one.
-            let end = lt.start + lt.positions();
-            lt.flush_kv(layer as u32, dtype, width, end);
-        }
-    }
-    if out.error.is_none()
-        && let Err(e) = out.store.seal()
-    {
-        out.error = Some(CommitError::Spill(e));
-    }
-    out.cpu = cpu_at_start
-        .zip(thread_cpu())
-        .map(|(a, b)| b.saturating_sub(a));
-    out
 }
 
 fn absorb(out: &mut Recorded, d: usize, dtype: DType, batch: Batch) -> Result<(), CommitError> {
