@@ -332,10 +332,15 @@ fn iqr(xs: &[f64]) -> [f64; 2] {
     [0.25, 0.75].map(|q| quantile(xs, q).unwrap_or(0.0))
 }
 
-/// (engine-thread seconds, hashing seconds) of one traced run.
+/// (seconds on the engine thread, seconds of hashing elsewhere) of one
+/// traced run: its time in `record`, absorbing included, and the rest.
 fn cost_secs(c: &Commitment) -> (f64, f64) {
     let cost = c.cost();
-    (cost.engine_thread.as_secs_f64(), cost.hashing.as_secs_f64())
+    let inline = cost.hashing_inline.min(cost.hashing);
+    (
+        (cost.engine_thread + inline).as_secs_f64(),
+        (cost.hashing - inline).as_secs_f64(),
+    )
 }
 
 /// `req` generated without a sink, and the CPU seconds it took.
@@ -427,7 +432,7 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.commit_overhead_all_pairs_iqr_pct[1]
     );
     md += "Commitment overhead (wall) = per run pair (one generation without a sink, one with forge-proofs' `CommitmentSink` attached; the two alternate which runs first), decode tok/s without over decode tok/s with, minus 1; the median over pairs, and its interquartile range (wall time on a shared machine: noisy). ";
-    md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing jobs' run time on the engine's rayon pool, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times. Engine thread / decode = the engine thread's time in `record` per decoded token over a decode step's wall time. ";
+    md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing jobs' run time on the engine's rayon pool, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times. Engine thread / decode = the engine thread's time in `record` (copying rows, and hashing them itself when more than 64 groups wait for the pool) per decoded token over a decode step's wall time. ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink). \

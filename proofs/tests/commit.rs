@@ -190,6 +190,12 @@ fn a_one_thread_pool_commits_the_same_root() {
         let (_, c) = pool.install(|| committed(&model, opts));
         assert_eq!(c.root(), reference.root(), "capacity {channel_capacity}");
         assert_eq!(c.row(1, 2).unwrap(), reference.row(1, 2).unwrap());
+        let cost = c.cost();
+        assert!(cost.hashing_inline <= cost.hashing, "{cost:?}");
+        if channel_capacity == 1 {
+            // The only pool thread is recording: it absorbed the backlog.
+            assert!(cost.hashing_inline > std::time::Duration::ZERO, "{cost:?}");
+        }
     }
 }
 

@@ -34,14 +34,19 @@ pub struct Commitment {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitCost {
     /// Time the engine's thread spent handing rows to the sink (copying
-    /// them and sending batches): the commitment's share of the decode
-    /// loop's critical path.
+    /// and queueing them), not counting `hashing_inline`.
     pub engine_thread: Duration,
     /// Time spent hashing and storing rows (leaf hashes, row storage):
     /// the sum of every hashing job's run, on whichever thread ran it (the
     /// engine's rayon pool, or `finish`). Jobs are short, so this is close
     /// to their CPU time.
     pub hashing: Duration,
+    /// Of `hashing`, what the engine's thread did itself inside `record`
+    /// because more groups waited than the sink's capacity (a pool too busy,
+    /// or with one thread). With `engine_thread`, the commitment's share of
+    /// the decode loop's critical path; `engine_thread + hashing` is its
+    /// whole cost.
+    pub hashing_inline: Duration,
     /// Wall time of `CommitmentSink::finish`: absorbing what the jobs had
     /// not and building the Merkle tree, after the generation.
     pub finish: Duration,

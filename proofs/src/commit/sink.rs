@@ -62,8 +62,11 @@ pub struct CommitmentSink {
     pending: Vec<Batch>,
     pending_rows: usize,
     capacity: usize,
-    /// Time spent in `record` and `record_kv` (copying, handing over).
+    /// Time spent in `record` and `record_kv` copying and handing over
+    /// rows (absorbing a backlog there is counted in `inline_time`).
     engine_time: Duration,
+    /// Time `record` and `record_kv` spent absorbing a backlog.
+    inline_time: Duration,
 }
 
 /// What the sink and its hashing jobs share.
@@ -152,6 +155,7 @@ impl CommitmentSink {
             pending_rows: 0,
             capacity: opts.channel_capacity.max(1),
             engine_time: Duration::ZERO,
+            inline_time: Duration::ZERO,
         })
     }
 
@@ -179,6 +183,7 @@ impl CommitmentSink {
         commitment.set_cost(CommitCost {
             engine_thread: self.engine_time,
             hashing,
+            hashing_inline: self.inline_time,
             finish: started.elapsed(),
         });
         Ok(commitment)
@@ -197,9 +202,10 @@ impl CommitmentSink {
     /// unless one is pending. Past `capacity` waiting groups, absorbs them
     /// here: memory stays bounded, and a pool whose threads are all busy
     /// (or a one-thread pool running this very thread) cannot stall it.
-    fn flush(&mut self) {
+    /// Returns the time spent absorbing a backlog here.
+    fn flush(&mut self) -> Duration {
         if self.pending.is_empty() {
-            return;
+            return Duration::ZERO;
         }
         let group = std::mem::take(&mut self.pending);
         self.pending_rows = 0;
@@ -212,9 +218,12 @@ impl CommitmentSink {
             let shared = Arc::clone(&self.shared);
             rayon::spawn(move || shared.job());
         }
-        if backlog > self.capacity {
-            self.shared.absorb_all(&mut lock(&self.shared.absorber));
+        if backlog <= self.capacity {
+            return Duration::ZERO;
         }
+        let started = Instant::now();
+        self.shared.absorb_all(&mut lock(&self.shared.absorber));
+        started.elapsed()
     }
 
     fn push(&mut self, kind: RowKind, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
@@ -227,10 +236,13 @@ impl CommitmentSink {
             rows: rows.to_vec(),
         });
         self.pending_rows += rows.len() / width.max(1);
-        if self.pending_rows >= FLUSH_ROWS {
-            self.flush();
-        }
-        self.engine_time += started.elapsed();
+        let inline = if self.pending_rows >= FLUSH_ROWS {
+            self.flush()
+        } else {
+            Duration::ZERO
+        };
+        self.inline_time += inline;
+        self.engine_time += started.elapsed().saturating_sub(inline);
     }
 }
 
