@@ -23,7 +23,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forge_benches::util::default_model_path;
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
-use forge_engine::{Backend, BatchItem, Model};
+use forge_engine::{Backend, BatchItem, Model, SamplingParams, sample};
 
 fn pin_threads() {
     let n = std::env::var("FORGE_BENCH_THREADS")
@@ -153,6 +153,38 @@ fn smollm2(c: &mut Criterion) {
     }
 }
 
+/// One draw from a vocabulary-sized row (SmolLM2's 49,152 tokens), per
+/// sampling mode: what each sampled token costs on top of the forward pass.
+fn sampler(c: &mut Criterion) {
+    let vocab = 49_152u64;
+    let logits: Vec<f32> = (0..vocab)
+        .map(|i| (i.wrapping_mul(2_654_435_761) % 10_007) as f32 / 500.0 - 10.0)
+        .collect();
+    let sampled = |temperature, top_p, top_k| SamplingParams {
+        temperature,
+        top_p,
+        top_k,
+        seed: 3,
+        ..SamplingParams::default()
+    };
+    let mut g = c.benchmark_group("sampler");
+    for (name, params) in [
+        ("greedy", SamplingParams::greedy()),
+        ("temperature_1", sampled(1.0, 1.0, 0)),
+        ("temperature_0.8_top_p_0.95", sampled(0.8, 0.95, 0)),
+        ("temperature_1_top_k_40", sampled(1.0, 1.0, 40)),
+    ] {
+        let mut step = 0u64;
+        g.bench_function(format!("{name}@49152"), |b| {
+            b.iter(|| {
+                step += 1;
+                black_box(sample(black_box(&logits), &params, &[], step))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -163,6 +195,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = tiny, smollm2
+    targets = tiny, smollm2, sampler
 }
 criterion_main!(benches);
