@@ -268,7 +268,7 @@ impl Metrics {
         gauge(
             &mut out,
             "forge_price_milli_per_cu",
-            "Price quoted to the latest request, in thousandths of a CU charged per CU (it rises with load).",
+            "Price quoted to the latest request (the base price before any), in thousandths of a CU charged per CU; it rises with load.",
             self.price.get(),
         );
         self.ttft.render(

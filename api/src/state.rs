@@ -116,6 +116,11 @@ impl AppState {
             retry_after_secs: o.retry_after_secs,
         };
         let scheduler = Scheduler::start(finisher, limits)?;
+        // Idle until the first request: the base price.
+        self.0
+            .metrics
+            .price
+            .set(i64::try_from(o.price_milli_per_cu).unwrap_or(i64::MAX));
         let ready = Ready {
             model,
             name: name.to_string(),

@@ -183,6 +183,12 @@ async fn the_price_rises_with_load_and_the_charge_follows_it() {
         ..ServerOptions::default()
     };
     let app = app_with(opts, &slow_spec(), |_| {});
+    let m = get(&app.router, "/metrics").await.text();
+    assert_eq!(
+        metric(&m, "forge_price_milli_per_cu"),
+        1000.0,
+        "before any request"
+    );
     let price_of = |v: &serde_json::Value| {
         let f = &v["forge"];
         let (price, milli) = (
