@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// tokens on both servers (as `decode` ignores stop tokens).
     #[arg(long)]
     pub natural_stop: bool,
+    /// Sampling temperature of every request (0: greedy; every stream sends
+    /// seed 0). Sampled requests also cost the servers their samplers.
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    pub temperature: f32,
     /// The forge-node binary [default: forge-node next to forge-bench]
     #[arg(long, value_name = "PATH")]
     pub forge_node: Option<PathBuf>,
@@ -310,6 +314,8 @@ pub struct ServeReport {
     pub threads: usize,
     /// max_tokens of every request.
     pub max_tokens: usize,
+    /// temperature of every request.
+    pub temperature: f32,
     /// Runs per level.
     pub runs: usize,
     /// Levels, in order.
@@ -410,6 +416,7 @@ async fn run_async(args: &ServeArgs) -> Result<ServeReport> {
     let shape = RequestShape {
         max_tokens,
         banned: banned.clone(),
+        temperature: args.temperature,
     };
 
     // llama.cpp's server, started after Forge's so that both are up (and
@@ -445,6 +452,7 @@ async fn run_async(args: &ServeArgs) -> Result<ServeReport> {
     let warm = RequestShape {
         max_tokens: WARMUP_TOKENS,
         banned: banned.clone(),
+        temperature: args.temperature,
     };
     let all: Vec<&BenchPrompt> = prompts.iter().collect();
     run_wave(&http, &forge.base_url, &forge_model, &all, &warm)
@@ -556,6 +564,7 @@ async fn run_async(args: &ServeArgs) -> Result<ServeReport> {
         model: path.display().to_string(),
         threads,
         max_tokens,
+        temperature: args.temperature,
         runs,
         concurrency: levels,
         banned_tokens: banned,
@@ -1020,7 +1029,7 @@ pub fn render_markdown(r: &ServeReport) -> String {
         s,
         "- Client: one thread, plain HTTP/1.1 on loopback; each stream is `POST /v1/chat/completions` with the system \
          message \"{}\" and one prompt of `forge-bench decode`'s set ({}), `stream: true`, \
-         `stream_options.include_usage`, temperature 0, seed 0. A wave sends C streams at once and waits for all; \
+         `stream_options.include_usage`, temperature {}, seed 0. A wave sends C streams at once and waits for all; \
          a run of level C is ceil({}/C) waves, stream s of wave w taking prompt (w*C+s) mod {}, so every prompt \
          is sent at every level (in equal shares when C divides the number of prompts or is a multiple of it).",
         crate::prompts::SYSTEM,
@@ -1029,6 +1038,7 @@ pub fn render_markdown(r: &ServeReport) -> String {
             .map(|p| format!("`{p}`"))
             .collect::<Vec<_>>()
             .join(", "),
+        r.temperature,
         r.prompts.len(),
         r.prompts.len()
     );

@@ -16,10 +16,12 @@ pub struct RequestShape {
     /// Token ids given a bias of -100 (`logit_bias`), so that generation
     /// runs to `max_tokens`: the end-of-turn tokens, unless `--natural-stop`.
     pub banned: Vec<u32>,
+    /// `temperature` (0: greedy); every stream sends `seed` 0.
+    pub temperature: f32,
 }
 
-/// The JSON body of a streamed, greedy chat completion of `user` (after the
-/// benchmark's system message) for `model`.
+/// The JSON body of a streamed chat completion of `user` (after the
+/// benchmark's system message) for `model`, at the shape's temperature.
 pub fn chat_body(model: &str, user: &str, shape: &RequestShape) -> Value {
     let mut body = json!({
         "model": model,
@@ -29,7 +31,7 @@ pub fn chat_body(model: &str, user: &str, shape: &RequestShape) -> Value {
         ],
         "stream": true,
         "stream_options": {"include_usage": true},
-        "temperature": 0,
+        "temperature": shape.temperature,
         "max_tokens": shape.max_tokens,
         "seed": 0,
     });
