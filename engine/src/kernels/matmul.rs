@@ -123,18 +123,15 @@ impl QMatrix {
     /// weights `d·q`, plus Q4_1's block minimum.
     pub(crate) fn row_f32(&self, r: usize, out: &mut [f32]) {
         let nbr = self.cols / QK;
-        for (b, o) in out.chunks_exact_mut(QK).enumerate() {
-            let bi = r * nbr + b;
-            let (lo, hi) = match &self.blocks {
-                Blocks::Q4_1 { d, qs, .. } => Q4Src { d, qs }.unpack(bi),
-                Blocks::Q8_0 { d, qs } => Q8Src { d, qs }.unpack(bi),
-                Blocks::F32 { w } => F32Src { w }.unpack(bi),
-            };
-            o[..HALF].copy_from_slice(&lo);
-            o[HALF..].copy_from_slice(&hi);
-            if let Blocks::Q4_1 { m, .. } = &self.blocks {
-                o.iter_mut().for_each(|v| *v += m[bi]);
+        match &self.blocks {
+            Blocks::Q4_1 { d, m, qs } => {
+                fill_panel(&Q4Src { d, qs }, nbr, r, 1, out);
+                for (o, &mb) in out.chunks_exact_mut(QK).zip(&m[r * nbr..(r + 1) * nbr]) {
+                    o.iter_mut().for_each(|v| *v += mb);
+                }
             }
+            Blocks::Q8_0 { d, qs } => fill_panel(&Q8Src { d, qs }, nbr, r, 1, out),
+            Blocks::F32 { w } => fill_panel(&F32Src { w }, nbr, r, 1, out),
         }
     }
 
