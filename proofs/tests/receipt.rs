@@ -100,7 +100,7 @@ fn an_honest_receipt_describes_the_run_and_verifies() {
     } = run("<|im_start|>user\nhi<|im_end|>");
     let key = provider();
     assert_eq!(r.request.model_id, model.model_id());
-    assert_eq!(r.request.backend, "cpu-f32");
+    assert_eq!(r.request.backend, "cpu-i8");
     assert_eq!(r.request.prompt_hash, prompt_hash(&req.prompt));
     assert_eq!(r.output.tokens_hash, output_hash(&generation.tokens));
     assert_eq!(r.request.n_prompt as usize, req.prompt.len());

@@ -369,7 +369,7 @@ fn a_flex_receipt_replays_within_the_published_tolerance_and_a_nudged_row_does_n
     let (generation, c) = commit(&flex, &req);
     let r = build(&flex, &req, &generation, &c);
     assert_ne!(
-        r.request.backend, "cpu-f32",
+        r.request.backend, "cpu-i8",
         "the receipt names the inexact backend"
     );
     let checker = SpotChecker::new(&exact);

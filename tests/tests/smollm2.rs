@@ -63,10 +63,13 @@ fn tokenizer_matches_llama_cpp() {
     }
 }
 
-/// Our f32 logits against a float64 numpy forward pass over the same
-/// dequantised weights (tolerance: 0.02 absolute on logits of size ~20-40,
-/// i.e. well under 0.1%), and the argmax against llama.cpp's.
-/// A wrong RoPE pairing, GQA head mapping or tokenizer moves logits by whole units.
+/// Our logits against a float64 numpy forward pass over the same
+/// dequantised weights with float activations (tolerance: 0.5 absolute on
+/// logits of size ~20-40; the kernels' 8-bit activations, which llama.cpp's
+/// CPU kernels also use for these formats, put them 0.38 and 0.44 away on
+/// the two cases; the f32 kernels before them were within 0.02), and the
+/// argmax against numpy's and llama.cpp's. A wrong RoPE pairing, GQA head
+/// mapping or tokenizer moves logits by whole units.
 #[test]
 fn logits_match_independent_references() {
     let m = smollm2();
@@ -79,7 +82,7 @@ fn logits_match_independent_references() {
         for &(id, want) in &case.numpy_top {
             worst = worst.max((f64::from(logits[id as usize]) - want).abs());
         }
-        assert!(worst < 0.02, "max |ours - numpy| over the top 40 = {worst}");
+        assert!(worst < 0.5, "max |ours - numpy| over the top 40 = {worst}");
         let ours = forge_engine::argmax(&logits);
         assert_eq!(ours, case.numpy_top[0].0);
         assert_eq!(ours, case.llama_cpp_top[0], "llama.cpp's greedy token");

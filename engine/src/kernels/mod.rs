@@ -12,11 +12,14 @@
 
 mod attention;
 mod attention_avx512;
+mod int8_acts;
+mod int8_matmul;
+mod int8_vnni;
+mod int8_weights;
 mod isa;
 mod matmul;
 mod rowops;
 mod tile_avx512;
-mod unpack_avx512;
 
 pub(crate) use attention::{AttnShape, attention};
 pub use isa::Isa;

@@ -35,9 +35,14 @@ impl Backend {
         }
     }
 
-    /// Tag written into receipts: backend and compute dtype.
+    /// Tag written into receipts: backend and compute dtype. The CPU
+    /// kernels multiply 8-bit activations by the quantised weights in
+    /// integers (`cpu-i8`); the burn backends multiply f32 tensors.
     pub fn tag(self) -> String {
-        format!("{}-f32", self.name())
+        match self {
+            Self::Cpu => "cpu-i8".into(),
+            other => format!("{}-f32", other.name()),
+        }
     }
 
     /// Whether rows are bit-identical however they were batched.

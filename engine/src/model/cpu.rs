@@ -3,7 +3,7 @@
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
 use crate::kernels::{
-    AttnShape, RopeTable, add_in_place, attention, rms_norm, rope_in_place, silu_mul,
+    AttnShape, QMatrix, RopeTable, add_in_place, attention, rms_norm, rope_in_place, silu_mul,
 };
 use crate::trace::TraceSink;
 
@@ -147,8 +147,8 @@ impl CpuForward<'_> {
         let mut x = inputs[t * d..].to_vec();
         add_in_place(&mut x, &lw.wo.matmul(&a));
         let h = rms_norm(&x, &lw.ffn_norm, cfg.rms_eps);
-        let mut g = lw.w_gate.matmul(&h);
-        silu_mul(&mut g, &lw.w_up.matmul(&h));
+        let [mut g, up] = QMatrix::matmul_each([&lw.w_gate, &lw.w_up], &h);
+        silu_mul(&mut g, &up);
         add_in_place(&mut x, &lw.w_down.matmul(&g));
         x
     }
@@ -199,9 +199,7 @@ impl CpuForward<'_> {
         let cfg = self.cfg;
         let (dh, qdim, kvdim) = (cfg.head_dim, cfg.d_model, cfg.kv_dim());
         let h = rms_norm(x, &lw.attn_norm, cfg.rms_eps);
-        let mut q = lw.wq.matmul(&h);
-        let mut kn = lw.wk.matmul(&h);
-        let vn = lw.wv.matmul(&h);
+        let [mut q, mut kn, vn] = QMatrix::matmul_each([&lw.wq, &lw.wk, &lw.wv], &h);
         let shape = AttnShape {
             heads: cfg.heads,
             kv_heads: cfg.kv_heads,
@@ -225,8 +223,8 @@ impl CpuForward<'_> {
         }
         add_in_place(x, &lw.wo.matmul(&a));
         let h = rms_norm(x, &lw.ffn_norm, cfg.rms_eps);
-        let mut g = lw.w_gate.matmul(&h);
-        silu_mul(&mut g, &lw.w_up.matmul(&h));
+        let [mut g, up] = QMatrix::matmul_each([&lw.w_gate, &lw.w_up], &h);
+        silu_mul(&mut g, &up);
         add_in_place(x, &lw.w_down.matmul(&g));
     }
 

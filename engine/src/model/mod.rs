@@ -237,7 +237,8 @@ impl Model {
                 _ => return Err(foreign_session()),
             }
         }
-        Ok(self.cpu().forward(&mut segs))
+        let cpu = self.cpu();
+        Ok(on_pool(|| cpu.forward(&mut segs)))
     }
 
     fn check_input(&self, session: &Session, tokens: &[u32]) -> Result<()> {
@@ -270,7 +271,10 @@ impl Model {
                 .chunks_exact(self.cfg.d_model)
                 .flat_map(|r| b.logits(r))
                 .collect(),
-            None => self.cpu().logits(rows),
+            None => {
+                let cpu = self.cpu();
+                on_pool(|| cpu.logits(rows))
+            }
         }
     }
 
@@ -278,7 +282,10 @@ impl Model {
     pub fn logits(&self, last_row: &[f32]) -> Vec<f32> {
         match &self.burn {
             Some(b) => b.logits(last_row),
-            None => self.cpu().logits(last_row),
+            None => {
+                let cpu = self.cpu();
+                on_pool(|| cpu.logits(last_row))
+            }
         }
     }
 
@@ -369,4 +376,13 @@ impl Model {
         self.weights.embed.row_f32(token as usize, &mut row);
         Ok(row)
     }
+}
+
+/// Runs `f` on a thread of rayon's pool (inline when already on one), so
+/// that its many short parallel loops (several per layer) are split by a
+/// worker that takes part in them, rather than by an outside thread that
+/// sleeps and wakes around each one: on a server's engine thread or in a
+/// benchmark, the caller is outside the pool.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }

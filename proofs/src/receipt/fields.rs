@@ -15,7 +15,7 @@ pub struct RequestInfo {
     /// blake3 of the GGUF tensor data ([`forge_engine::Model::model_id`]).
     #[serde(serialize_with = "crate::hex::serialize")]
     pub model_id: Hash,
-    /// Backend and compute dtype, e.g. `cpu-f32` ([`forge_engine::Backend::tag`]).
+    /// Backend and compute dtype, e.g. `cpu-i8` ([`forge_engine::Backend::tag`]).
     pub backend: String,
     /// Sampling parameters and seed.
     pub sampling: Sampling,

@@ -1,0 +1,190 @@
+//! The integer matmul in AVX-512 with VNNI: `vpdpbusd` multiplies 4
+//! unsigned weight bytes of each of 16 rows by 4 broadcast activation bytes
+//! and adds them into the rows' 16 i32 lanes, so a block of 32 takes 8 of
+//! them per activation row, and the float chain of `int8_matmul` runs
+//! with the 16 rows in the lanes. Up to 8 activation rows share each
+//! block's unpacked weights in registers.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    __m512, __m512i, _mm256_loadu_si256, _mm512_add_epi32, _mm512_and_si512, _mm512_cvtepi32_ps,
+    _mm512_cvtph_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps, _mm512_loadu_si512, _mm512_mul_ps,
+    _mm512_set1_epi8, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512,
+    _mm512_srli_epi16, _mm512_storeu_ps, _mm512_sub_epi32,
+};
+
+use super::int8_matmul::Job;
+use super::int8_weights::GROUP;
+#[cfg(target_arch = "x86_64")]
+use super::int8_weights::{Format, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
+#[cfg(target_arch = "x86_64")]
+use crate::quant::QK;
+
+/// Activation rows one pass keeps in registers.
+const ROWS: usize = 8;
+
+/// Whether this CPU has AVX-512 (F, BW) with VNNI.
+pub(super) fn vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Groups `first..` of the job into `out` (`n · 16` floats per group);
+/// false (nothing written) without VNNI or when the arrays do not hold them.
+pub(super) fn vnni_groups(job: &Job<'_>, first: usize, out: &mut [f32]) -> bool {
+    let n = job.a.n;
+    let count = out.len() / (n * GROUP).max(1);
+    if n == 0 || !vnni_available() || first + count > job.w.groups || !job.holds() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        for gl in 0..count {
+            let og = &mut out[gl * n * GROUP..(gl + 1) * n * GROUP];
+            let mut i0 = 0;
+            while i0 < n {
+                let rows = (n - i0).min(ROWS);
+                let o = &mut og[i0 * GROUP..(i0 + rows) * GROUP];
+                // SAFETY: VNNI was checked above; `holds` and the group
+                // bound vouch for every array read, `o` holds `rows` runs.
+                unsafe {
+                    match (job.w.format, rows) {
+                        (Format::Q4_1, 1) => group::<true, 1>(job, first + gl, i0, o),
+                        (Format::Q4_1, 2) => group::<true, 2>(job, first + gl, i0, o),
+                        (Format::Q4_1, 3) => group::<true, 3>(job, first + gl, i0, o),
+                        (Format::Q4_1, 4) => group::<true, 4>(job, first + gl, i0, o),
+                        (Format::Q4_1, 5) => group::<true, 5>(job, first + gl, i0, o),
+                        (Format::Q4_1, 6) => group::<true, 6>(job, first + gl, i0, o),
+                        (Format::Q4_1, 7) => group::<true, 7>(job, first + gl, i0, o),
+                        (Format::Q4_1, _) => group::<true, 8>(job, first + gl, i0, o),
+                        (Format::Q8_0, 1) => group::<false, 1>(job, first + gl, i0, o),
+                        (Format::Q8_0, 2) => group::<false, 2>(job, first + gl, i0, o),
+                        (Format::Q8_0, 3) => group::<false, 3>(job, first + gl, i0, o),
+                        (Format::Q8_0, 4) => group::<false, 4>(job, first + gl, i0, o),
+                        (Format::Q8_0, 5) => group::<false, 5>(job, first + gl, i0, o),
+                        (Format::Q8_0, 6) => group::<false, 6>(job, first + gl, i0, o),
+                        (Format::Q8_0, 7) => group::<false, 7>(job, first + gl, i0, o),
+                        (Format::Q8_0, _) => group::<false, 8>(job, first + gl, i0, o),
+                    }
+                }
+                i0 += rows;
+            }
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Block b of group g as 8 vectors of unsigned bytes: vector k holds
+/// elements `4k..4k+4` of each of the 16 rows.
+///
+/// # Safety
+/// AVX-512F/BW; the group's block lies within `qs`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn weight_rows<const Q4: bool>(qs: *const u8, at: usize) -> [__m512i; 8] {
+    let mut v = [_mm512_setzero_si512(); 8];
+    if Q4 {
+        let mask = _mm512_set1_epi8(0x0F);
+        for p in 0..4 {
+            // SAFETY: run p of the block lies within `qs` (the caller's contract).
+            let raw = unsafe { _mm512_loadu_si512(qs.add(at * Q4_GROUP_BLOCK + p * 64).cast()) };
+            v[2 * p] = _mm512_and_si512(raw, mask);
+            v[2 * p + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), mask);
+        }
+    } else {
+        for (k, vk) in v.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *vk = unsafe { _mm512_loadu_si512(qs.add(at * Q8_GROUP_BLOCK + k * 64).cast()) };
+        }
+    }
+    v
+}
+
+/// Activation rows `i0..i0 + R` against group g, into `out` (16 per row).
+///
+/// # Safety
+/// AVX-512F/BW, VNNI and FMA; group g within the weights, rows within the
+/// activations (`Job::holds`), `out` at least `R · 16` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma")]
+unsafe fn group<const Q4: bool, const R: usize>(
+    job: &Job<'_>,
+    g: usize,
+    i0: usize,
+    out: &mut [f32],
+) {
+    let (w, a) = (job.w, job.a);
+    let (nbr, cols) = (w.nbr, a.cols);
+    let mut acc: [__m512; R] = [_mm512_setzero_ps(); R];
+    let xq = a.q.as_ptr();
+    for b in 0..nbr {
+        let at = g * nbr + b;
+        // SAFETY: group g's block b is within the weights (the caller's contract).
+        let wv = unsafe { weight_rows::<Q4>(w.qs.as_ptr(), at) };
+        // SAFETY: `d` (and Q4_1's `m`) hold 16 f16 per group and block;
+        // the conversion to f32 is exact.
+        let dv =
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(at * GROUP).cast())) };
+        let mv = if Q4 {
+            // SAFETY: as above.
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.m.as_ptr().add(at * GROUP).cast())) }
+        } else {
+            _mm512_setzero_ps()
+        };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let i = i0 + r;
+            // SAFETY: row i's block b is within `q` (the caller's contract);
+            // unaligned 4-byte reads.
+            let x: [__m512i; 8] = std::array::from_fn(|k| unsafe {
+                _mm512_set1_epi32(
+                    xq.add(i * cols + b * QK + 4 * k)
+                        .cast::<i32>()
+                        .read_unaligned(),
+                )
+            });
+            let z = _mm512_setzero_si512();
+            let even = _mm512_dpbusd_epi32(
+                _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, wv[0], x[0]), wv[2], x[2]),
+                    wv[4],
+                    x[4],
+                ),
+                wv[6],
+                x[6],
+            );
+            let odd = _mm512_dpbusd_epi32(
+                _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, wv[1], x[1]), wv[3], x[3]),
+                    wv[5],
+                    x[5],
+                ),
+                wv[7],
+                x[7],
+            );
+            let ib = i * nbr + b;
+            let mut isum = _mm512_add_epi32(even, odd);
+            if !Q4 {
+                isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(a.c128[ib]));
+            }
+            let s = _mm512_mul_ps(dv, _mm512_set1_ps(a.dx[ib]));
+            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), s, *acc);
+            if Q4 {
+                *acc = _mm512_fmadd_ps(mv, _mm512_set1_ps(a.xs[ib]), *acc);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        // SAFETY: `out` holds R runs of 16 floats (the caller's contract).
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(r * GROUP), *acc) };
+    }
+}
