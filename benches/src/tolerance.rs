@@ -1,10 +1,11 @@
 //! `forge-bench tolerance`: how far a backend that is not batch-invariant
-//! (burn's `flex`, or `wgpu`/`cuda` when built) lands from the exact CPU
-//! kernels on one layer, the error a spot check of its receipts must allow.
+//! (burn's `flex`, or `wgpu`/`cuda` when built) lands from the CPU's float
+//! reference ([`Numerics::F32`]) on one layer, the error a spot check of its
+//! receipts must allow.
 //!
 //! For each prompt it generates on the backend under test with a
 //! [`TraceRecorder`] attached, then re-executes every cell (l, t) the way a
-//! spot check does ([`Model::replay_cell`] on the exact CPU kernels, from the
+//! spot check does ([`Model::replay_cell_in`] on the float reference, from the
 //! committed input row and the committed keys and values of 0..t) and
 //! records the relative L2 error of the replayed output row and of the
 //! replayed key/value row against the committed ones. The published bound is
@@ -16,7 +17,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, TraceRecorder, generate};
+use forge_engine::{
+    Backend, GenerateRequest, Model, Numerics, SamplingParams, TraceRecorder, generate,
+};
 use forge_proofs::relative_l2;
 use serde::Serialize;
 
@@ -167,7 +170,8 @@ pub fn run(args: &ToleranceArgs) -> Result<ToleranceReport> {
                             0 => exact.embedding(tokens[t])?,
                             _ => rec.row(l - 1, t).context("missing row")?.to_vec(),
                         };
-                        let cell = exact.replay_cell(l, &input, &prefix[..t * w])?;
+                        let cell =
+                            exact.replay_cell_in(Numerics::F32, l, &input, &prefix[..t * w])?;
                         let committed = rec.row(l, t).context("missing row")?;
                         Ok((
                             relative_l2(&cell.output, committed),

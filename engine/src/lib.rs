@@ -62,7 +62,7 @@ pub use generate::{
     FinishReason, GenerateRequest, Generation, Sequence, StepEvent, TokenEvent, generate, step,
     validate,
 };
-pub use kernels::Isa;
+pub use kernels::{Isa, Numerics};
 pub use logprobs::TokenLogprobs;
 pub use model::{Backend, BatchItem, CellReplay, Model, Session};
 pub use sampling::{SamplingParams, argmax, sample, uniform};

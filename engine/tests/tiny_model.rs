@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
 use forge_engine::{
-    Backend, ChatMessage, EngineError, FinishReason, ForwardWork, GenerateRequest, Model,
+    Backend, ChatMessage, EngineError, FinishReason, ForwardWork, GenerateRequest, Model, Numerics,
     SamplingParams, TraceRecorder, generate, lm_head_flops, position_flops, request_flops,
 };
 
@@ -384,8 +384,17 @@ fn chat_template_renders_and_generates() {
     assert!(run(&m, &req).0.tokens.len() <= 4);
 }
 
+/// burn-flex, the arithmetic of every burn backend, against the CPU's float
+/// reference, the way a spot check of a flex receipt replays it: every
+/// recorded cell (layer, position) re-executed from its input row and the
+/// recorded keys and values before it, and the last row's logits.
 #[test]
-fn burn_flex_backend_agrees_with_the_exact_kernels() {
+fn burn_flex_backend_agrees_with_the_float_reference() {
+    let rel = |a: &[f32], b: &[f32]| {
+        let num: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+        let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+        (num / den).sqrt()
+    };
     for spec in [
         TinySpec::default(),
         TinySpec {
@@ -397,27 +406,42 @@ fn burn_flex_backend_agrees_with_the_exact_kernels() {
         let cpu = model_with(&spec, Backend::Cpu);
         let flex = model_with(&spec, Backend::Flex);
         let prompt = cpu.tokenizer().encode("the tin in the").unwrap();
-        let d = cpu.config().d_model;
-        let (mut a, mut b) = (cpu.session(), flex.session());
-        // Prefill, then two decode steps, comparing logits each time.
-        let mut steps: Vec<Vec<u32>> = vec![prompt.clone(), vec![40], vec![41]];
-        for chunk in steps.drain(..) {
-            let ra = cpu.forward(&mut a, &chunk, None).unwrap();
-            let rb = flex.forward(&mut b, &chunk, None).unwrap();
-            let la = cpu.logits(&ra[ra.len() - d..]);
-            let lb = flex.logits(&rb[rb.len() - d..]);
-            let num: f64 = la
-                .iter()
-                .zip(&lb)
-                .map(|(x, y)| f64::from(x - y).powi(2))
-                .sum();
-            let den: f64 = la.iter().map(|x| f64::from(*x).powi(2)).sum();
-            let rel = (num / den).sqrt();
-            assert!(rel < 1e-4, "relative L2 error {rel}");
-            assert_eq!(forge_engine::argmax(&la), forge_engine::argmax(&lb));
+        let (d, layers) = (cpu.config().d_model, cpu.config().layers);
+        let mut rec = TraceRecorder::new(d);
+        let mut s = flex.session();
+        // Prefill, then two decode steps.
+        let mut last = Vec::new();
+        for chunk in [prompt.clone(), vec![40], vec![41]] {
+            let rows = flex.forward(&mut s, &chunk, Some(&mut rec)).unwrap();
+            last = rows[rows.len() - d..].to_vec();
         }
-        assert_eq!(a.len(), prompt.len() + 2);
-        assert_eq!(b.len(), prompt.len() + 2);
+        let tokens: Vec<u32> = prompt.iter().copied().chain([40, 41]).collect();
+        for l in 0..layers {
+            let prefix: Vec<f32> = (0..tokens.len())
+                .flat_map(|t| rec.kv_row(l, t).unwrap().to_vec())
+                .collect();
+            let w = prefix.len() / tokens.len();
+            for (t, &tok) in tokens.iter().enumerate() {
+                let input = match l {
+                    0 => cpu.embedding(tok).unwrap(),
+                    _ => rec.row(l - 1, t).unwrap().to_vec(),
+                };
+                let cell = cpu
+                    .replay_cell_in(Numerics::F32, l, &input, &prefix[..t * w])
+                    .unwrap();
+                let e = rel(&cell.output, rec.row(l, t).unwrap());
+                assert!(e < 1e-4, "layer {l} position {t}: relative L2 error {e}");
+                let e = rel(&cell.kv, rec.kv_row(l, t).unwrap());
+                assert!(e < 1e-4, "keys/values {l} {t}: relative L2 error {e}");
+            }
+        }
+        let (lc, lf) = (cpu.logits_in(Numerics::F32, &last), flex.logits(&last));
+        assert!(
+            rel(&lf, &lc) < 1e-4,
+            "logits: relative L2 error {}",
+            rel(&lf, &lc)
+        );
+        assert_eq!(forge_engine::argmax(&lc), forge_engine::argmax(&lf));
     }
 }
 

@@ -15,6 +15,8 @@
 //! CPU's FMA unit or a software fallback computes them, so they keep every
 //! instruction set's bits identical.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use super::int8_acts::QActs;
@@ -34,6 +36,22 @@ pub(crate) struct QMatrix {
     rows: usize,
     cols: usize,
     blocks: Blocks,
+    /// A quantised matrix dequantised, made on first use by the float
+    /// reference ([`Numerics::F32`]).
+    dense: OnceLock<Vec<f32>>,
+}
+
+/// The arithmetic of a forward pass on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Numerics {
+    /// The exact kernels: 8-bit activations and integer block sums for
+    /// quantised matrices (receipts tagged `cpu-i8`). What the engine runs.
+    Int8,
+    /// The float reference: f32 activations times the dequantised weights,
+    /// each product reduced in the float kernels' fixed order. The burn
+    /// backends compute this arithmetic (in their own order), so it is what
+    /// their receipts are replayed with, within a tolerance.
+    F32,
 }
 
 #[derive(Clone, Debug)]
@@ -69,7 +87,12 @@ impl QMatrix {
                 Blocks::F32 { w }
             }
         };
-        Ok(Self { rows, cols, blocks })
+        Ok(Self {
+            rows,
+            cols,
+            blocks,
+            dense: OnceLock::new(),
+        })
     }
 
     /// Outputs.
@@ -100,9 +123,7 @@ impl QMatrix {
         out
     }
 
-    /// Whether the kernels quantise this matrix's input to 8 bits per
-    /// block (every quantised format does; plain floats do not).
-    pub(crate) fn int8_activations(&self) -> bool {
+    fn int8_activations(&self) -> bool {
         matches!(self.blocks, Blocks::Int8(_))
     }
 
@@ -137,6 +158,29 @@ impl QMatrix {
                 matmul_int8(w, Int8Path::best(isa), &a, range)
             }
             Blocks::F32 { w } => matmul_f32(w, self.cols, isa, x, range),
+        }
+    }
+
+    /// [`QMatrix::matmul`] in the given arithmetic.
+    pub(crate) fn matmul_in(&self, numerics: Numerics, x: &[f32]) -> Vec<f32> {
+        match (numerics, &self.blocks) {
+            (Numerics::F32, Blocks::Int8(_)) => {
+                let dense = self.dense.get_or_init(|| self.to_f32());
+                matmul_f32(dense, self.cols, Isa::detect(), x, 0..self.rows)
+            }
+            _ => self.matmul(x),
+        }
+    }
+
+    /// [`QMatrix::matmul_each`] in the given arithmetic.
+    pub(crate) fn matmul_each_in<const K: usize>(
+        numerics: Numerics,
+        mats: [&QMatrix; K],
+        x: &[f32],
+    ) -> [Vec<f32>; K] {
+        match numerics {
+            Numerics::Int8 => Self::matmul_each(mats, x),
+            Numerics::F32 => mats.map(|m| m.matmul_in(numerics, x)),
         }
     }
 

@@ -23,6 +23,7 @@ mod tile_avx512;
 
 pub(crate) use attention::{AttnShape, attention};
 pub use isa::Isa;
+pub use matmul::Numerics;
 pub(crate) use matmul::QMatrix;
 pub(crate) use rowops::{RopeTable, add_in_place, rms_norm, rope_in_place, silu_mul};
 

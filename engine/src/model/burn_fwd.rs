@@ -2,10 +2,10 @@
 //! (flex on the CPU; wgpu and cuda with their features).
 //!
 //! burn's kernels are not batch-invariant (their reduction order depends on
-//! the batch shape), so receipts from this path are checked against the
-//! exact CPU path with a tolerance, not bit for bit. A quantised matrix's
-//! input is first rounded to its per-block 8-bit grid (the CPU kernels'
-//! integer activations), so the two paths differ by float rounding only.
+//! the batch shape), so receipts from this path are checked with a
+//! tolerance, not bit for bit, against the CPU's float reference
+//! ([`crate::Numerics::F32`]): the same f32 activations and dequantised
+//! weights, reduced in one fixed order.
 
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -16,50 +16,14 @@ use crate::trace::TraceSink;
 
 struct BurnLayer {
     attn_norm: Tensor<2>,
-    wq: Proj,
-    wk: Proj,
-    wv: Proj,
-    wo: Proj,
+    wq: Tensor<2>,
+    wk: Tensor<2>,
+    wv: Tensor<2>,
+    wo: Tensor<2>,
     ffn_norm: Tensor<2>,
-    w_gate: Proj,
-    w_up: Proj,
-    w_down: Proj,
-}
-
-/// A projection's weights (`[in, out]`) and whether the CPU kernels run it
-/// on 8-bit activations.
-struct Proj {
-    w: Tensor<2>,
-    int8: bool,
-}
-
-impl Proj {
-    fn new(device: &Device, m: &crate::kernels::QMatrix) -> Self {
-        Self {
-            w: matrix(device, m),
-            int8: m.int8_activations(),
-        }
-    }
-
-    /// `x · w`, on the 8-bit grid of the CPU kernels when they use one.
-    fn apply(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = if self.int8 { int8_grid(x) } else { x };
-        x.matmul(self.w.clone())
-    }
-}
-
-/// Each 32-element block of each row rounded as the CPU kernels quantise
-/// it: `q = round(x · (127 / max|x|))`, value `q · (max|x| / 127)`; blocks
-/// whose maximum is below 2^-100 become zero.
-fn int8_grid(x: Tensor<2>) -> Tensor<2> {
-    let [n, cols] = x.dims();
-    let blocks = x.reshape([n, cols / crate::quant::QK, crate::quant::QK]);
-    let amax = blocks.clone().abs().max_dim(2);
-    let tiny = amax.clone().lower_elem(2f32.powi(-100));
-    let amax = amax.mask_fill(tiny.clone(), 1.0);
-    let inv = amax.ones_like().mul_scalar(127.0) / amax.clone();
-    let dx = (amax / 127.0).mask_fill(tiny, 0.0);
-    (blocks * inv).round().mul(dx).reshape([n, cols])
+    w_gate: Tensor<2>,
+    w_up: Tensor<2>,
+    w_down: Tensor<2>,
 }
 
 /// Weights as dense f32 tensors on one device, matrices stored transposed
@@ -68,7 +32,7 @@ pub(crate) struct BurnModel {
     cfg: ModelConfig,
     device: Device,
     embed: Tensor<2>,
-    lm_head: Proj,
+    lm_head: Tensor<2>,
     out_norm: Tensor<2>,
     layers: Vec<BurnLayer>,
     cos: Tensor<2>,
@@ -131,14 +95,14 @@ impl BurnModel {
             .iter()
             .map(|l| BurnLayer {
                 attn_norm: row(&device, &l.attn_norm),
-                wq: Proj::new(&device, &l.wq),
-                wk: Proj::new(&device, &l.wk),
-                wv: Proj::new(&device, &l.wv),
-                wo: Proj::new(&device, &l.wo),
+                wq: matrix(&device, &l.wq),
+                wk: matrix(&device, &l.wk),
+                wv: matrix(&device, &l.wv),
+                wo: matrix(&device, &l.wo),
                 ffn_norm: row(&device, &l.ffn_norm),
-                w_gate: Proj::new(&device, &l.w_gate),
-                w_up: Proj::new(&device, &l.w_up),
-                w_down: Proj::new(&device, &l.w_down),
+                w_gate: matrix(&device, &l.w_gate),
+                w_up: matrix(&device, &l.w_up),
+                w_down: matrix(&device, &l.w_down),
             })
             .collect();
         let half = cfg.head_dim / 2;
@@ -158,7 +122,7 @@ impl BurnModel {
         );
         Self {
             cfg: cfg.clone(),
-            lm_head: Proj::new(&device, w.lm_head()),
+            lm_head: matrix(&device, w.lm_head()),
             embed,
             out_norm: row(&device, &w.out_norm),
             layers,
@@ -223,9 +187,9 @@ impl BurnModel {
         let scale = 1.0 / (dh as f32).sqrt();
         for (l, lw) in self.layers.iter().enumerate() {
             let hx = self.rms(x.clone(), &lw.attn_norm);
-            let q = self.rope(lw.wq.apply(hx.clone()), first, h);
-            let k = self.rope(lw.wk.apply(hx.clone()), first, hkv);
-            let v = lw.wv.apply(hx);
+            let q = self.rope(hx.clone().matmul(lw.wq.clone()), first, h);
+            let k = self.rope(hx.clone().matmul(lw.wk.clone()), first, hkv);
+            let v = hx.matmul(lw.wv.clone());
             if let Some(s) = sink.as_deref_mut() {
                 let kv = Tensor::cat(vec![k.clone(), v.clone()], 1);
                 s.record_kv(l, first, 2 * hkv * dh, &to_vec(kv));
@@ -253,10 +217,10 @@ impl BurnModel {
                 .matmul(group(v))
                 .swap_dims(0, 1)
                 .reshape([n, h * dh]);
-            x = x + lw.wo.apply(o);
+            x = x + o.matmul(lw.wo.clone());
             let hx = self.rms(x.clone(), &lw.ffn_norm);
-            let g = silu(lw.w_gate.apply(hx.clone())) * lw.w_up.apply(hx);
-            x = x + lw.w_down.apply(g);
+            let g = silu(hx.clone().matmul(lw.w_gate.clone())) * hx.matmul(lw.w_up.clone());
+            x = x + g.matmul(lw.w_down.clone());
             if let Some(s) = sink.as_deref_mut() {
                 s.record(l, first, &to_vec(x.clone()));
             }
@@ -267,7 +231,7 @@ impl BurnModel {
 
     pub(crate) fn logits(&self, last: &[f32]) -> Vec<f32> {
         let x = row(&self.device, last);
-        to_vec(self.lm_head.apply(self.rms(x, &self.out_norm)))
+        to_vec(self.rms(x, &self.out_norm).matmul(self.lm_head.clone()))
     }
 }
 

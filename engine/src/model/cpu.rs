@@ -3,7 +3,8 @@
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
 use crate::kernels::{
-    AttnShape, QMatrix, RopeTable, add_in_place, attention, rms_norm, rope_in_place, silu_mul,
+    AttnShape, Numerics, QMatrix, RopeTable, add_in_place, attention, rms_norm, rope_in_place,
+    silu_mul,
 };
 use crate::trace::TraceSink;
 
@@ -38,6 +39,7 @@ pub(crate) struct CpuForward<'a> {
     pub(crate) cfg: &'a ModelConfig,
     pub(crate) w: &'a Weights,
     pub(crate) rope: &'a RopeTable,
+    pub(crate) numerics: Numerics,
 }
 
 /// One sequence of a batched forward pass: its new rows start at position
@@ -133,10 +135,10 @@ impl CpuForward<'_> {
         let (d, dh, kvdim) = (cfg.d_model, cfg.head_dim, cfg.kv_dim());
         let t = inputs.len() / d - 1;
         let h = rms_norm(inputs, &lw.attn_norm, cfg.rms_eps);
-        let mut k = lw.wk.matmul(&h);
-        let v = lw.wv.matmul(&h);
+        let mut k = self.mm(&lw.wk, &h);
+        let v = self.mm(&lw.wv, &h);
         rope_in_place(&mut k, dh, kvdim, 0, self.rope);
-        let mut q = lw.wq.matmul(&h[t * d..]);
+        let mut q = self.mm(&lw.wq, &h[t * d..]);
         rope_in_place(&mut q, dh, d, t, self.rope);
         let shape = AttnShape {
             heads: cfg.heads,
@@ -145,11 +147,11 @@ impl CpuForward<'_> {
         };
         let a = attention(&q, &k, &v, shape, t);
         let mut x = inputs[t * d..].to_vec();
-        add_in_place(&mut x, &lw.wo.matmul(&a));
+        add_in_place(&mut x, &self.mm(&lw.wo, &a));
         let h = rms_norm(&x, &lw.ffn_norm, cfg.rms_eps);
-        let [mut g, up] = QMatrix::matmul_each([&lw.w_gate, &lw.w_up], &h);
+        let [mut g, up] = QMatrix::matmul_each_in(self.numerics, [&lw.w_gate, &lw.w_up], &h);
         silu_mul(&mut g, &up);
-        add_in_place(&mut x, &lw.w_down.matmul(&g));
+        add_in_place(&mut x, &self.mm(&lw.w_down, &g));
         x
     }
 
@@ -199,7 +201,8 @@ impl CpuForward<'_> {
         let cfg = self.cfg;
         let (dh, qdim, kvdim) = (cfg.head_dim, cfg.d_model, cfg.kv_dim());
         let h = rms_norm(x, &lw.attn_norm, cfg.rms_eps);
-        let [mut q, mut kn, vn] = QMatrix::matmul_each([&lw.wq, &lw.wk, &lw.wv], &h);
+        let [mut q, mut kn, vn] =
+            QMatrix::matmul_each_in(self.numerics, [&lw.wq, &lw.wk, &lw.wv], &h);
         let shape = AttnShape {
             heads: cfg.heads,
             kv_heads: cfg.kv_heads,
@@ -221,17 +224,22 @@ impl CpuForward<'_> {
             a.extend_from_slice(&attention(&q[qs], slot.k, slot.v, shape, slot.first));
             row += slot.n;
         }
-        add_in_place(x, &lw.wo.matmul(&a));
+        add_in_place(x, &self.mm(&lw.wo, &a));
         let h = rms_norm(x, &lw.ffn_norm, cfg.rms_eps);
-        let [mut g, up] = QMatrix::matmul_each([&lw.w_gate, &lw.w_up], &h);
+        let [mut g, up] = QMatrix::matmul_each_in(self.numerics, [&lw.w_gate, &lw.w_up], &h);
         silu_mul(&mut g, &up);
-        add_in_place(x, &lw.w_down.matmul(&g));
+        add_in_place(x, &self.mm(&lw.w_down, &g));
     }
 
     /// Logits of one last-layer row: final norm, then the LM head.
     pub(crate) fn logits(&self, row: &[f32]) -> Vec<f32> {
         let h = rms_norm(row, &self.w.out_norm, self.cfg.rms_eps);
-        self.w.lm_head().matmul(&h)
+        self.mm(self.w.lm_head(), &h)
+    }
+
+    /// `m · x` in this pass's arithmetic.
+    fn mm(&self, m: &QMatrix, x: &[f32]) -> Vec<f32> {
+        m.matmul_in(self.numerics, x)
     }
 }
 

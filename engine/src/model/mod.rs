@@ -17,7 +17,7 @@ use crate::chat::ChatTemplate;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
-use crate::kernels::RopeTable;
+use crate::kernels::{Numerics, RopeTable};
 use crate::tokenizer::Tokenizer;
 use crate::trace::{TraceSink, reborrow};
 
@@ -181,10 +181,15 @@ impl Model {
     }
 
     fn cpu(&self) -> CpuForward<'_> {
+        self.cpu_in(Numerics::Int8)
+    }
+
+    fn cpu_in(&self, numerics: Numerics) -> CpuForward<'_> {
         CpuForward {
             cfg: &self.cfg,
             w: &self.weights,
             rope: &self.rope,
+            numerics,
         }
     }
 
@@ -278,6 +283,13 @@ impl Model {
         }
     }
 
+    /// [`Model::logits`] on the CPU in the given arithmetic, whatever this
+    /// model's backend ([`Numerics::F32`] checks a burn backend's token).
+    pub fn logits_in(&self, numerics: Numerics, last_row: &[f32]) -> Vec<f32> {
+        let cpu = self.cpu_in(numerics);
+        on_pool(|| cpu.logits(last_row))
+    }
+
     /// Logits of one last-layer row (final norm, then LM head).
     pub fn logits(&self, last_row: &[f32]) -> Vec<f32> {
         match &self.burn {
@@ -324,6 +336,19 @@ impl Model {
         input: &[f32],
         kv_prefix: &[f32],
     ) -> Result<CellReplay> {
+        self.replay_cell_in(Numerics::Int8, layer, input, kv_prefix)
+    }
+
+    /// [`Model::replay_cell`] in the given arithmetic: [`Numerics::F32`] is
+    /// the reference for receipts from the burn backends. The first float
+    /// replay of a layer dequantises its matrices (kept for later cells).
+    pub fn replay_cell_in(
+        &self,
+        numerics: Numerics,
+        layer: usize,
+        input: &[f32],
+        kv_prefix: &[f32],
+    ) -> Result<CellReplay> {
         let (d, w) = (self.cfg.d_model, 2 * self.cfg.kv_dim());
         let lw = self.replay_weights(layer, input)?;
         if input.len() != d {
@@ -338,7 +363,8 @@ impl Model {
                 problem: format!("{} values is not 0..context rows of {w}", kv_prefix.len()),
             });
         }
-        let (kv, output) = self.cpu().replay_cell(lw, input, kv_prefix);
+        let cpu = self.cpu_in(numerics);
+        let (kv, output) = on_pool(|| cpu.replay_cell(lw, input, kv_prefix));
         Ok(CellReplay { kv, output })
     }
 

@@ -1,6 +1,6 @@
 //! The verifier's side: re-executing challenged cells with the real weights.
 
-use forge_engine::{Model, sample};
+use forge_engine::{Model, Numerics, sample};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -46,10 +46,11 @@ pub struct SpotChecker<'a> {
 const EXACT_BACKENDS: [&str; 1] = ["cpu-i8"];
 
 /// The relative-L2 error allowed, per replayed row, for receipts from
-/// backends that are not batch-invariant. Calibrated by `forge-bench
-/// tolerance` (`papers/results/tolerance.md`): burn-flex lands at most
-/// 1.8e-6 from the exact kernels over 22,440 SmolLM2 cells; this is that
-/// times ten, rounded up to a power of ten. GPU backends are not calibrated.
+/// backends that are not batch-invariant, whose cells replay on the CPU's
+/// float reference ([`Numerics::F32`]). Calibrated by `forge-bench
+/// tolerance` (`papers/results/tolerance.md`): this is burn-flex's worst
+/// error over 22,440 SmolLM2 cells times ten, rounded up to a power of ten.
+/// GPU backends are not calibrated.
 pub const DEFAULT_TOLERANCE: f64 = 1e-4;
 
 impl<'a> SpotChecker<'a> {
@@ -176,7 +177,16 @@ impl<'a> SpotChecker<'a> {
         let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
         let kv_rows = &c.kv.rows[..through_t];
         let prefix: Vec<f32> = kv_rows[..through_t - 1].concat();
-        let replayed = self.model.replay_cell(layer as usize, &input, &prefix)?;
+        // Exact receipts replay on the kernels that made them; the burn
+        // backends' on the float reference, which does their arithmetic.
+        let numerics = if EXACT_BACKENDS.contains(&receipt.request.backend.as_str()) {
+            Numerics::Int8
+        } else {
+            Numerics::F32
+        };
+        let replayed = self
+            .model
+            .replay_cell_in(numerics, layer as usize, &input, &prefix)?;
         let committed = &c.output;
         let compare = |what: &'static str, row: &[f32], want: &[f32]| {
             let rel_l2 = relative_l2(row, want);
@@ -204,7 +214,7 @@ impl<'a> SpotChecker<'a> {
         let mut token_step = None;
         if layer + 1 == t.layers && pos + 1 >= n_prompt {
             let step = pos + 1 - n_prompt;
-            let logits = self.model.logits(&committed.rows[0]);
+            let logits = self.model.logits_in(numerics, &committed.rows[0]);
             let history = &output[..step as usize];
             let expected = sample(
                 &logits,
