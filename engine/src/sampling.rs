@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
+use crate::kernels::exp_f64;
 
 /// How to pick the next token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,7 +155,7 @@ pub(crate) fn pick(l: &[f32], params: &SamplingParams, step: u64) -> u32 {
     let t = f64::from(params.temperature);
     let mut probs: Vec<f64> = idx
         .iter()
-        .map(|&i| ((f64::from(l[i as usize]) - f64::from(max)) / t).exp())
+        .map(|&i| exp_f64((f64::from(l[i as usize]) - f64::from(max)) / t))
         .collect();
     let total: f64 = probs.iter().sum();
     if params.top_p < 1.0 {

@@ -64,12 +64,14 @@ fn tokenizer_matches_llama_cpp() {
 }
 
 /// Our logits against a float64 numpy forward pass over the same
-/// dequantised weights with float activations (tolerance: 0.5 absolute on
+/// dequantised weights with float activations (tolerance: 1.0 absolute on
 /// logits of size ~20-40; the kernels' 8-bit activations, which llama.cpp's
-/// CPU kernels also use for these formats, put them 0.38 and 0.44 away on
-/// the two cases; the f32 kernels before them were within 0.02), and the
-/// argmax against numpy's and llama.cpp's. A wrong RoPE pairing, GQA head
-/// mapping or tokenizer moves logits by whole units.
+/// CPU kernels also use for these formats, put them 0.54 and 0.32 away on
+/// the two cases, and a last-bit change of `exp` moved the first from 0.44:
+/// rounding to 8 bits turns tiny differences into steps; the f32 kernels
+/// before them were within 0.02), the five most likely tokens in numpy's
+/// order, and the argmax against llama.cpp's. A wrong RoPE pairing, GQA
+/// head mapping or tokenizer moves logits by whole units and reorders them.
 #[test]
 fn logits_match_independent_references() {
     let m = smollm2();
@@ -82,7 +84,12 @@ fn logits_match_independent_references() {
         for &(id, want) in &case.numpy_top {
             worst = worst.max((f64::from(logits[id as usize]) - want).abs());
         }
-        assert!(worst < 0.5, "max |ours - numpy| over the top 40 = {worst}");
+        assert!(worst < 1.0, "max |ours - numpy| over the top 40 = {worst}");
+        // The ranking is the sharper test: the five most likely tokens, in order.
+        let mut ours_top: Vec<u32> = (0..logits.len() as u32).collect();
+        ours_top.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        let numpy_top: Vec<u32> = case.numpy_top.iter().map(|&(id, _)| id).collect();
+        assert_eq!(ours_top[..5], numpy_top[..5], "top 5 against numpy's");
         let ours = forge_engine::argmax(&logits);
         assert_eq!(ours, case.numpy_top[0].0);
         assert_eq!(ours, case.llama_cpp_top[0], "llama.cpp's greedy token");

@@ -7,8 +7,8 @@
 use rayon::prelude::*;
 
 use super::attention_avx512::{HeadRows, scores as scores_avx512, weighted_sum};
-use super::dot;
 use super::isa::{Isa, multiversion};
+use super::{dot, exp_f32};
 
 /// Shapes for one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +86,7 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for s in &mut scores {
-        *s = (*s - max).exp();
+        *s = exp_f32(*s - max);
         sum += *s;
     }
     if !(wide && weighted_sum(&scores, job.v, at, out)) {

@@ -12,6 +12,7 @@
 
 mod attention;
 mod attention_avx512;
+mod exp;
 mod int8_acts;
 mod int8_matmul;
 mod int8_vnni;
@@ -22,6 +23,7 @@ mod rowops;
 mod tile_avx512;
 
 pub(crate) use attention::{AttnShape, attention};
+pub(crate) use exp::{exp_f32, exp_f64};
 pub use isa::Isa;
 pub use matmul::Numerics;
 pub(crate) use matmul::QMatrix;

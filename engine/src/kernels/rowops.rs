@@ -1,6 +1,6 @@
 //! Row-wise operations: RMSNorm, RoPE, SwiGLU gate, residual add.
 
-use super::dot;
+use super::{dot, exp_f32};
 
 /// `out = x / sqrt(mean(x²) + eps) · w`, row by row.
 pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
@@ -75,7 +75,7 @@ pub(crate) fn rope_in_place(
 /// `gate = silu(gate) · up`, in place.
 pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
     for (g, u) in gate.iter_mut().zip(up) {
-        *g = (*g / (1.0 + (-*g).exp())) * u;
+        *g = (*g / (1.0 + exp_f32(-*g))) * u;
     }
 }
 
