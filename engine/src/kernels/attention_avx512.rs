@@ -38,8 +38,20 @@ pub(super) fn scores(q: &[f32], k: &[f32], at: HeadRows, scale: f32, scores: &mu
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes.
-        unsafe { scores_avx512(q, k, at, scale, scores) };
+        // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes
+        // (16 to 128 floats per row, so 1 to 8 vectors).
+        unsafe {
+            match q.len() / LANES {
+                1 => scores_avx512::<1>(q, k, at, scale, scores),
+                2 => scores_avx512::<2>(q, k, at, scale, scores),
+                3 => scores_avx512::<3>(q, k, at, scale, scores),
+                4 => scores_avx512::<4>(q, k, at, scale, scores),
+                5 => scores_avx512::<5>(q, k, at, scale, scores),
+                6 => scores_avx512::<6>(q, k, at, scale, scores),
+                7 => scores_avx512::<7>(q, k, at, scale, scores),
+                _ => scores_avx512::<8>(q, k, at, scale, scores),
+            }
+        }
         return true;
     }
     false
@@ -53,8 +65,20 @@ pub(super) fn weighted_sum(p: &[f32], v: &[f32], at: HeadRows, out: &mut [f32]) 
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes.
-        unsafe { weighted_sum_avx512(p, v, at, out) };
+        // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes
+        // (16 to 128 floats per row, so 1 to 8 vectors).
+        unsafe {
+            match out.len() / LANES {
+                1 => weighted_sum_avx512::<1>(p, v, at, out),
+                2 => weighted_sum_avx512::<2>(p, v, at, out),
+                3 => weighted_sum_avx512::<3>(p, v, at, out),
+                4 => weighted_sum_avx512::<4>(p, v, at, out),
+                5 => weighted_sum_avx512::<5>(p, v, at, out),
+                6 => weighted_sum_avx512::<6>(p, v, at, out),
+                7 => weighted_sum_avx512::<7>(p, v, at, out),
+                _ => weighted_sum_avx512::<8>(p, v, at, out),
+            }
+        }
         return true;
     }
     false
@@ -71,17 +95,22 @@ fn fits(dh: usize, cache_len: usize, at: HeadRows, rows: usize) -> bool {
 /// The CPU must have AVX-512F, and the shapes must pass `fits`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn scores_avx512(q: &[f32], k: &[f32], at: HeadRows, scale: f32, scores: &mut [f32]) {
-    let vecs = q.len() / LANES;
-    let mut qv = [_mm512_setzero_ps(); MAX_VECS];
-    for (c, v) in qv.iter_mut().enumerate().take(vecs) {
+unsafe fn scores_avx512<const V: usize>(
+    q: &[f32],
+    k: &[f32],
+    at: HeadRows,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    let mut qv = [_mm512_setzero_ps(); V];
+    for (c, v) in qv.iter_mut().enumerate() {
         // SAFETY: `c * 16 + 16 <= q.len()`.
         *v = unsafe { _mm512_loadu_ps(q.as_ptr().add(c * LANES)) };
     }
     for (j, s) in scores.iter_mut().enumerate() {
         let row = at.offset + j * at.stride;
         let mut acc = _mm512_setzero_ps();
-        for (c, qc) in qv.iter().enumerate().take(vecs) {
+        for (c, qc) in qv.iter().enumerate() {
             // SAFETY: `row + c * 16 + 16 <= row + dh <= k.len()` (`fits`).
             let kc = unsafe { _mm512_loadu_ps(k.as_ptr().add(row + c * LANES)) };
             acc = _mm512_add_ps(acc, _mm512_mul_ps(*qc, kc));
@@ -94,19 +123,21 @@ unsafe fn scores_avx512(q: &[f32], k: &[f32], at: HeadRows, scale: f32, scores: 
 /// The CPU must have AVX-512F, and the shapes must pass `fits`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn weighted_sum_avx512(p: &[f32], v: &[f32], at: HeadRows, out: &mut [f32]) {
-    let vecs = out.len() / LANES;
-    let mut o = [_mm512_setzero_ps(); MAX_VECS];
+unsafe fn weighted_sum_avx512<const V: usize>(p: &[f32], v: &[f32], at: HeadRows, out: &mut [f32]) {
+    // A constant count keeps the output row in registers across keys (with
+    // a run-time count the compiler kept it on the stack: a load and a store
+    // per vector per key).
+    let mut o = [_mm512_setzero_ps(); V];
     for (j, &pj) in p.iter().enumerate() {
         let row = at.offset + j * at.stride;
         let pv = _mm512_set1_ps(pj);
-        for (c, oc) in o.iter_mut().enumerate().take(vecs) {
+        for (c, oc) in o.iter_mut().enumerate() {
             // SAFETY: `row + c * 16 + 16 <= row + dh <= v.len()` (`fits`).
             let vc = unsafe { _mm512_loadu_ps(v.as_ptr().add(row + c * LANES)) };
             *oc = _mm512_add_ps(*oc, _mm512_mul_ps(pv, vc));
         }
     }
-    for (c, oc) in o.iter().enumerate().take(vecs) {
+    for (c, oc) in o.iter().enumerate() {
         // SAFETY: `c * 16 + 16 <= out.len()`; the store is unaligned.
         unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(c * LANES), *oc) };
     }
