@@ -118,7 +118,7 @@ fn portable_body(job: &Job<'_>, first: usize, out: &mut [f32]) {
         let g = first + gl;
         acc.iter_mut().for_each(|v| *v = [0.0; GROUP]);
         for b in 0..nbr {
-            let wq = unpack(w, g, b);
+            let wq = w.unpack(g, b);
             let gb = (g * nbr + b) * GROUP;
             let d: [f32; GROUP] = std::array::from_fn(|l| f16_to_f32(w.d[gb + l]));
             let m: [f32; GROUP] = if w.format == Format::Q4_1 {
@@ -153,36 +153,6 @@ fn portable_body(job: &Job<'_>, first: usize, out: &mut [f32]) {
             o.copy_from_slice(acc);
         }
     }
-}
-
-/// Group g's block b as unsigned bytes, `[row][element]` (Q8_0's are `q + 128`).
-#[inline(always)]
-fn unpack(w: &Int8Weights, g: usize, b: usize) -> [[u8; QK]; GROUP] {
-    let mut out = [[0u8; QK]; GROUP];
-    let at = g * w.nbr + b;
-    match w.format {
-        Format::Q4_1 => {
-            let src = &w.qs[at * Q4_GROUP_BLOCK..(at + 1) * Q4_GROUP_BLOCK];
-            for p in 0..4 {
-                for (l, row) in out.iter_mut().enumerate() {
-                    for j in 0..4 {
-                        let byte = src[p * 64 + l * 4 + j];
-                        row[8 * p + j] = byte & 0x0F;
-                        row[8 * p + 4 + j] = byte >> 4;
-                    }
-                }
-            }
-        }
-        Format::Q8_0 => {
-            let src = &w.qs[at * Q8_GROUP_BLOCK..(at + 1) * Q8_GROUP_BLOCK];
-            for k in 0..8 {
-                for (l, row) in out.iter_mut().enumerate() {
-                    row[4 * k..4 * k + 4].copy_from_slice(&src[k * 64 + l * 4..k * 64 + l * 4 + 4]);
-                }
-            }
-        }
-    }
-    out
 }
 
 impl Job<'_> {

@@ -55,23 +55,9 @@ pub(super) fn vnni_groups(job: &Job<'_>, first: usize, out: &mut [f32]) -> bool 
                 // SAFETY: VNNI was checked above; `holds` and the group
                 // bound vouch for every array read, `o` holds `rows` runs.
                 unsafe {
-                    match (job.w.format, rows) {
-                        (Format::Q4_1, 1) => group::<true, 1>(job, first + gl, i0, o),
-                        (Format::Q4_1, 2) => group::<true, 2>(job, first + gl, i0, o),
-                        (Format::Q4_1, 3) => group::<true, 3>(job, first + gl, i0, o),
-                        (Format::Q4_1, 4) => group::<true, 4>(job, first + gl, i0, o),
-                        (Format::Q4_1, 5) => group::<true, 5>(job, first + gl, i0, o),
-                        (Format::Q4_1, 6) => group::<true, 6>(job, first + gl, i0, o),
-                        (Format::Q4_1, 7) => group::<true, 7>(job, first + gl, i0, o),
-                        (Format::Q4_1, _) => group::<true, 8>(job, first + gl, i0, o),
-                        (Format::Q8_0, 1) => group::<false, 1>(job, first + gl, i0, o),
-                        (Format::Q8_0, 2) => group::<false, 2>(job, first + gl, i0, o),
-                        (Format::Q8_0, 3) => group::<false, 3>(job, first + gl, i0, o),
-                        (Format::Q8_0, 4) => group::<false, 4>(job, first + gl, i0, o),
-                        (Format::Q8_0, 5) => group::<false, 5>(job, first + gl, i0, o),
-                        (Format::Q8_0, 6) => group::<false, 6>(job, first + gl, i0, o),
-                        (Format::Q8_0, 7) => group::<false, 7>(job, first + gl, i0, o),
-                        (Format::Q8_0, _) => group::<false, 8>(job, first + gl, i0, o),
+                    match job.w.format {
+                        Format::Q4_1 => rows_pass::<true>(job, first + gl, i0, rows, o),
+                        Format::Q8_0 => rows_pass::<false>(job, first + gl, i0, rows, o),
                     }
                 }
                 i0 += rows;
@@ -81,6 +67,33 @@ pub(super) fn vnni_groups(job: &Job<'_>, first: usize, out: &mut [f32]) -> bool 
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// [`group`] for `rows` (1 to 8) activation rows from `i0`.
+///
+/// # Safety
+/// As [`group`]'s, with `out` at least `rows · 16` floats.
+#[cfg(target_arch = "x86_64")]
+unsafe fn rows_pass<const Q4: bool>(
+    job: &Job<'_>,
+    g: usize,
+    i0: usize,
+    rows: usize,
+    out: &mut [f32],
+) {
+    // SAFETY: the caller's contract, for each row count.
+    unsafe {
+        match rows {
+            1 => group::<Q4, 1>(job, g, i0, out),
+            2 => group::<Q4, 2>(job, g, i0, out),
+            3 => group::<Q4, 3>(job, g, i0, out),
+            4 => group::<Q4, 4>(job, g, i0, out),
+            5 => group::<Q4, 5>(job, g, i0, out),
+            6 => group::<Q4, 6>(job, g, i0, out),
+            7 => group::<Q4, 7>(job, g, i0, out),
+            _ => group::<Q4, 8>(job, g, i0, out),
+        }
+    }
 }
 
 /// Block b of group g as 8 vectors of unsigned bytes: vector k holds

@@ -122,32 +122,67 @@ impl Int8Weights {
         Ok(w)
     }
 
-    /// The quant of row `r`, element `e`, as a signed integer.
-    fn quant(&self, r: usize, e: usize) -> i32 {
-        let (g, l, b, k) = (r / GROUP, r % GROUP, e / QK, e % QK);
+    /// Group g's block b as unsigned bytes, `[row][element]` (Q8_0's are
+    /// `q + 128`): the grouped layout's one decoder, for the portable kernel
+    /// and the dequantisation below.
+    #[inline(always)]
+    pub(super) fn unpack(&self, g: usize, b: usize) -> [[u8; QK]; GROUP] {
+        let mut out = [[0u8; QK]; GROUP];
+        let at = g * self.nbr + b;
         match self.format {
             Format::Q4_1 => {
-                let (p, j, high) = (k / 8, k % 4, k % 8 >= 4);
-                let byte = self.qs[(g * self.nbr + b) * Q4_GROUP_BLOCK + p * 64 + l * 4 + j];
-                i32::from(if high { byte >> 4 } else { byte & 0x0F })
+                let src = &self.qs[at * Q4_GROUP_BLOCK..(at + 1) * Q4_GROUP_BLOCK];
+                for p in 0..4 {
+                    for (l, row) in out.iter_mut().enumerate() {
+                        for j in 0..4 {
+                            let byte = src[p * 64 + l * 4 + j];
+                            row[8 * p + j] = byte & 0x0F;
+                            row[8 * p + 4 + j] = byte >> 4;
+                        }
+                    }
+                }
             }
             Format::Q8_0 => {
-                let byte =
-                    self.qs[(g * self.nbr + b) * Q8_GROUP_BLOCK + (k / 4) * 64 + l * 4 + k % 4];
-                i32::from(byte) - 128
+                let src = &self.qs[at * Q8_GROUP_BLOCK..(at + 1) * Q8_GROUP_BLOCK];
+                for k in 0..8 {
+                    for (l, row) in out.iter_mut().enumerate() {
+                        row[4 * k..4 * k + 4]
+                            .copy_from_slice(&src[k * 64 + l * 4..k * 64 + l * 4 + 4]);
+                    }
+                }
             }
         }
+        out
     }
 
-    /// Row `r` as floats: each element `d·q`, plus the block minimum for
-    /// Q4_1 (a product exact in f32, then one rounded add).
-    pub(crate) fn row_f32(&self, r: usize, out: &mut [f32]) {
-        let (g, l) = (r / GROUP, r % GROUP);
-        for (e, o) in out.iter_mut().enumerate().take(self.nbr * QK) {
-            let at = (g * self.nbr + e / QK) * GROUP + l;
-            *o = f16_to_f32(self.d[at]) * self.quant(r, e) as f32;
-            if self.format == Format::Q4_1 {
-                *o += f16_to_f32(self.m[at]);
+    /// Rows `r0..` as floats, `out.len() / cols` of them: each element
+    /// `d·q`, plus the block minimum for Q4_1 (a product exact in f32, then
+    /// one rounded add). Each block of a group is unpacked once for all the
+    /// group's rows asked for.
+    pub(crate) fn rows_f32(&self, r0: usize, out: &mut [f32]) {
+        let cols = self.nbr * QK;
+        let r1 = r0 + out.len() / cols;
+        let offset = match self.format {
+            Format::Q4_1 => 0,
+            Format::Q8_0 => 128,
+        };
+        for g in r0 / GROUP..r1.div_ceil(GROUP) {
+            let lanes = r0.max(g * GROUP) - g * GROUP..r1.min((g + 1) * GROUP) - g * GROUP;
+            for b in 0..self.nbr {
+                let wq = self.unpack(g, b);
+                let at = (g * self.nbr + b) * GROUP;
+                for l in lanes.clone() {
+                    let r = g * GROUP + l - r0;
+                    let dst = &mut out[r * cols + b * QK..r * cols + (b + 1) * QK];
+                    let d = f16_to_f32(self.d[at + l]);
+                    for (o, &q) in dst.iter_mut().zip(&wq[l]) {
+                        *o = d * (i32::from(q) - offset) as f32;
+                    }
+                    if self.format == Format::Q4_1 {
+                        let m = f16_to_f32(self.m[at + l]);
+                        dst.iter_mut().for_each(|o| *o += m);
+                    }
+                }
             }
         }
     }

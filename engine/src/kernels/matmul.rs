@@ -109,18 +109,22 @@ impl QMatrix {
     /// Q4_1's block minimum.
     pub(crate) fn row_f32(&self, r: usize, out: &mut [f32]) {
         match &self.blocks {
-            Blocks::Int8(w) => w.row_f32(r, out),
+            Blocks::Int8(w) => w.rows_f32(r, &mut out[..self.cols]),
             Blocks::F32 { w } => out.copy_from_slice(&w[r * self.cols..(r + 1) * self.cols]),
         }
     }
 
-    /// The whole matrix as row-major floats (for the burn path).
+    /// The whole matrix as row-major floats (for the burn path and the
+    /// float reference): the same values as [`QMatrix::row_f32`] row by row.
     pub(crate) fn to_f32(&self) -> Vec<f32> {
-        let mut out = vec![0.0; self.rows * self.cols];
-        for (r, row) in out.chunks_exact_mut(self.cols).enumerate() {
-            self.row_f32(r, row);
+        match &self.blocks {
+            Blocks::Int8(w) => {
+                let mut out = vec![0.0; self.rows * self.cols];
+                w.rows_f32(0, &mut out);
+                out
+            }
+            Blocks::F32 { w } => w.clone(),
         }
-        out
     }
 
     fn int8_activations(&self) -> bool {
@@ -412,7 +416,8 @@ mod tests {
     use super::*;
     use crate::quant::quantize_row;
 
-    fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u32) -> (QMatrix, Vec<f32>) {
+    /// A pseudo-random `rows x cols` tensor of type `ty`, as GGUF bytes.
+    fn gguf_bytes(ty: GgmlType, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
         let vals: Vec<f32> = (0..rows * cols)
             .map(|i| {
                 (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32
@@ -422,6 +427,11 @@ mod tests {
             .collect();
         let mut bytes = Vec::new();
         quantize_row(ty, &vals, &mut bytes);
+        bytes
+    }
+
+    fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u32) -> (QMatrix, Vec<f32>) {
+        let bytes = gguf_bytes(ty, rows, cols, seed);
         let m = QMatrix::from_gguf("w", ty, rows, cols, &bytes).unwrap();
         let dense = m.to_f32();
         (m, dense)
@@ -510,6 +520,30 @@ mod tests {
             if n == 1 {
                 let part = m.matmul_rows(&x, 21..53);
                 assert_eq!(bits(&part), bits(&y[21..53]), "{ty:?} rows 21..53");
+            }
+        }
+    }
+
+    /// One row dequantised alone is that row of the whole matrix, and each
+    /// value is `d·q` (+ the Q4_1 minimum) as GGUF's own dequantisation has it.
+    #[test]
+    fn a_lone_row_dequantises_as_the_whole_matrix_does() {
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            let (rows, cols) = (70, 96);
+            let (m, dense) = matrix(ty, rows, cols, 5);
+            let bytes = gguf_bytes(ty, rows, cols, 5);
+            let mut gguf = vec![0.0; rows * cols];
+            dequantize_row(ty, &bytes, &mut gguf);
+            let mut row = vec![0.0; cols];
+            for r in 0..rows {
+                m.row_f32(r, &mut row);
+                assert_eq!(row, dense[r * cols..(r + 1) * cols], "{ty:?} row {r}");
+                for (got, want) in row.iter().zip(&gguf[r * cols..(r + 1) * cols]) {
+                    assert!(
+                        (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                        "{ty:?} row {r}"
+                    );
+                }
             }
         }
     }

@@ -276,28 +276,22 @@ impl Model {
                 .chunks_exact(self.cfg.d_model)
                 .flat_map(|r| b.logits(r))
                 .collect(),
-            None => {
-                let cpu = self.cpu();
-                on_pool(|| cpu.logits(rows))
-            }
+            None => self.logits_in(Numerics::Int8, rows),
         }
     }
 
-    /// [`Model::logits`] on the CPU in the given arithmetic, whatever this
-    /// model's backend ([`Numerics::F32`] checks a burn backend's token).
-    pub fn logits_in(&self, numerics: Numerics, last_row: &[f32]) -> Vec<f32> {
+    /// [`Model::logits_batch`] on the CPU in the given arithmetic, whatever
+    /// this model's backend ([`Numerics::F32`] checks a burn backend's token).
+    pub fn logits_in(&self, numerics: Numerics, rows: &[f32]) -> Vec<f32> {
         let cpu = self.cpu_in(numerics);
-        on_pool(|| cpu.logits(last_row))
+        on_pool(|| cpu.logits(rows))
     }
 
     /// Logits of one last-layer row (final norm, then LM head).
     pub fn logits(&self, last_row: &[f32]) -> Vec<f32> {
         match &self.burn {
             Some(b) => b.logits(last_row),
-            None => {
-                let cpu = self.cpu();
-                on_pool(|| cpu.logits(last_row))
-            }
+            None => self.logits_in(Numerics::Int8, last_row),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The verifier's side: re-executing challenged cells with the real weights.
 
-use forge_engine::{Model, Numerics, sample};
+use forge_engine::{Backend, Model, Numerics, sample};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -39,11 +39,6 @@ pub struct SpotChecker<'a> {
     model: &'a Model,
     tolerance: f64,
 }
-
-/// Backend tags whose rows are batch-invariant, so replay must be exact.
-/// (`cpu-f32`, the float kernels before 8-bit activations, is not: its
-/// receipts replay within the tolerance or fail.)
-const EXACT_BACKENDS: [&str; 1] = ["cpu-i8"];
 
 /// The relative-L2 error allowed, per replayed row, for receipts from
 /// backends that are not batch-invariant, whose cells replay on the CPU's
@@ -102,8 +97,10 @@ impl<'a> SpotChecker<'a> {
                 });
             }
         }
-        let exact = EXACT_BACKENDS.contains(&receipt.request.backend.as_str());
-        let tolerance = if exact { 0.0 } else { self.tolerance };
+        // Rows of the batch-invariant CPU kernels replay exactly; any other
+        // tag (the burn backends, or `cpu-f32` from the float kernels before
+        // 8-bit activations) within the tolerance.
+        let exact = receipt.request.backend == Backend::Cpu.tag();
         let tokens: Vec<u32> = openings
             .prompt
             .iter()
@@ -116,7 +113,7 @@ impl<'a> SpotChecker<'a> {
         let results: Vec<Result<CellResult, SpotError>> = openings
             .cells
             .par_iter()
-            .map(|c| self.check_cell(receipt, &tokens, &openings.output, c, tolerance))
+            .map(|c| self.check_cell(receipt, &tokens, &openings.output, c, exact))
             .collect();
         let cells = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(SpotReport { exact, cells })
@@ -164,8 +161,15 @@ impl<'a> SpotChecker<'a> {
         tokens: &[u32],
         output: &[u32],
         c: &CellOpening,
-        tolerance: f64,
+        exact: bool,
     ) -> Result<CellResult, SpotError> {
+        // Exact receipts replay on the kernels that made them; the burn
+        // backends' on the float reference, which does their arithmetic.
+        let (numerics, tolerance) = if exact {
+            (Numerics::Int8, 0.0)
+        } else {
+            (Numerics::F32, self.tolerance)
+        };
         let (layer, pos) = (c.layer, c.pos);
         let t = &receipt.trace;
         verify_cell_rows(receipt, c)?;
@@ -177,13 +181,6 @@ impl<'a> SpotChecker<'a> {
         let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
         let kv_rows = &c.kv.rows[..through_t];
         let prefix: Vec<f32> = kv_rows[..through_t - 1].concat();
-        // Exact receipts replay on the kernels that made them; the burn
-        // backends' on the float reference, which does their arithmetic.
-        let numerics = if EXACT_BACKENDS.contains(&receipt.request.backend.as_str()) {
-            Numerics::Int8
-        } else {
-            Numerics::F32
-        };
         let replayed = self
             .model
             .replay_cell_in(numerics, layer as usize, &input, &prefix)?;
