@@ -5,9 +5,9 @@
 //! (prefill) and then decodes exactly `--max-tokens` greedy tokens, stop
 //! tokens ignored; one decode step = argmax of the current logits, forward
 //! of that token, logits of its row. Each run does this twice, with no trace
-//! sink and with [`BenchHashSink`] attached to prefill and decode (the order
-//! alternates between runs); the trace-on decode time includes draining the
-//! hashing worker. llama.cpp runs the same steps on the same GGUF in a child
+//! sink and with forge-proofs' [`CommitmentSink`] attached to prefill and
+//! decode (the order alternates between runs); the trace-on decode time
+//! includes `finish` (the hashing left over, and the Merkle tree). llama.cpp runs the same steps on the same GGUF in a child
 //! process (`llama_cpp_bench.py --serve`), driven prompt by prompt between
 //! our runs so both engines see the same machine load. Rates are medians
 //! over runs.
@@ -19,12 +19,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use forge_engine::{Backend, Isa, Model, TraceSink, argmax};
+use forge_proofs::{CommitCost, CommitmentSink, SinkOptions};
 use serde::Serialize;
 
 use crate::llama_cpp::{self, LlamaConfig, LlamaReport, LlamaServer, ScriptPrompt};
 use crate::mem;
 use crate::prompts::{BenchPrompt, prompt_set};
-use crate::sink::{BenchHashSink, DEFAULT_CHANNEL_BOUND, HashSummary};
 use crate::util::{self, median, rate};
 
 /// Context size given to llama.cpp.
@@ -55,9 +55,10 @@ pub struct DecodeArgs {
     /// Skip the llama.cpp reference (the table says so; no ratios).
     #[arg(long)]
     pub no_llama_cpp: bool,
-    /// Bound of the trace sink's channel, in batches.
-    #[arg(long, default_value_t = NonZeroUsize::new(DEFAULT_CHANNEL_BOUND).expect("positive"), value_name = "N")]
-    pub trace_channel: NonZeroUsize,
+    /// Groups of blocks the commitment sink lets wait for a hashing job
+    /// before the engine's thread hashes them itself [default: the sink's].
+    #[arg(long, value_name = "N")]
+    pub trace_channel: Option<NonZeroUsize>,
     /// Markdown output; the JSON goes next to it with the extension `.json`.
     #[arg(long, default_value = "papers/results/decode.md", value_name = "PATH")]
     pub out: PathBuf,
@@ -80,18 +81,19 @@ pub struct OurRun {
     pub decode_secs: f64,
     /// Prefill seconds with the hashing sink attached.
     pub prefill_secs_trace: f64,
-    /// Decode seconds with the sink, draining the worker included.
+    /// Decode seconds with the sink, its `finish` included.
     pub decode_secs_trace: f64,
-    /// Of which: waiting for the worker to drain after the last step.
+    /// Of which: the sink's `finish` (hashing left over, the Merkle tree).
     pub drain_secs: f64,
-    /// Seconds the worker spent hashing (prefill and decode rows).
+    /// Seconds the hashing jobs spent hashing and storing (prefill and
+    /// decode rows), on whichever thread.
     pub hash_secs: f64,
     /// Seconds the engine's thread spent in the sink's `record` during
-    /// prefill (copy, send, waiting on a full channel).
+    /// prefill (copying rows, queueing blocks, hashing a backlog).
     pub record_secs_prefill: f64,
     /// The same during decode.
     pub record_secs_decode: f64,
-    /// Rows hashed.
+    /// Rows committed.
     pub leaves: usize,
     /// Whether the traced run produced the same tokens.
     pub trace_tokens_match: bool,
@@ -196,7 +198,7 @@ pub struct DecodeReport {
     pub max_tokens: usize,
     /// Runs per prompt.
     pub runs: usize,
-    /// Trace sink channel bound.
+    /// Groups of blocks the commitment sink lets wait for a hashing job.
     pub trace_channel: usize,
     /// 1-minute load average before and after.
     pub load_average: (Option<f64>, Option<f64>),
@@ -228,16 +230,24 @@ struct Measured {
     prefill_secs: f64,
     decode_secs: f64,
     tokens: Vec<u32>,
-    hash: Option<HashSummary>,
+    /// With a sink: what the commitment cost, and the rows it holds.
+    commit: Option<(CommitCost, usize)>,
     /// Time in the sink's `record` during prefill.
     record_prefill: f64,
 }
 
-/// Prefill `prompt`, then decode exactly `n` greedy tokens; with a hashing
-/// sink on both when `trace` gives its channel bound.
-fn measure(model: &Model, prompt: &[u32], n: usize, trace: Option<usize>) -> Result<Measured> {
+/// Prefill `prompt`, then decode exactly `n` greedy tokens; with a
+/// commitment sink on both when `trace` gives its options.
+fn measure(
+    model: &Model,
+    prompt: &[u32],
+    n: usize,
+    trace: Option<&SinkOptions>,
+) -> Result<Measured> {
     let d = model.config().d_model;
-    let mut sink = trace.map(|bound| BenchHashSink::new(d, bound));
+    let mut sink = trace
+        .map(|opts| CommitmentSink::with_options(d, opts.clone()))
+        .transpose()?;
     let mut session = model.session();
     let t0 = Instant::now();
     let rows = model.forward(
@@ -260,13 +270,18 @@ fn measure(model: &Model, prompt: &[u32], n: usize, trace: Option<usize>) -> Res
         )?;
         logits = model.logits(&row);
     }
-    let hash = sink.map(BenchHashSink::finish);
+    let commit = sink
+        .map(|s| {
+            let c = s.finish()?;
+            anyhow::Ok((c.cost(), 2 * c.layers() * c.positions()))
+        })
+        .transpose()?;
     let decode_secs = t1.elapsed().as_secs_f64();
     Ok(Measured {
         prefill_secs,
         decode_secs,
         tokens,
-        hash,
+        commit,
         record_prefill,
     })
 }
@@ -294,7 +309,13 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
     let threads = args.threads.get();
     let n = args.max_tokens.get();
     let runs = args.runs.get();
-    let trace_channel = args.trace_channel.get();
+    let sink_options = SinkOptions {
+        channel_capacity: args
+            .trace_channel
+            .map_or(SinkOptions::default().channel_capacity, NonZeroUsize::get),
+        ..SinkOptions::default()
+    };
+    let trace_channel = sink_options.channel_capacity;
     let path = model_path(args.model.as_deref())?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -390,7 +411,7 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
             .map(|p| p.prompt_ids.clone())
             .unwrap_or_default();
         measure(&model, &longest, WARMUP_TOKENS, None)?;
-        measure(&model, &longest, WARMUP_TOKENS, Some(trace_channel))?;
+        measure(&model, &longest, WARMUP_TOKENS, Some(&sink_options))?;
         llama_step(&|s| s.warmup());
         for r in 0..runs {
             for (i, p) in ours.iter_mut().enumerate() {
@@ -398,35 +419,32 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
                 // so that drift does not favour one.
                 let (off, on) = if (r + i) % 2 == 0 {
                     let off = measure(&model, &p.prompt_ids, n, None)?;
-                    let on = measure(&model, &p.prompt_ids, n, Some(trace_channel))?;
+                    let on = measure(&model, &p.prompt_ids, n, Some(&sink_options))?;
                     llama_step(&|s| s.run(i).map(|_| ()));
                     (off, on)
                 } else {
                     llama_step(&|s| s.run(i).map(|_| ()));
-                    let on = measure(&model, &p.prompt_ids, n, Some(trace_channel))?;
+                    let on = measure(&model, &p.prompt_ids, n, Some(&sink_options))?;
                     (measure(&model, &p.prompt_ids, n, None)?, on)
                 };
-                let hash = on
-                    .hash
-                    .clone()
-                    .context("traced run without a sink summary")?;
+                let (cost, rows) = on.commit.context("traced run without a commitment")?;
                 // Every layer's output row and key/value row at every position.
                 let expected = 2 * cfg.layers * (p.prompt_tokens + n);
                 ensure!(
-                    hash.leaves == expected,
-                    "the sink hashed {} rows, expected {expected}",
-                    hash.leaves
+                    rows == expected,
+                    "the commitment holds {rows} rows, expected {expected}"
                 );
                 let run = OurRun {
                     prefill_secs: off.prefill_secs,
                     decode_secs: off.decode_secs,
                     prefill_secs_trace: on.prefill_secs,
                     decode_secs_trace: on.decode_secs,
-                    drain_secs: hash.drain_time.as_secs_f64(),
-                    hash_secs: hash.hash_time.as_secs_f64(),
+                    drain_secs: cost.finish.as_secs_f64(),
+                    hash_secs: cost.hashing.as_secs_f64(),
                     record_secs_prefill: on.record_prefill,
-                    record_secs_decode: hash.record_time.as_secs_f64() - on.record_prefill,
-                    leaves: hash.leaves,
+                    record_secs_decode: (cost.engine_thread + cost.hashing_inline).as_secs_f64()
+                        - on.record_prefill,
+                    leaves: rows,
                     trace_tokens_match: on.tokens == off.tokens,
                 };
                 tracing::info!(
@@ -770,25 +788,24 @@ pub fn render_markdown(r: &DecodeReport) -> String {
     );
     let _ = writeln!(
         s,
-        "- Trace on: `BenchHashSink` (the benchmark's stand-in for forge-proofs' commitment sink) attached to prefill \
-         and decode; rows are copied into batches of >= {} rows (buffers reused) sent on a bounded sync_channel \
-         ({} batches), and a worker thread hashes each row (blake3 derive-key `forge.act.v2` over bytes, layer, position, dtype). Trace-on decode time includes \
-         draining the worker (median drain {:.3} ms). Trace overhead = extra wall time of the traced run over \
-         the untraced one (noisy when the machine is busy); sink on engine thread = time the engine's thread spent \
-         in `record` (copy, send, waiting on a full channel) as a share of the traced time. One run hashes {} rows \
-         ({:.1} MiB) over all prompts in {:.1} ms of worker time (median), a thread that competes with the engine's \
-         for the cores; traced tokens {} the untraced ones.",
-        crate::sink::FLUSH_ROWS,
+        "- Trace on: forge-proofs' `CommitmentSink` (the one every receipt comes from) attached to prefill and \
+         decode: the engine's thread copies each row into its layer's open block of 16 positions; full blocks go, 4 \
+         at a time, to hashing jobs on the engine's own rayon pool (past {} waiting groups the engine's thread hashes \
+         them itself). Trace-on decode time includes `finish`: hashing what the jobs had not reached, and the \
+         Merkle tree (median {:.3} ms). Trace overhead = extra wall time of the traced run over the untraced one \
+         (noisy when the machine is busy); sink on engine thread = time the engine's thread spent in `record` \
+         (copying, queueing, hashing a backlog) as a share of the traced time. One run commits {} rows over all \
+         prompts, hashed in {:.1} ms of job time (median) on the engine's threads; traced tokens {} the untraced \
+         ones.",
         r.trace_channel,
         drain * 1e3,
         leaves,
-        r.model.d_model as f64 * 4.0 * leaves as f64 / (1024.0 * 1024.0),
         worker_ms,
         if all_match { "equal" } else { "DIFFER FROM" }
     );
     let _ = writeln!(
         s,
-        "- Threads: our rayon pool has {t} thread(s) (the hashing worker is one more); llama.cpp n_threads = \
+        "- Threads: our rayon pool has {t} thread(s) (the hashing jobs run on it); llama.cpp n_threads = \
          n_threads_batch = {t}, n_ctx = {LLAMA_N_CTX}. llama.cpp runs in a child process, one prompt at a time between our runs (never at the same time as ours), so both engines see the same machine load.",
         t = r.threads
     );

@@ -13,8 +13,6 @@
 //! - [`proofs`]: `forge-bench proofs`, what receipts cost;
 //! - [`serve`]: `forge-bench serve`, `forge-node serve` vs llama.cpp's
 //!   server over loopback HTTP: TTFT and tokens/s at 1, 4, 8 streams;
-//! - [`sink`]: [`sink::BenchHashSink`], the benchmark's stand-in for the
-//!   commitment sink of `forge-proofs`;
 //! - [`llama_cpp`]: the llama.cpp reference, run through llama-cpp-python;
 //! - [`prompts`], [`mem`], [`util`]: the prompt set, `/proc` memory figures,
 //!   small helpers.
@@ -25,6 +23,5 @@ pub mod mem;
 pub mod prompts;
 pub mod proofs;
 pub mod serve;
-pub mod sink;
 pub mod tolerance;
 pub mod util;

@@ -6,8 +6,8 @@ use forge_engine::{
     GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate,
 };
 use forge_proofs::{
-    CommitError, Commitment, CommitmentSink, DType, KV_BLOCK, MerkleError, MerkleTree, SinkOptions,
-    kv_blocks, kv_leaf_hash, leaf_hash,
+    CommitError, Commitment, CommitmentSink, DType, MerkleError, MerkleTree, ROW_BLOCK, RowGroup,
+    SinkOptions, leaf_hash, row_blocks,
 };
 
 use crate::common::{self, D_MODEL, LAYERS};
@@ -41,22 +41,23 @@ fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
 }
 
 /// The root by the definition, from a recorder's rows (already layer-major):
-/// every layer's output rows, then every layer's key/value rows in blocks
-/// of `KV_BLOCK` positions.
+/// every layer's output rows, then every layer's key/value rows, in blocks
+/// of `ROW_BLOCK` positions.
 fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
-    let outputs = rec
-        .rows()
-        .map(|((l, t), row)| leaf_hash(l as u32, t as u32, DType::F32, row));
-    let kv_rows: Vec<_> = rec.kv_rows().collect();
-    let kv = kv_rows
-        .chunk_by(|a, b| a.0.0 == b.0.0)
-        .flat_map(|layer| layer.chunks(KV_BLOCK))
-        .map(|block| {
-            let ((l, t), _) = block[0];
-            let rows: Vec<&[f32]> = block.iter().map(|(_, row)| &row[..]).collect();
-            kv_leaf_hash(l as u32, t as u32, DType::F32, &rows)
-        });
-    MerkleTree::from_leaves(outputs.chain(kv).collect()).root()
+    let blocks = |group, rows: Vec<((usize, usize), &[f32])>| {
+        rows.chunk_by(|a, b| a.0.0 == b.0.0)
+            .flat_map(|layer| layer.chunks(ROW_BLOCK))
+            .map(|block| {
+                let ((l, t), _) = block[0];
+                let rows: Vec<f32> = block.iter().flat_map(|(_, row)| row.to_vec()).collect();
+                let n = block.len() as u32;
+                leaf_hash(group, l as u32, t as u32, n, DType::F32, &rows)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut leaves = blocks(RowGroup::Output, rec.rows().collect());
+    leaves.extend(blocks(RowGroup::KeyValue, rec.kv_rows().collect()));
+    MerkleTree::from_leaves(leaves).root()
 }
 
 /// Feeds a recorder's rows to `sink` as the engine would, layer by layer.
@@ -80,13 +81,13 @@ fn the_root_is_deterministic_and_equals_the_recorders_tree() {
     assert_eq!(generation.work.positions() as usize, t);
     assert_eq!((a.layers(), a.positions(), a.start()), (LAYERS, t, 0));
     assert!(
-        t > KV_BLOCK,
-        "the trace spans a full key/value block and a partial one"
+        t > ROW_BLOCK,
+        "the trace spans a full block and a partial one"
     );
     assert_eq!(
         a.tree().len(),
-        LAYERS * (t + kv_blocks(t)),
-        "output rows and key/value blocks"
+        2 * LAYERS * row_blocks(t),
+        "blocks of output rows and of key/value rows"
     );
 
     let mut rec = TraceRecorder::new(D_MODEL);
@@ -192,11 +193,28 @@ fn a_one_thread_pool_commits_the_same_root() {
         assert_eq!(c.row(1, 2).unwrap(), reference.row(1, 2).unwrap());
         let cost = c.cost();
         assert!(cost.hashing_inline <= cost.hashing, "{cost:?}");
-        if channel_capacity == 1 {
-            // The only pool thread is recording: it absorbed the backlog.
-            assert!(cost.hashing_inline > std::time::Duration::ZERO, "{cost:?}");
-        }
     }
+    // A recording thread that never enters the pool's parallel loops (so no
+    // job runs) and a capacity of 1: from the second waiting group on, it
+    // absorbs the backlog itself.
+    let row = vec![0.5f32; D_MODEL];
+    let c = pool.install(|| {
+        let opts = SinkOptions {
+            channel_capacity: 1,
+            ..SinkOptions::default()
+        };
+        let mut sink = CommitmentSink::with_options(D_MODEL, opts).unwrap();
+        for pos in 0..4 * ROW_BLOCK {
+            for l in 0..LAYERS {
+                sink.record_kv(l, pos, D_MODEL, &row);
+                sink.record(l, pos, &row);
+            }
+        }
+        sink.finish().unwrap()
+    });
+    let cost = c.cost();
+    assert!(cost.hashing_inline > std::time::Duration::ZERO, "{cost:?}");
+    assert!(cost.hashing_inline <= cost.hashing, "{cost:?}");
 }
 
 #[test]
@@ -218,18 +236,18 @@ fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
     let (model, _dir) = common::tiny_model(1);
     let spill_dir = tempfile::tempdir().unwrap();
     let small = SinkOptions {
-        memory_limit: 5 * D_MODEL * 4,
+        memory_limit: ROW_BLOCK * D_MODEL * 4,
         spill_dir: Some(spill_dir.path().to_path_buf()),
         channel_capacity: 1,
     };
     let (_, spilled) = committed(&model, small);
     let (_, in_memory) = committed(&model, SinkOptions::default());
     assert_eq!(in_memory.spilled_rows(), 0);
-    // The tiny model's [k | v] rows are d_model wide too: 5 rows fit.
+    // The tiny model's [k | v] rows are d_model wide too: one block fits.
     assert_eq!(spilled.kv_width(), D_MODEL);
     assert_eq!(
         spilled.spilled_rows() as usize,
-        2 * LAYERS * spilled.positions() - 5
+        2 * LAYERS * spilled.positions() - ROW_BLOCK
     );
     assert_eq!(spilled.root(), in_memory.root());
     for l in 0..LAYERS {
@@ -267,20 +285,27 @@ fn openings_verify_and_tampered_openings_do_not() {
     for layer in 0..LAYERS {
         for a in 0..c.positions() {
             for b in a..c.positions() {
-                let o = c.open_range(layer, a, b).unwrap();
-                assert_eq!(o.rows.len(), b - a + 1);
-                o.verify(&root, l, 0, t, DType::F32).unwrap();
-                let kv = c.open_kv_range(layer, a, b).unwrap();
-                let first = kv.first_pos as usize;
-                assert!(
-                    first <= a && b < first + kv.rows.len(),
-                    "{a}..={b} is inside"
-                );
-                kv.verify(&root, l, 0, t, DType::F32).unwrap();
+                for o in [c.open_range(layer, a, b), c.open_kv_range(layer, a, b)] {
+                    let o = o.unwrap();
+                    let first = o.first_pos as usize;
+                    assert!(
+                        first <= a && b < first + o.rows.len(),
+                        "{a}..={b} is inside"
+                    );
+                    assert_eq!(o.row_at(a as u32).unwrap(), &o.rows[a - first][..]);
+                    o.verify(&root, l, 0, t, DType::F32).unwrap();
+                }
             }
         }
     }
     let o = c.open_range(2, 1, 3).unwrap();
+    assert_eq!(
+        (o.layer, o.first_pos, o.rows.len()),
+        (2, 0, ROW_BLOCK),
+        "output rows are opened in whole blocks too"
+    );
+    assert_eq!(o.row_at(2).unwrap(), c.row(2, 2).unwrap());
+    assert_eq!(o.row_at(ROW_BLOCK as u32), None);
     let mut bad = o.clone();
     bad.rows[1][5] += 1e-6;
     assert!(
@@ -294,7 +319,8 @@ fn openings_verify_and_tampered_openings_do_not() {
         "claimed for another layer"
     );
     let mut bad = o.clone();
-    bad.first_pos = 2;
+    bad.first_pos = ROW_BLOCK as u32;
+    bad.rows.truncate(t as usize - ROW_BLOCK);
     assert!(
         bad.verify(&root, l, 0, t, DType::F32).is_err(),
         "claimed for other positions"
@@ -306,7 +332,8 @@ fn openings_verify_and_tampered_openings_do_not() {
         "a row dropped"
     );
     assert!(
-        o.verify(&root, l, 0, t + 1, DType::F32).is_err(),
+        o.verify(&root, l, 0, t + ROW_BLOCK as u32, DType::F32)
+            .is_err(),
         "another trace shape"
     );
     assert!(
@@ -317,18 +344,18 @@ fn openings_verify_and_tampered_openings_do_not() {
     assert_eq!(kv.layer, l + 2, "key/value rows live in group L + l");
     assert_eq!(
         (kv.first_pos, kv.rows.len()),
-        (0, KV_BLOCK),
+        (0, ROW_BLOCK),
         "widened to the whole first block"
     );
     kv.verify(&root, l, 0, t, DType::F32).unwrap();
     // A range in the last, partial block ends at the trace's end.
-    let tail = c.open_kv_range(1, KV_BLOCK + 1, KV_BLOCK + 1).unwrap();
+    let tail = c.open_kv_range(1, ROW_BLOCK + 1, ROW_BLOCK + 1).unwrap();
     assert_eq!(
         (tail.first_pos as usize, tail.rows.len()),
-        (KV_BLOCK, t as usize - KV_BLOCK)
+        (ROW_BLOCK, t as usize - ROW_BLOCK)
     );
     tail.verify(&root, l, 0, t, DType::F32).unwrap();
-    let both = c.open_kv_range(1, 3, KV_BLOCK).unwrap();
+    let both = c.open_kv_range(1, 3, ROW_BLOCK).unwrap();
     assert_eq!((both.first_pos, both.rows.len()), (0, t as usize));
     both.verify(&root, l, 0, t, DType::F32).unwrap();
     let mut bad = kv.clone();
@@ -351,7 +378,7 @@ fn openings_verify_and_tampered_openings_do_not() {
         "a block cut short"
     );
     let mut bad = kv.clone();
-    bad.rows[KV_BLOCK - 1][0] += 1.0;
+    bad.rows[ROW_BLOCK - 1][0] += 1.0;
     assert!(
         matches!(
             bad.verify(&root, l, 0, t, DType::F32),

@@ -1,12 +1,21 @@
 //! Merkle trees and range proofs, exhaustively on small trees.
 
 use forge_proofs::{
-    DType, Hash, MerkleError, MerkleTree, RangeProof, leaf_hash, node_hash, verify_range,
+    DType, Hash, MerkleError, MerkleTree, RangeProof, RowGroup, leaf_hash, node_hash, verify_range,
 };
 
 fn leaves(n: usize) -> Vec<Hash> {
     (0..n)
-        .map(|i| leaf_hash(0, i as u32, DType::F32, &[i as f32, 1.5]))
+        .map(|i| {
+            leaf_hash(
+                RowGroup::Output,
+                0,
+                i as u32,
+                1,
+                DType::F32,
+                &[i as f32, 1.5],
+            )
+        })
         .collect()
 }
 
@@ -210,40 +219,56 @@ fn degenerate_inputs_are_typed_errors() {
 
 #[test]
 fn leaves_and_nodes_are_domain_separated() {
-    let row = [1.0f32, -2.0, 3.5];
-    let base = leaf_hash(1, 2, DType::F32, &row);
+    use RowGroup::{KeyValue, Output};
+    let rows = [1.0f32, -2.0, 3.5, 0.25];
+    let leaf = |group, layer, first, count, rows: &[f32]| {
+        leaf_hash(group, layer, first, count, DType::F32, rows)
+    };
+    let base = leaf(Output, 1, 2, 2, &rows);
     assert_ne!(
         base,
-        leaf_hash(2, 1, DType::F32, &row),
+        leaf(Output, 2, 1, 2, &rows),
         "layer and position are bound"
     );
-    assert_ne!(base, leaf_hash(1, 3, DType::F32, &row));
-    assert_ne!(base, leaf_hash(1, 2, DType::F32, &[1.0, -2.0, 3.5000002]));
-    assert_ne!(base, leaf_hash(1, 2, DType::F32, &row[..2]));
-    // The leaf key is blake3::derive_key("forge.act.v2", b"") over the documented bytes.
+    assert_ne!(base, leaf(Output, 1, 3, 2, &rows));
+    assert_ne!(base, leaf(Output, 1, 2, 4, &rows), "the row count is bound");
+    assert_ne!(base, leaf(KeyValue, 1, 2, 2, &rows), "so is the row group");
+    assert_ne!(base, leaf(Output, 1, 2, 2, &[1.0, -2.0, 3.5, 0.250_000_03]));
+    assert_ne!(base, leaf(Output, 1, 2, 2, &rows[..2]));
+    // The leaf keys are blake3::derive_key("forge.act.v3" / "forge.kv.v3",
+    // b"") over the documented bytes: the rows, then layer, first position,
+    // row count and dtype tag.
     let mut bytes = vec![];
-    row.iter()
+    rows.iter()
         .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
-    bytes.extend_from_slice(&1u32.to_le_bytes());
-    bytes.extend_from_slice(&2u32.to_le_bytes());
+    for field in [1u32, 2, 2] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
     bytes.push(DType::F32.tag());
-    let key = blake3::derive_key("forge.act.v2", b"");
+    let key = blake3::derive_key("forge.act.v3", b"");
     assert_eq!(base, *blake3::keyed_hash(&key, &bytes).as_bytes());
+    let kv_key = blake3::derive_key("forge.kv.v3", b"");
+    assert_eq!(
+        leaf(KeyValue, 1, 2, 2, &rows),
+        *blake3::keyed_hash(&kv_key, &bytes).as_bytes()
+    );
     let nkey = blake3::derive_key("forge.node.v1", b"");
     let cat: Vec<u8> = [base, base].concat();
     assert_eq!(
         node_hash(&base, &base),
         *blake3::keyed_hash(&nkey, &cat).as_bytes()
     );
-    // Rows longer than the hashing buffer hash as one stream.
-    let long: Vec<f32> = (0..1000).map(|i| i as f32 * 0.25).collect();
+    // A block of many chunks hashes as one stream.
+    let long: Vec<f32> = (0..16 * 576).map(|i| i as f32 * 0.25).collect();
     let mut bytes = vec![];
     long.iter()
         .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
-    bytes.extend_from_slice(&[0u8; 8]);
+    bytes.extend_from_slice(&[0u8; 4]);
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&16u32.to_le_bytes());
     bytes.push(1);
     assert_eq!(
-        leaf_hash(0, 0, DType::F32, &long),
+        leaf(Output, 0, 0, 16, &long),
         *blake3::keyed_hash(&key, &bytes).as_bytes()
     );
 }

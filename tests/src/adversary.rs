@@ -43,7 +43,7 @@ use forge_engine::{
     TraceRecorder, TraceSink, generate, request_flops,
 };
 use forge_proofs::{
-    AuditEntry, Commitment, CommitmentSink, ModelDims, NodeKey, Receipt, ReceiptBuilder,
+    AuditEntry, Commitment, CommitmentSink, ModelDims, NodeKey, ROW_BLOCK, Receipt, ReceiptBuilder,
     SpotChecker, SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells, domain_hash,
     fiat_shamir_seed, open_cells, output_hash,
 };
@@ -472,10 +472,15 @@ impl Served {
         let clamped: Vec<(u32, u32)> = cells.iter().map(|&(l, t)| (l, t.min(last))).collect();
         let mut o =
             open_cells(&self.commitment, &self.prompt, &self.output, &clamped).expect("cells open");
-        for (c, &(l, t)) in o.cells.iter_mut().zip(cells) {
+        let start = self.commitment.start() as u32;
+        let block = ROW_BLOCK as u32;
+        for ((c, &(l, t)), &(_, opened)) in o.cells.iter_mut().zip(cells).zip(&clamped) {
             c.layer = l;
             c.pos = t;
-            c.output.first_pos = t;
+            if opened != t {
+                // Relabelled as the block of the claimed position.
+                c.output.first_pos = start + (t - start) / block * block;
+            }
         }
         o
     }

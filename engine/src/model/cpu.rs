@@ -1,5 +1,6 @@
 //! The forward pass on Forge's batch-invariant CPU kernels.
 
+use super::aligned_rows::AlignedRows;
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
 use crate::kernels::{
@@ -11,8 +12,8 @@ use crate::trace::TraceSink;
 /// Keys and values of every layer for positions `0..len`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KvCache {
-    pub(crate) k: Vec<Vec<f32>>,
-    pub(crate) v: Vec<Vec<f32>>,
+    pub(crate) k: Vec<AlignedRows>,
+    pub(crate) v: Vec<AlignedRows>,
     pub(crate) len: usize,
     kv_dim: usize,
 }
@@ -20,8 +21,8 @@ pub(crate) struct KvCache {
 impl KvCache {
     pub(crate) fn new(layers: usize, kv_dim: usize) -> Self {
         Self {
-            k: vec![Vec::new(); layers],
-            v: vec![Vec::new(); layers],
+            k: vec![AlignedRows::default(); layers],
+            v: vec![AlignedRows::default(); layers],
             len: 0,
             kv_dim,
         }
@@ -54,8 +55,8 @@ pub(crate) struct Segment<'c> {
 struct LayerSlot<'c> {
     first: usize,
     n: usize,
-    k: &'c mut Vec<f32>,
-    v: &'c mut Vec<f32>,
+    k: &'c mut AlignedRows,
+    v: &'c mut AlignedRows,
 }
 
 impl CpuForward<'_> {
@@ -88,8 +89,12 @@ impl CpuForward<'_> {
             for s in segs.iter_mut() {
                 let rows = &x[offset * d..(offset + s.tokens.len()) * d];
                 if let Some(sink) = s.sink.as_deref_mut() {
-                    let kv =
-                        interleave_kv(&s.cache.k[l], &s.cache.v[l], s.cache.len, self.cfg.kv_dim());
+                    let kv = interleave_kv(
+                        s.cache.k[l].as_slice(),
+                        s.cache.v[l].as_slice(),
+                        s.cache.len,
+                        self.cfg.kv_dim(),
+                    );
                     sink.record_kv(l, s.cache.len, 2 * self.cfg.kv_dim(), &kv);
                     sink.record(l, s.cache.len, rows);
                 }
@@ -111,7 +116,7 @@ impl CpuForward<'_> {
     /// fresh cache: a verifier's re-execution.
     pub(crate) fn replay(&self, lw: &LayerWeights, inputs: &[f32]) -> Vec<f32> {
         let mut x = inputs.to_vec();
-        let (mut k, mut v) = (Vec::new(), Vec::new());
+        let (mut k, mut v) = (AlignedRows::default(), AlignedRows::default());
         let n = inputs.len() / self.cfg.d_model;
         self.layer(
             lw,
@@ -169,10 +174,7 @@ impl CpuForward<'_> {
     ) -> (Vec<f32>, Vec<f32>) {
         let kvdim = self.cfg.kv_dim();
         let t = kv_prefix.len() / (2 * kvdim);
-        let (mut k, mut v) = (
-            Vec::with_capacity((t + 1) * kvdim),
-            Vec::with_capacity((t + 1) * kvdim),
-        );
+        let (mut k, mut v) = (AlignedRows::default(), AlignedRows::default());
         for row in kv_prefix.chunks_exact(2 * kvdim) {
             k.extend_from_slice(&row[..kvdim]);
             v.extend_from_slice(&row[kvdim..]);
@@ -188,9 +190,9 @@ impl CpuForward<'_> {
                 v: &mut v,
             }],
         );
-        let kv = k[t * kvdim..]
+        let kv = k.as_slice()[t * kvdim..]
             .iter()
-            .chain(&v[t * kvdim..])
+            .chain(&v.as_slice()[t * kvdim..])
             .copied()
             .collect();
         (kv, x)
@@ -221,7 +223,13 @@ impl CpuForward<'_> {
             slot.v.truncate(slot.first * kvdim);
             slot.k.extend_from_slice(&kn[ks.clone()]);
             slot.v.extend_from_slice(&vn[ks]);
-            a.extend_from_slice(&attention(&q[qs], slot.k, slot.v, shape, slot.first));
+            a.extend_from_slice(&attention(
+                &q[qs],
+                slot.k.as_slice(),
+                slot.v.as_slice(),
+                shape,
+                slot.first,
+            ));
             row += slot.n;
         }
         add_in_place(x, &self.mm(&lw.wo, &a));

@@ -1,6 +1,7 @@
 //! A loaded model: config, tokenizer, weights, and the forward pass on the
 //! chosen backend.
 
+mod aligned_rows;
 mod backend;
 mod burn_fwd;
 mod cpu;

@@ -2,20 +2,21 @@
 
 use std::time::Duration;
 
-use super::store::{RowStore, Slot};
-use super::worker::Recorded;
+use super::recycle;
+use super::store::{BlockStore, StoredBlock};
+use super::worker::{HashedGroup, Recorded};
 use super::{CommitError, RangeOpening};
-use crate::merkle::{DType, Hash, KV_BLOCK, MerkleTree, RangeProof, kv_blocks, kv_rows_covering};
+use crate::merkle::{DType, Hash, MerkleTree, ROW_BLOCK, row_blocks, rows_covering};
 
 /// A Merkle commitment to every layer's output rows and every layer's key
 /// and value rows at every forwarded position.
 ///
 /// The tree has `2 L` row groups, layer-major: group `l < L` holds the `T`
-/// output rows of layer `l`, one leaf each (leaf `l * T + (pos - start)`);
-/// group `L + l` holds the `[k | v]` rows of layer `l`, one leaf per block
-/// of [`KV_BLOCK`] positions from `start` (`B = ceil(T / KV_BLOCK)` leaves,
-/// leaf `L * T + l * B + (pos - start) / KV_BLOCK`). The rows are kept (in
-/// memory or spilled to a temp file) so that any range can be opened later.
+/// output rows of layer `l`, group `L + l` its `[k | v]` rows. Each group
+/// has one leaf per block of [`ROW_BLOCK`] positions from `start` (`B =
+/// ceil(T / ROW_BLOCK)` leaves; row `pos` of group `g` is in leaf `g * B +
+/// (pos - start) / ROW_BLOCK`). The rows are kept (in memory or spilled to a
+/// temp file) so that any range can be opened later.
 #[derive(Debug)]
 pub struct Commitment {
     tree: MerkleTree,
@@ -25,9 +26,20 @@ pub struct Commitment {
     d_model: usize,
     kv_width: usize,
     dtype: DType,
-    slots: Vec<Slot>,
-    store: RowStore,
+    /// Every group's blocks, group after group (`g * B + block`).
+    blocks: Vec<StoredBlock>,
+    store: BlockStore,
     cost: CommitCost,
+}
+
+/// What the sink received: the row widths and, per layer, the positions
+/// `start..end` of its output rows and of its key/value rows.
+#[derive(Debug)]
+pub(crate) struct Shape {
+    pub(crate) d_model: usize,
+    pub(crate) kv_width: usize,
+    pub(crate) outputs: Vec<(usize, usize)>,
+    pub(crate) key_values: Vec<(usize, usize)>,
 }
 
 /// What building a commitment cost, for benchmarks and metrics.
@@ -54,60 +66,69 @@ pub struct CommitCost {
 
 impl Commitment {
     pub(crate) fn build(
-        d_model: usize,
+        shape: Shape,
         dtype: DType,
         recorded: Recorded,
     ) -> Result<Self, CommitError> {
         let Recorded {
-            layers,
-            kv_layers,
-            kv_width,
+            outputs,
+            key_values,
             store,
             ..
         } = recorded;
-        let first = layers
+        let (start, end) = shape
+            .outputs
             .first()
-            .filter(|l| l.positions() > 0)
+            .copied()
+            .filter(|&(s, e)| e > s)
             .ok_or(CommitError::Empty)?;
-        let (start, positions) = (first.start, first.positions());
-        if kv_layers.len() != layers.len() {
+        if shape.key_values.len() != shape.outputs.len() {
             return Err(CommitError::MissingKeyValues {
-                layers: layers.len(),
-                kv_layers: kv_layers.len(),
+                layers: shape.outputs.len(),
+                kv_layers: shape.key_values.len(),
             });
         }
-        let groups = layers
-            .iter()
-            .map(|l| ("rows", l))
-            .chain(kv_layers.iter().map(|l| ("keys/values", l)));
-        for (i, (rows, lt)) in groups.enumerate() {
-            if lt.start != start || lt.positions() != positions {
+        let spans = (shape.outputs.iter().map(|s| ("rows", s)))
+            .chain(shape.key_values.iter().map(|s| ("keys/values", s)));
+        for (i, (rows, &(s, e))) in spans.enumerate() {
+            if (s, e) != (start, end) {
                 return Err(CommitError::Uneven {
                     rows,
-                    layer: i % layers.len(),
-                    start: lt.start,
-                    end: lt.start + lt.positions(),
+                    layer: i % shape.outputs.len(),
+                    start: s,
+                    end: e,
                     expected_start: start,
-                    expected_end: start + positions,
+                    expected_end: end,
                 });
             }
         }
-        let n_layers = layers.len();
-        let mut leaves = Vec::with_capacity(n_layers * (positions + kv_blocks(positions)));
-        let mut slots = Vec::with_capacity(2 * n_layers * positions);
-        for lt in layers.into_iter().chain(kv_layers) {
-            leaves.extend(lt.leaves);
-            slots.extend(lt.slots);
+        let (n_layers, positions) = (shape.outputs.len(), end - start);
+        let per_group = row_blocks(positions);
+        let mut leaves = Vec::with_capacity(2 * n_layers * per_group);
+        let mut blocks = Vec::with_capacity(2 * n_layers * per_group);
+        let mut groups = outputs.into_iter().chain(key_values);
+        for _ in 0..2 * n_layers {
+            let HashedGroup {
+                leaves: l,
+                blocks: b,
+            } = groups.next().unwrap_or_default();
+            // Every group received the same positions, so only a failed
+            // job (reported above) leaves one short.
+            if l.len() != per_group || b.len() != per_group {
+                return Err(CommitError::WorkerPanicked);
+            }
+            leaves.extend(l);
+            blocks.extend(b);
         }
         Ok(Self {
             tree: MerkleTree::from_leaves(leaves),
             layers: n_layers,
             start,
             positions,
-            d_model,
-            kv_width: kv_width.unwrap_or(0),
+            d_model: shape.d_model,
+            kv_width: shape.kv_width,
             dtype,
-            slots,
+            blocks,
             store,
             cost: CommitCost::default(),
         })
@@ -167,18 +188,16 @@ impl Commitment {
         self.store.spilled_rows()
     }
 
-    /// Leaf index of row `pos` of `layer`'s output.
+    /// Leaf index of the block that holds output row `pos` of `layer`.
     pub fn leaf_index(&self, layer: usize, pos: usize) -> Result<usize, CommitError> {
         self.check(layer, pos, pos)?;
-        Ok(layer * self.positions + (pos - self.start))
+        Ok(self.block_index(layer, pos))
     }
 
-    /// Leaf index of the key/value block that holds row `pos` of `layer`.
+    /// Leaf index of the block that holds `[k | v]` row `pos` of `layer`.
     pub fn kv_leaf_index(&self, layer: usize, pos: usize) -> Result<usize, CommitError> {
         self.check(layer, pos, pos)?;
-        Ok(self.layers * self.positions
-            + layer * kv_blocks(self.positions)
-            + (pos - self.start) / KV_BLOCK)
+        Ok(self.block_index(self.layers + layer, pos))
     }
 
     /// The committed output row `pos` of `layer`.
@@ -193,8 +212,10 @@ impl Commitment {
         self.read_row(self.layers + layer, pos)
     }
 
-    /// Output rows `first_pos..=last_pos` of `layer` with the proof that
-    /// they are the committed ones.
+    /// Output rows `first_pos..=last_pos` of `layer`, widened to whole
+    /// blocks (from the start of `first_pos`'s block to the end of
+    /// `last_pos`'s, or the trace's end), with the proof that they are the
+    /// committed ones.
     pub fn open_range(
         &self,
         layer: usize,
@@ -202,15 +223,11 @@ impl Commitment {
         last_pos: usize,
     ) -> Result<RangeOpening, CommitError> {
         self.check(layer, first_pos, last_pos)?;
-        let a = self.leaf_index(layer, first_pos)?;
-        let proof = self.tree.prove_range(a, a + (last_pos - first_pos))?;
-        self.opening(layer, first_pos, last_pos, proof)
+        self.opening(layer, first_pos, last_pos)
     }
 
     /// `[k | v]` rows `first_pos..=last_pos` of `layer`, widened to whole
-    /// key/value blocks (from the start of `first_pos`'s block to the end of
-    /// `last_pos`'s, or the trace's end), with the proof that they are the
-    /// committed ones (row group `L + layer`).
+    /// blocks like [`Commitment::open_range`] (row group `L + layer`).
     pub fn open_kv_range(
         &self,
         layer: usize,
@@ -218,28 +235,48 @@ impl Commitment {
         last_pos: usize,
     ) -> Result<RangeOpening, CommitError> {
         self.check(layer, first_pos, last_pos)?;
-        let first = self.start + (first_pos - self.start) / KV_BLOCK * KV_BLOCK;
-        let last = self.start + kv_rows_covering(last_pos - self.start + 1, self.positions) - 1;
-        let (a, b) = (
-            self.kv_leaf_index(layer, first)?,
-            self.kv_leaf_index(layer, last)?,
-        );
-        let proof = self.tree.prove_range(a, b)?;
-        self.opening(self.layers + layer, first, last, proof)
+        self.opening(self.layers + layer, first_pos, last_pos)
     }
 
-    /// Rows `first..=last` of row group `group` (its rows are stored one
-    /// slot per position, group after group, like the groups of the tree).
+    /// The leaf (and stored block) of row `pos` of row group `group`.
+    fn block_index(&self, group: usize, pos: usize) -> usize {
+        group * row_blocks(self.positions) + (pos - self.start) / ROW_BLOCK
+    }
+
+    fn width(&self, group: usize) -> usize {
+        if group < self.layers {
+            self.d_model
+        } else {
+            self.kv_width
+        }
+    }
+
+    /// The whole blocks of row group `group` around rows `first..=last`;
+    /// `check` must have passed.
     fn opening(
         &self,
         group: usize,
         first: usize,
         last: usize,
-        proof: RangeProof,
     ) -> Result<RangeOpening, CommitError> {
-        let rows = (first..=last)
-            .map(|pos| self.read_row(group, pos))
-            .collect::<Result<Vec<_>, _>>()?;
+        let first = self.start + (first - self.start) / ROW_BLOCK * ROW_BLOCK;
+        let last = self.start + rows_covering(last - self.start + 1, self.positions) - 1;
+        let (a, b) = (
+            self.block_index(group, first),
+            self.block_index(group, last),
+        );
+        let proof = self.tree.prove_range(a, b)?;
+        let width = self.width(group);
+        let mut rows = Vec::with_capacity(last - first + 1);
+        for (i, block) in self.blocks[a..=b].iter().enumerate() {
+            let block_first = first + i * ROW_BLOCK;
+            let n = (last + 1 - block_first).min(ROW_BLOCK);
+            rows.extend(
+                self.store
+                    .read(block, width, 0..n)
+                    .map_err(CommitError::Spill)?,
+            );
+        }
         // `check` bounded layer and positions by the committed ones, which
         // fit in u32, and groups are fewer than 2 L.
         Ok(RangeOpening {
@@ -252,13 +289,14 @@ impl Commitment {
 
     /// Row `pos` of row group `group`; `check` must have passed.
     fn read_row(&self, group: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
-        let width = if group < self.layers {
-            self.d_model
-        } else {
-            self.kv_width
-        };
-        let slot = self.slots[group * self.positions + (pos - self.start)];
-        self.store.read(slot, width).map_err(CommitError::Spill)
+        let at = (pos - self.start) % ROW_BLOCK;
+        let block = &self.blocks[self.block_index(group, pos)];
+        let mut rows = self
+            .store
+            .read(block, self.width(group), at..at + 1)
+            .map_err(CommitError::Spill)?;
+        rows.pop()
+            .ok_or(CommitError::Spill(std::io::Error::other("empty block")))
     }
 
     fn check(&self, layer: usize, first: usize, last: usize) -> Result<(), CommitError> {
@@ -275,5 +313,16 @@ impl Commitment {
                 end,
             })
         }
+    }
+}
+
+impl Drop for Commitment {
+    /// Hands the blocks kept in memory back to the pool of block buffers,
+    /// for the next sinks to fill without faulting in fresh pages.
+    fn drop(&mut self) {
+        recycle::give(self.blocks.drain(..).filter_map(|b| match b {
+            StoredBlock::Memory(rows) => Some(rows),
+            StoredBlock::Disk(_) => None,
+        }));
     }
 }

@@ -4,6 +4,7 @@
 mod commitment;
 mod error;
 mod opening;
+mod recycle;
 mod sink;
 mod store;
 mod worker;

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use forge_engine::TraceSink;
 
-use super::store::RowStore;
-use super::worker::{Absorber, Batch, RowKind};
-use super::{CommitCost, CommitError, Commitment};
-use crate::merkle::DType;
+use super::commitment::Shape;
+use super::store::BlockStore;
+use super::worker::{Absorber, Block};
+use super::{CommitCost, CommitError, Commitment, recycle};
+use crate::merkle::{DType, ROW_BLOCK, RowGroup};
 
 /// How a [`CommitmentSink`] buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub struct SinkOptions {
     pub memory_limit: usize,
     /// Directory of the spill file (the system temp dir when `None`).
     pub spill_dir: Option<PathBuf>,
-    /// Groups of rows that may wait for a hashing job; past it, the
+    /// Groups of blocks that may wait for a hashing job; past it, the
     /// recording thread hashes the waiting groups itself.
     pub channel_capacity: usize,
 }
@@ -38,35 +39,57 @@ impl Default for SinkOptions {
     }
 }
 
-/// Rows buffered before they are handed over as one group (one hashing
-/// job, about 30 microseconds of blake3 on SmolLM2). A job runs to the end
-/// once a pool thread takes it, and the engine's next parallel step waits
-/// for that thread, so jobs are kept short; 30 rows is half a decoded
-/// token's rows on SmolLM2 (an output row and a key/value row per layer).
-const FLUSH_ROWS: usize = 32;
+/// Full blocks handed to one hashing job: about 20 microseconds of blake3
+/// on SmolLM2. A job runs to the end once a pool thread takes it, and the
+/// engine's next parallel step waits for that thread, so jobs are kept
+/// short.
+const FLUSH_BLOCKS: usize = 4;
 
 /// A [`TraceSink`] that commits to every row it receives: each layer's
 /// output rows and its key/value rows.
 ///
-/// `record` only copies the rows; every [`FLUSH_ROWS`] rows it queues them
-/// as a group and, unless one is pending, spawns a hashing job on the
-/// current rayon pool (the engine's, so hashing shares its threads instead
-/// of preempting them). A job absorbs one group in recording order (leaf
-/// hashes, rows kept for later openings) and spawns the next if groups
-/// remain. [`CommitmentSink::finish`] absorbs what is left and builds the
-/// Merkle tree over the leaves in layer-major order.
+/// `record` copies the rows into the open block of their layer's row group
+/// (blocks of [`ROW_BLOCK`] positions, one leaf each; block buffers come
+/// from a pool that dropped commitments refill, so that their pages are
+/// already faulted in). Every
+/// [`FLUSH_BLOCKS`] full blocks it queues them as a group and, unless one is
+/// pending, spawns a hashing job on the current rayon pool (the engine's,
+/// so hashing shares its threads instead of preempting them). A job absorbs
+/// one group in order (leaf hashes; the blocks are kept for later openings)
+/// and spawns the next if groups remain. [`CommitmentSink::finish`] closes
+/// the last, shorter blocks, absorbs what is left and builds the Merkle tree
+/// over the leaves in layer-major order.
 #[derive(Debug)]
 pub struct CommitmentSink {
     d_model: usize,
     shared: Arc<Shared>,
-    pending: Vec<Batch>,
-    pending_rows: usize,
+    /// Each layer's output rows, then each layer's key/value rows.
+    outputs: Vec<OpenGroup>,
+    key_values: Vec<OpenGroup>,
+    /// Width of the key/value rows (the first `record_kv` call sets it).
+    kv_width: Option<usize>,
+    /// Full blocks not yet queued.
+    ready: Vec<Block>,
+    /// The first malformed recording; everything after it is ignored and
+    /// `finish` returns it.
+    error: Option<CommitError>,
     capacity: usize,
     /// Time spent in `record` and `record_kv` copying and handing over
     /// rows (absorbing a backlog there is counted in `inline_time`).
     engine_time: Duration,
     /// Time `record` and `record_kv` spent absorbing a backlog.
     inline_time: Duration,
+}
+
+/// One layer's row group while recording: the positions it has received,
+/// and its open block (the rows since the last full one).
+#[derive(Debug, Default)]
+struct OpenGroup {
+    /// First position received (`None` before the first rows).
+    start: Option<usize>,
+    /// One past the last position received.
+    next: usize,
+    block: Vec<f32>,
 }
 
 /// What the sink and its hashing jobs share.
@@ -84,7 +107,7 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Queue {
-    groups: VecDeque<Vec<Batch>>,
+    groups: VecDeque<Vec<Block>>,
     /// A hashing job is spawned and has not yet found the queue empty.
     scheduled: bool,
 }
@@ -142,17 +165,20 @@ impl CommitmentSink {
 
     /// A sink for rows of `d_model` floats.
     pub fn with_options(d_model: usize, opts: SinkOptions) -> Result<Self, CommitError> {
-        let store = RowStore::new(opts.memory_limit, opts.spill_dir);
+        let store = BlockStore::new(opts.memory_limit, opts.spill_dir);
         Ok(Self {
             d_model,
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::default()),
-                absorber: Mutex::new(Some(Absorber::new(d_model, DType::F32, store))),
+                absorber: Mutex::new(Some(Absorber::new(DType::F32, store))),
                 hashing_ns: AtomicU64::new(0),
                 abandoned: AtomicBool::new(false),
             }),
-            pending: Vec::new(),
-            pending_rows: 0,
+            outputs: Vec::new(),
+            key_values: Vec::new(),
+            kv_width: None,
+            ready: Vec::new(),
+            error: None,
             capacity: opts.channel_capacity.max(1),
             engine_time: Duration::ZERO,
             inline_time: Duration::ZERO,
@@ -164,10 +190,20 @@ impl CommitmentSink {
         self.d_model
     }
 
+    /// Time the recording thread has spent in `record` and `record_kv` so
+    /// far: copying rows, queueing blocks, and hashing a backlog itself.
+    pub fn record_time(&self) -> Duration {
+        self.engine_time + self.inline_time
+    }
+
     /// Absorbs what the hashing jobs have not (on this thread) and builds
     /// the commitment.
     pub fn finish(mut self) -> Result<Commitment, CommitError> {
         let started = Instant::now();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.close_blocks();
         self.flush();
         let absorber = {
             let mut guard = lock(&self.shared.absorber);
@@ -179,7 +215,19 @@ impl CommitmentSink {
             return Err(e);
         }
         let hashing = Duration::from_nanos(self.shared.hashing_ns.load(Ordering::Relaxed));
-        let mut commitment = Commitment::build(self.d_model, DType::F32, recorded)?;
+        let spans = |groups: &[OpenGroup]| {
+            groups
+                .iter()
+                .map(|g| g.start.map_or((0, 0), |s| (s, g.next)))
+                .collect::<Vec<_>>()
+        };
+        let shape = Shape {
+            d_model: self.d_model,
+            kv_width: self.kv_width.unwrap_or(0),
+            outputs: spans(&self.outputs),
+            key_values: spans(&self.key_values),
+        };
+        let mut commitment = Commitment::build(shape, DType::F32, recorded)?;
         commitment.set_cost(CommitCost {
             engine_thread: self.engine_time,
             hashing,
@@ -192,26 +240,31 @@ impl CommitmentSink {
 
 impl Drop for CommitmentSink {
     fn drop(&mut self) {
-        // Unfinished (a cancelled sequence): queued groups are not worth hashing.
+        // Unfinished (a cancelled sequence): queued groups are not worth
+        // hashing, and the open blocks' buffers can serve the next sink.
         self.shared.abandoned.store(true, Ordering::Relaxed);
+        let open = self.outputs.iter_mut().chain(&mut self.key_values);
+        recycle::give(open.map(|g| std::mem::take(&mut g.block)));
+        recycle::give(self.ready.drain(..).map(|b| b.rows));
     }
 }
 
 impl CommitmentSink {
-    /// Queues the buffered rows as one group, and spawns a hashing job
-    /// unless one is pending. Past `capacity` waiting groups, absorbs them
-    /// here: memory stays bounded, and a pool whose threads are all busy
-    /// (or a one-thread pool running this very thread) cannot stall it.
-    /// Returns the time spent absorbing a backlog here.
+    /// Queues the full blocks in groups of [`FLUSH_BLOCKS`], and spawns a
+    /// hashing job unless one is pending. Past `capacity` waiting groups,
+    /// absorbs them here: memory stays bounded, and a pool whose threads are
+    /// all busy (or a one-thread pool running this very thread) cannot stall
+    /// it. Returns the time spent absorbing a backlog here.
     fn flush(&mut self) -> Duration {
-        if self.pending.is_empty() {
+        if self.ready.is_empty() {
             return Duration::ZERO;
         }
-        let group = std::mem::take(&mut self.pending);
-        self.pending_rows = 0;
         let (spawn, backlog) = {
             let mut q = lock(&self.shared.queue);
-            q.groups.push_back(group);
+            while !self.ready.is_empty() {
+                let rest = self.ready.split_off(self.ready.len().min(FLUSH_BLOCKS));
+                q.groups.push_back(std::mem::replace(&mut self.ready, rest));
+            }
             (!std::mem::replace(&mut q.scheduled, true), q.groups.len())
         };
         if spawn {
@@ -221,22 +274,49 @@ impl CommitmentSink {
         if backlog <= self.capacity {
             return Duration::ZERO;
         }
-        let started = Instant::now();
-        self.shared.absorb_all(&mut lock(&self.shared.absorber));
-        started.elapsed()
+        // Counted as the hashing it did (what `hashing` adds up), so that it
+        // is a part of `hashing`: nothing else absorbs while the lock is held.
+        let mut absorber = lock(&self.shared.absorber);
+        let before = self.shared.hashing_ns.load(Ordering::Relaxed);
+        self.shared.absorb_all(&mut absorber);
+        let after = self.shared.hashing_ns.load(Ordering::Relaxed);
+        Duration::from_nanos(after - before)
     }
 
-    fn push(&mut self, kind: RowKind, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+    /// Closes every open block (the trace's last, shorter blocks).
+    fn close_blocks(&mut self) {
+        let groups = [
+            (RowGroup::Output, &mut self.outputs, self.d_model),
+            (
+                RowGroup::KeyValue,
+                &mut self.key_values,
+                self.kv_width.unwrap_or(0),
+            ),
+        ];
+        for (group, open, width) in groups {
+            for (layer, g) in open.iter_mut().enumerate() {
+                if !g.block.is_empty() {
+                    self.ready.push(take_block(group, layer, g, width));
+                }
+            }
+        }
+    }
+
+    fn push(
+        &mut self,
+        group: RowGroup,
+        layer: usize,
+        first_pos: usize,
+        width: usize,
+        rows: &[f32],
+    ) {
         let started = Instant::now();
-        self.pending.push(Batch {
-            kind,
-            layer,
-            first_pos,
-            width,
-            rows: rows.to_vec(),
-        });
-        self.pending_rows += rows.len() / width.max(1);
-        let inline = if self.pending_rows >= FLUSH_ROWS {
+        if self.error.is_none()
+            && let Err(e) = self.take_rows(group, layer, first_pos, width, rows)
+        {
+            self.error = Some(e);
+        }
+        let inline = if self.ready.len() >= FLUSH_BLOCKS {
             self.flush()
         } else {
             Duration::ZERO
@@ -244,14 +324,91 @@ impl CommitmentSink {
         self.inline_time += inline;
         self.engine_time += started.elapsed().saturating_sub(inline);
     }
+
+    /// Copies `rows` into `layer`'s open block of `group`, moving each block
+    /// that fills to `ready`.
+    fn take_rows(
+        &mut self,
+        group: RowGroup,
+        layer: usize,
+        first_pos: usize,
+        width: usize,
+        rows: &[f32],
+    ) -> Result<(), CommitError> {
+        let (expected, open) = match group {
+            RowGroup::Output => (self.d_model, &mut self.outputs),
+            RowGroup::KeyValue => (*self.kv_width.get_or_insert(width), &mut self.key_values),
+        };
+        if expected == 0 || width != expected || !rows.len().is_multiple_of(expected) {
+            return Err(CommitError::RaggedRows {
+                layer,
+                len: rows.len(),
+                width: expected,
+            });
+        }
+        let n = rows.len() / expected;
+        // Leaves and receipts carry layers and positions as u32.
+        let end = first_pos
+            .checked_add(n)
+            .filter(|&e| u32::try_from(e).is_ok());
+        if u32::try_from(layer).is_err() || end.is_none() {
+            return Err(CommitError::TooLarge {
+                layer,
+                pos: first_pos.saturating_add(n),
+            });
+        }
+        if open.len() <= layer {
+            open.resize_with(layer + 1, OpenGroup::default);
+        }
+        let g = &mut open[layer];
+        if g.start.is_none() {
+            g.start = Some(first_pos);
+            g.next = first_pos;
+        } else if first_pos != g.next {
+            return Err(CommitError::OutOfOrder {
+                layer,
+                expected: g.next,
+                got: first_pos,
+            });
+        }
+        let mut rest = rows;
+        while !rest.is_empty() {
+            if g.block.capacity() == 0 {
+                g.block = recycle::take(ROW_BLOCK * expected);
+            }
+            let room = ROW_BLOCK - g.block.len() / expected;
+            let (now, later) = rest.split_at(room.min(rest.len() / expected) * expected);
+            g.block.extend_from_slice(now);
+            g.next += now.len() / expected;
+            rest = later;
+            if g.block.len() == ROW_BLOCK * expected {
+                self.ready.push(take_block(group, layer, g, expected));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Moves `g`'s open block out as a [`Block`] of `layer`'s `group`.
+fn take_block(group: RowGroup, layer: usize, g: &mut OpenGroup, width: usize) -> Block {
+    let rows = std::mem::take(&mut g.block);
+    let count = rows.len() / width.max(1);
+    // `take_rows` checked that layers and positions fit in u32.
+    Block {
+        group,
+        layer: layer as u32,
+        first_pos: (g.next - count) as u32,
+        width,
+        rows,
+    }
 }
 
 impl TraceSink for CommitmentSink {
     fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
-        self.push(RowKind::Activation, layer, first_pos, self.d_model, rows);
+        self.push(RowGroup::Output, layer, first_pos, self.d_model, rows);
     }
 
     fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
-        self.push(RowKind::KeyValue, layer, first_pos, width, rows);
+        self.push(RowGroup::KeyValue, layer, first_pos, width, rows);
     }
 }

@@ -7,34 +7,47 @@ use serde::Serialize;
 /// A 32-byte blake3 digest.
 pub type Hash = [u8; 32];
 
-/// blake3 key of leaves: `derive_key("forge.act.v2", b"")`.
-static LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.act.v2", b""));
-/// blake3 key of key/value leaves: `derive_key("forge.kv.v2", b"")`.
-static KV_LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.kv.v2", b""));
+/// blake3 key of output-row leaves: `derive_key("forge.act.v3", b"")`.
+static OUTPUT_LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.act.v3", b""));
+/// blake3 key of key/value leaves: `derive_key("forge.kv.v3", b"")`.
+static KV_LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.kv.v3", b""));
 
-/// Positions per key/value leaf.
+/// Positions per leaf, in both kinds of row group.
 ///
-/// A spot check opens a layer's keys and values from the first position to
-/// the cell's, hundreds of rows on long contexts. One leaf per row made the
-/// verifier hash each 1.5 KiB row on its own, one blake3 chunk after the
-/// other; a leaf over 16 rows (24 KiB on SmolLM2) lets blake3 hash 16 chunks
-/// side by side, for at most 15 extra rows per opening.
-pub const KV_BLOCK: usize = 16;
+/// blake3 hashes the whole 1 KiB chunks of one input side by side, 16 at a
+/// time with AVX-512. A leaf per 2.3 KiB SmolLM2 output row gave it two
+/// chunks and a tail (1.1 us per row here); a leaf over 16 rows gives it 36
+/// chunks (0.35 us per row), which halves the commitment's cost per token.
+/// An opening then holds the whole blocks around the rows it opens: at most
+/// 15 extra rows each.
+pub const ROW_BLOCK: usize = 16;
 
-/// Key/value leaves of a trace of `positions` positions: `ceil(positions / KV_BLOCK)`.
-pub fn kv_blocks(positions: usize) -> usize {
-    positions.div_ceil(KV_BLOCK)
+/// Leaves of one row group of a trace of `positions` positions:
+/// `ceil(positions / ROW_BLOCK)`.
+pub fn row_blocks(positions: usize) -> usize {
+    positions.div_ceil(ROW_BLOCK)
 }
 
-/// Key/value rows an opening of the first `through` positions of a trace of
+/// Rows an opening of the first `through` positions of a trace of
 /// `positions` positions holds: whole blocks, so `through` rounded up to a
-/// multiple of [`KV_BLOCK`], or the trace's end.
-pub(crate) fn kv_rows_covering(through: usize, positions: usize) -> usize {
+/// multiple of [`ROW_BLOCK`], or the trace's end.
+pub(crate) fn rows_covering(through: usize, positions: usize) -> usize {
     through
-        .div_ceil(KV_BLOCK)
-        .saturating_mul(KV_BLOCK)
+        .div_ceil(ROW_BLOCK)
+        .saturating_mul(ROW_BLOCK)
         .min(positions)
 }
+
+/// Which rows a row group holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowGroup {
+    /// A layer's output rows: the residual stream after it.
+    Output = 0,
+    /// A layer's `[k | v]` rows.
+    KeyValue = 1,
+}
+
 /// blake3 key of internal nodes: `derive_key("forge.node.v1", b"")`.
 static NODE_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.node.v1", b""));
 
@@ -71,60 +84,53 @@ impl DType {
     }
 }
 
-/// The leaf of output row `pos` of `layer`: blake3 keyed with
-/// `forge.act.v2` over `row as little-endian f32 || layer u32 LE || pos u32
-/// LE || dtype tag`.
+/// The leaf of one block of rows: rows `first_pos..first_pos + count` of
+/// `layer`'s `group`, `rows` holding them one after the other (a whole
+/// [`ROW_BLOCK`], or the shorter last block of a trace).
 ///
-/// The row comes first so that its bytes start on a blake3 chunk boundary:
-/// blake3 then hashes a 2.3 KiB SmolLM2 row's whole chunks side by side
-/// (`forge.act.v1` put the 9 bytes of layer, position and tag first, and
-/// hashed 1.7x slower, one 64-byte block after the other).
-pub fn leaf_hash(layer: u32, pos: u32, dtype: DType, row: &[f32]) -> Hash {
-    let mut h = blake3::Hasher::new_keyed(&LEAF_KEY);
-    update_f32s(&mut h, std::iter::once(row));
-    h.update(&layer.to_le_bytes());
-    h.update(&pos.to_le_bytes());
-    h.update(&[dtype.tag()]);
-    h.finalize().into()
-}
-
-/// The leaf of the `[k | v]` rows `first_pos..first_pos + rows.len()` of
-/// `layer` (one block of [`KV_BLOCK`] positions, or the trace's last, shorter
-/// one): blake3 keyed with `forge.kv.v2` over `layer u32 LE || first_pos
-/// u32 LE || row count u32 LE || dtype tag || the rows as little-endian f32`.
-pub fn kv_leaf_hash<R: AsRef<[f32]>>(layer: u32, first_pos: u32, dtype: DType, rows: &[R]) -> Hash {
-    let mut h = blake3::Hasher::new_keyed(&KV_LEAF_KEY);
+/// blake3 keyed with `forge.act.v3` (output rows) or `forge.kv.v3`
+/// (key/value rows) over `the rows as little-endian f32 || layer u32 LE ||
+/// first_pos u32 LE || count u32 LE || dtype tag`. The rows come first, so
+/// that their bytes start on a blake3 chunk boundary and every whole chunk
+/// hashes side by side (13 bytes in front cost a third more time).
+pub fn leaf_hash(
+    group: RowGroup,
+    layer: u32,
+    first_pos: u32,
+    count: u32,
+    dtype: DType,
+    rows: &[f32],
+) -> Hash {
+    let key = match group {
+        RowGroup::Output => &OUTPUT_LEAF_KEY,
+        RowGroup::KeyValue => &KV_LEAF_KEY,
+    };
+    let mut h = blake3::Hasher::new_keyed(key);
+    update_f32s(&mut h, rows);
     h.update(&layer.to_le_bytes());
     h.update(&first_pos.to_le_bytes());
-    // At most KV_BLOCK rows reach here; saturating keeps this total.
-    h.update(&u32::try_from(rows.len()).unwrap_or(u32::MAX).to_le_bytes());
+    h.update(&count.to_le_bytes());
     h.update(&[dtype.tag()]);
-    update_f32s(&mut h, rows.iter().map(AsRef::as_ref));
     h.finalize().into()
 }
 
-fn update_f32s<'a>(h: &mut blake3::Hasher, rows: impl Iterator<Item = &'a [f32]>) {
+/// Feeds `rows` to `h` as little-endian bytes: the floats' own bytes on a
+/// little-endian machine (one large input, which blake3 hashes fastest).
+#[cfg(target_endian = "little")]
+fn update_f32s(h: &mut blake3::Hasher, rows: &[f32]) {
+    h.update(bytemuck::cast_slice(rows));
+}
+
+/// Feeds `rows` to `h` as little-endian bytes, through a buffer.
+#[cfg(not(target_endian = "little"))]
+fn update_f32s(h: &mut blake3::Hasher, rows: &[f32]) {
     let mut buf = [0u8; 16384];
-    let mut len = 0;
-    for row in rows {
-        let mut rest = row;
-        while !rest.is_empty() {
-            let take = ((buf.len() - len) / 4).min(rest.len());
-            for (dst, v) in buf[len..len + 4 * take]
-                .chunks_exact_mut(4)
-                .zip(&rest[..take])
-            {
-                dst.copy_from_slice(&v.to_le_bytes());
-            }
-            len += 4 * take;
-            rest = &rest[take..];
-            if len == buf.len() {
-                h.update(&buf);
-                len = 0;
-            }
+    for part in rows.chunks(buf.len() / 4) {
+        for (dst, v) in buf.chunks_exact_mut(4).zip(part) {
+            dst.copy_from_slice(&v.to_le_bytes());
         }
+        h.update(&buf[..4 * part.len()]);
     }
-    h.update(&buf[..len]);
 }
 
 /// An internal node: blake3 keyed with `forge.node.v1` over `left || right`.

@@ -1,7 +1,7 @@
 //! Binary blake3 Merkle trees over activation rows, with range proofs.
 //!
 //! Leaves and internal nodes are hashed under different blake3 keys
-//! (`forge.act.v2`, `forge.kv.v2`, `forge.node.v1`), so a leaf can never
+//! (`forge.act.v3`, `forge.kv.v3`, `forge.node.v1`), so a leaf can never
 //! pass for a node, nor a key/value leaf for an output row.
 //! A level with an odd number of nodes promotes its last node unchanged.
 
@@ -11,8 +11,8 @@ mod range;
 mod tree;
 
 pub use error::MerkleError;
-pub(crate) use hash::kv_rows_covering;
-pub use hash::{DType, Hash, KV_BLOCK, empty_root, kv_blocks, kv_leaf_hash, leaf_hash, node_hash};
+pub(crate) use hash::rows_covering;
+pub use hash::{DType, Hash, ROW_BLOCK, RowGroup, empty_root, leaf_hash, node_hash, row_blocks};
 pub use range::{RangeProof, verify_range};
 pub use tree::MerkleTree;
 

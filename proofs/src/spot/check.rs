@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::structure::verify_cell_rows;
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
+use crate::commit::RangeOpening;
 use crate::digest::{output_hash, prompt_hash};
 use crate::receipt::{ModelDims, Receipt};
 
@@ -173,8 +174,9 @@ impl<'a> SpotChecker<'a> {
         let (layer, pos) = (c.layer, c.pos);
         let t = &receipt.trace;
         verify_cell_rows(receipt, c)?;
+        // `verify_cell_rows` checked that the openings hold row t.
         let input = match &c.input {
-            Some(o) => o.rows[0].clone(),
+            Some(o) => opened(o, pos).to_vec(),
             None => self.model.embedding(tokens[pos as usize])?,
         };
         // Rows past t (the rest of t's key/value block) are only hashed.
@@ -184,7 +186,7 @@ impl<'a> SpotChecker<'a> {
         let replayed = self
             .model
             .replay_cell_in(numerics, layer as usize, &input, &prefix)?;
-        let committed = &c.output;
+        let committed = opened(&c.output, pos);
         let compare = |what: &'static str, row: &[f32], want: &[f32]| {
             let rel_l2 = relative_l2(row, want);
             let same_bits = row
@@ -204,14 +206,14 @@ impl<'a> SpotChecker<'a> {
             }
         };
         compare("keys/values", &replayed.kv, &kv_rows[through_t - 1])?;
-        let rel_l2 = compare("output", &replayed.output, &committed.rows[0])?;
+        let rel_l2 = compare("output", &replayed.output, committed)?;
         // The last layer's row at position p samples the token at p + 1; it is
         // a generated token from p = n_prompt - 1 on.
         let n_prompt = receipt.request.n_prompt;
         let mut token_step = None;
         if layer + 1 == t.layers && pos + 1 >= n_prompt {
             let step = pos + 1 - n_prompt;
-            let logits = self.model.logits_in(numerics, &committed.rows[0]);
+            let logits = self.model.logits_in(numerics, committed);
             let history = &output[..step as usize];
             let expected = sample(
                 &logits,
@@ -258,4 +260,9 @@ pub fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
     } else {
         r
     }
+}
+
+/// Row `pos` of an opening that `verify_cell_rows` checked holds it.
+fn opened(o: &RangeOpening, pos: u32) -> &[f32] {
+    o.row_at(pos).unwrap_or_default()
 }

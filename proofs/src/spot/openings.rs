@@ -8,11 +8,12 @@ use crate::merkle::RangeProof;
 use crate::receipt::MAX_AUDIT_CELLS;
 
 const MAGIC: [u8; 4] = *b"FRGO";
-/// Version 3: key/value rows are opened in whole blocks of
-/// [`crate::KV_BLOCK`] positions, one leaf each. Version 2 had one leaf per
-/// key/value row; version 1 opened every input row of the prefix and had no
-/// keys/values.
-const VERSION: u16 = 3;
+/// Version 4: output rows too are opened in whole blocks of
+/// [`crate::ROW_BLOCK`] positions, one leaf each (`forge.act.v3`,
+/// `forge.kv.v3`). Version 3 had one leaf per output row and blocks of
+/// key/value rows; version 2 one leaf per key/value row; version 1 opened
+/// every input row of the prefix and had no keys/values.
+const VERSION: u16 = 4;
 /// Most tokens in the prompt or the output.
 const MAX_TOKENS: u32 = 1 << 24;
 /// Widest row.
@@ -29,15 +30,16 @@ pub struct CellOpening {
     pub layer: u32,
     /// The cell's position.
     pub pos: u32,
-    /// Row `t` of layer `l - 1` (the layer's input at `t`); `None` for layer
-    /// 0, whose input is the token's embedding.
+    /// The block of layer `l - 1`'s output rows that holds row `t` (the
+    /// layer's input at `t`); `None` for layer 0, whose input is the token's
+    /// embedding.
     pub input: Option<RangeOpening>,
     /// The `[k | v]` rows `0..=t` of layer `l` (row group `L + l`): the
     /// prefix the attention at `t` reads, and row `t` itself, which the
     /// verifier recomputes from the input; then the rest of `t`'s key/value
     /// block, which only enters the leaf hash.
     pub kv: RangeOpening,
-    /// Row `t` of layer `l`.
+    /// The block of layer `l`'s output rows that holds row `t`.
     pub output: RangeOpening,
 }
 
@@ -53,7 +55,7 @@ pub struct SpotOpenings {
 }
 
 impl SpotOpenings {
-    /// Canonical encoding: magic `FRGO`, u16 version 3, then the fields.
+    /// Canonical encoding: magic `FRGO`, u16 version 4, then the fields.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer::new();
         w.array(&MAGIC);

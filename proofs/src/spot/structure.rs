@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::commit::RangeOpening;
 use crate::digest::{output_hash, prompt_hash};
-use crate::merkle::kv_rows_covering;
+use crate::merkle::{ROW_BLOCK, rows_covering};
 use crate::receipt::Receipt;
 
 /// Check `openings` against `receipt` for the `count` cells `seed` selects,
@@ -54,10 +54,11 @@ pub fn verify_openings(
     Ok(openings.cells.len())
 }
 
-/// One cell's openings have the shape its cell (l, t) asks for (output row
-/// `t` of layer `l`; input row `t` of layer `l - 1` unless `l = 0`; `[k | v]`
-/// rows of layer `l` from the first forwarded position to the end of `t`'s
-/// key/value block) and every row is in the committed tree. `check_shape` must have passed.
+/// One cell's openings have the shape its cell (l, t) asks for (the block of
+/// output rows of layer `l` that holds `t`; the block of layer `l - 1` that
+/// holds `t`, the input, unless `l = 0`; `[k | v]` rows of layer `l` from
+/// the first forwarded position to the end of `t`'s block) and every row is
+/// in the committed tree. `check_shape` must have passed.
 pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(), SpotError> {
     let (q, t) = (&receipt.request, &receipt.trace);
     let d = receipt.config.d_model as usize;
@@ -79,15 +80,16 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
         (o.layer, o.first_pos, o.rows.len()) == (group, first, n)
             && o.rows.iter().all(|r| r.len() == width)
     };
-    if !is(&c.output, layer, pos, 1, d) {
-        return Err(malformed("the output opening is not row t of layer l"));
+    let (block_first, block_rows) = block_of(receipt, pos);
+    if !is(&c.output, layer, block_first, block_rows, d) {
+        return Err(malformed("the output opening is not t's block of layer l"));
     }
     verify(&c.output)?;
     match (layer, &c.input) {
         (0, None) => {}
         (l, Some(o)) if l > 0 => {
-            if !is(o, l - 1, pos, 1, d) {
-                return Err(malformed("the input opening is not row t of layer l-1"));
+            if !is(o, l - 1, block_first, block_rows, d) {
+                return Err(malformed("the input opening is not t's block of layer l-1"));
             }
             verify(o)?;
         }
@@ -112,9 +114,20 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
 }
 
 /// Key/value rows a cell at `pos` opens: from the first forwarded position
-/// to the end of `pos`'s block of [`crate::KV_BLOCK`] positions (or of the trace).
-/// `pos` must lie in the trace.
+/// to the end of `pos`'s block of [`crate::ROW_BLOCK`] positions (or of the
+/// trace). `pos` must lie in the trace.
 pub(crate) fn kv_rows_opened(receipt: &Receipt, pos: u32) -> usize {
     let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
-    kv_rows_covering(through_t, receipt.trace.positions as usize)
+    rows_covering(through_t, receipt.trace.positions as usize)
+}
+
+/// The block of positions that holds `pos`: its first position and its
+/// rows (a whole [`ROW_BLOCK`], or the trace's shorter last block). `pos`
+/// must lie in the trace.
+fn block_of(receipt: &Receipt, pos: u32) -> (u32, usize) {
+    let start = receipt.request.forwarded.start;
+    let offset = (pos - start) as usize / ROW_BLOCK * ROW_BLOCK;
+    let rows = rows_covering(offset + 1, receipt.trace.positions as usize) - offset;
+    // offset <= pos - start, so it fits in u32.
+    (start + offset as u32, rows)
 }

@@ -1,0 +1,241 @@
+//! Where a commitment's wall-clock cost on decoding comes from: decode
+//! steps of SmolLM2 with no sink against the same steps with one of three
+//! sinks, in alternating pairs (which side runs first alternates too), many
+//! pairs, the median and interquartile range of the per-pair overhead.
+//!
+//! - `noop`: a sink that takes the rows and does nothing (the engine's
+//!   side: building `[k | v]` rows, the calls);
+//! - `copy`: a sink that keeps a copy of every row (what retaining the rows
+//!   for openings costs, without hashing);
+//! - `blocks`, `pooled`: a sink that copies every row into its layer's
+//!   block of 16 positions, as the commitment sink does, without hashing:
+//!   into fresh buffers, or into buffers reused across runs;
+//! - `commit`: forge-proofs' `CommitmentSink`, `finish` included (dropping
+//!   the rows a sink holds is not timed).
+//!
+//! `cargo run --release -p forge-benches --example commit_ab -- MODE [PAIRS]
+//! [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
+//! steps (default 32) after a prompt of AT tokens (default 64); with
+//! `traced-prefill` the sink also takes the prompt's rows (the prefill runs
+//! in every measurement, outside the timed steps).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use forge_benches::util::default_model_path;
+use forge_engine::{Backend, Model, TraceSink, argmax};
+use forge_proofs::CommitmentSink;
+
+struct Noop;
+
+impl TraceSink for Noop {
+    fn record(&mut self, _: usize, _: usize, rows: &[f32]) {
+        std::hint::black_box(rows);
+    }
+    fn record_kv(&mut self, _: usize, _: usize, _: usize, rows: &[f32]) {
+        std::hint::black_box(rows);
+    }
+}
+
+struct Copy(Vec<Vec<f32>>);
+
+impl TraceSink for Copy {
+    fn record(&mut self, _: usize, _: usize, rows: &[f32]) {
+        self.0.push(rows.to_vec());
+    }
+    fn record_kv(&mut self, _: usize, _: usize, _: usize, rows: &[f32]) {
+        self.0.push(rows.to_vec());
+    }
+}
+
+/// Copies rows into per-layer blocks of 16 positions, as the commitment
+/// sink does, without hashing: into fresh buffers (`blocks`), or into
+/// buffers reused from earlier runs (`pooled`), whose pages are faulted in.
+#[derive(Default)]
+struct Blocks {
+    /// Width of the output rows.
+    d: usize,
+    open: Vec<Vec<f32>>,
+    full: Vec<Vec<f32>>,
+    pooled: bool,
+}
+
+/// Buffers `pooled` sinks hand back when they finish.
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+impl Blocks {
+    fn take(&mut self, group: usize, rows: &[f32], width: usize) {
+        if self.open.len() <= group {
+            self.open.resize_with(group + 1, Vec::new);
+        }
+        for row in rows.chunks_exact(width) {
+            let b = &mut self.open[group];
+            if b.capacity() == 0 {
+                let reused = self.pooled.then(|| POOL.lock().ok()?.pop()).flatten();
+                *b = reused.unwrap_or_default();
+                b.reserve_exact(16 * width);
+            }
+            b.extend_from_slice(row);
+            if b.len() == 16 * width {
+                self.full.push(std::mem::take(b));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<Vec<f32>> {
+        self.full.append(&mut self.open);
+        if self.pooled
+            && let Ok(mut pool) = POOL.lock()
+        {
+            for mut b in self.full.drain(..) {
+                b.clear();
+                pool.push(b);
+            }
+        }
+        self.full
+    }
+}
+
+impl TraceSink for Blocks {
+    fn record(&mut self, layer: usize, _: usize, rows: &[f32]) {
+        self.take(2 * layer, rows, self.d);
+    }
+    fn record_kv(&mut self, layer: usize, _: usize, width: usize, rows: &[f32]) {
+        self.take(2 * layer + 1, rows, width);
+    }
+}
+
+/// The sink under test.
+enum Sink {
+    Noop(Noop),
+    Copy(Copy),
+    Blocks(Blocks),
+    Commit(CommitmentSink),
+}
+
+impl Sink {
+    fn new(mode: &str, d: usize) -> Result<Self> {
+        Ok(match mode {
+            "noop" => Self::Noop(Noop),
+            "copy" => Self::Copy(Copy(Vec::new())),
+            "blocks" | "pooled" => Self::Blocks(Blocks {
+                d,
+                pooled: mode == "pooled",
+                ..Blocks::default()
+            }),
+            _ => Self::Commit(CommitmentSink::new(d)?),
+        })
+    }
+
+    fn attached(&mut self) -> &mut dyn TraceSink {
+        match self {
+            Self::Noop(s) => s,
+            Self::Copy(s) => s,
+            Self::Blocks(s) => s,
+            Self::Commit(s) => s,
+        }
+    }
+
+    /// Ends the trace: the commitment's `finish` (hashing left over, the
+    /// Merkle tree). Returns what the sink holds, for the caller to drop
+    /// after its clock stops (freeing a long trace's rows takes
+    /// milliseconds, which a server spends after the answer).
+    fn finish(self) -> Result<Box<dyn std::any::Any>> {
+        Ok(match self {
+            Self::Commit(s) => Box::new(s.finish()?),
+            Self::Copy(s) => Box::new(s.0),
+            Self::Blocks(s) => Box::new(s.finish()),
+            Self::Noop(s) => Box::new(s),
+        })
+    }
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T> {
+    args.get(i).map_or(Ok(default), |a| {
+        a.parse()
+            .ok()
+            .with_context(|| format!("bad argument {a:?}"))
+    })
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args
+        .first()
+        .map(String::as_str)
+        .unwrap_or("commit")
+        .to_string();
+    if !matches!(
+        mode.as_str(),
+        "noop" | "copy" | "blocks" | "pooled" | "commit"
+    ) {
+        bail!("MODE is noop, copy, blocks or commit");
+    }
+    let pairs: usize = arg(&args, 1, 200)?;
+    let steps: usize = arg(&args, 2, 32)?;
+    let at: usize = arg(&args, 3, 64)?;
+    let traced_prefill = args.get(4).is_some_and(|a| a == "traced-prefill");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+    let path = default_model_path().context("no model cache")?;
+    let model = Model::load(&path, Backend::Cpu)?;
+    let (d, vocab) = (model.config().d_model, model.config().vocab);
+    let prompt: Vec<u32> = (0..at)
+        .map(|i| (3 + (i * 37) % (vocab - 3)) as u32)
+        .collect();
+    let mut session = model.session();
+    let mut run = |with_sink: bool| -> Result<f64> {
+        pool.install(|| {
+            let new_sink = || with_sink.then(|| Sink::new(&mode, d)).transpose();
+            session.truncate(0);
+            let mut sink = if traced_prefill { new_sink()? } else { None };
+            let rows = model.forward(&mut session, &prompt, sink.as_mut().map(Sink::attached))?;
+            let mut tok = argmax(&model.logits(&rows[rows.len() - d..]));
+            if !traced_prefill {
+                // The trace starts at the first decoded position.
+                sink = new_sink()?;
+            }
+            let started = Instant::now();
+            for _ in 0..steps {
+                let row = model.forward(&mut session, &[tok], sink.as_mut().map(Sink::attached))?;
+                tok = argmax(&model.logits(&row));
+            }
+            let held = sink.map(Sink::finish).transpose()?;
+            let secs = started.elapsed().as_secs_f64();
+            drop(held);
+            Ok(secs)
+        })
+    };
+    run(false)?;
+    run(true)?;
+    let (mut overheads, mut off_total, mut on_total) = (Vec::new(), 0.0, 0.0);
+    for i in 0..pairs {
+        let (off, on) = if i % 2 == 0 {
+            let off = run(false)?;
+            (off, run(true)?)
+        } else {
+            let on = run(true)?;
+            (run(false)?, on)
+        };
+        off_total += off;
+        on_total += on;
+        overheads.push(100.0 * (on / off - 1.0));
+    }
+    overheads.sort_by(f64::total_cmp);
+    let q = |f: f64| overheads[((overheads.len() - 1) as f64 * f).round() as usize];
+    println!(
+        "{mode}: {pairs} pairs of {steps} steps after {at} tokens{}: overhead median {:+.2}% \
+         (interquartile {:+.2}% to {:+.2}%), of the summed times {:+.2}%; {:.2} ms per step without",
+        if traced_prefill {
+            " (prefill traced)"
+        } else {
+            ""
+        },
+        q(0.5),
+        q(0.25),
+        q(0.75),
+        100.0 * (on_total / off_total - 1.0),
+        1e3 * off_total / (pairs * steps) as f64,
+    );
+    Ok(())
+}
