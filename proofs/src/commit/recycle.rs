@@ -12,8 +12,12 @@ use std::sync::Mutex;
 /// Floats the pool keeps at most (256 MiB).
 const POOL_FLOATS: usize = 64 << 20;
 
-/// Emptied buffers, and the floats of capacity they hold.
-static POOL: Mutex<(Vec<Vec<f32>>, usize)> = Mutex::new((Vec::new(), 0));
+/// Emptied buffers of one capacity.
+type List = (usize, Vec<Vec<f32>>);
+
+/// Emptied buffers, one list per capacity (a model has two: output rows
+/// and key/value rows), and the floats of capacity they hold in all.
+static POOL: Mutex<(Vec<List>, usize)> = Mutex::new((Vec::new(), 0));
 
 /// An empty buffer with room for exactly `capacity` floats: one from the
 /// pool when it has one of that capacity, else a new one.
@@ -21,10 +25,13 @@ pub(crate) fn take(capacity: usize) -> Vec<f32> {
     let mut pool = POOL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (buffers, floats) = &mut *pool;
-    match buffers.iter().rposition(|b| b.capacity() == capacity) {
-        Some(i) => {
-            let buf = buffers.swap_remove(i);
+    let (lists, floats) = &mut *pool;
+    let reused = lists
+        .iter_mut()
+        .find(|(c, _)| *c == capacity)
+        .and_then(|(_, list)| list.pop());
+    match reused {
+        Some(buf) => {
             *floats -= buf.capacity();
             buf
         }
@@ -37,13 +44,38 @@ pub(crate) fn give(buffers: impl IntoIterator<Item = Vec<f32>>) {
     let mut pool = POOL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (kept, floats) = &mut *pool;
+    let (lists, floats) = &mut *pool;
     for mut buf in buffers {
-        if *floats + buf.capacity() > POOL_FLOATS {
-            break;
+        let capacity = buf.capacity();
+        if capacity == 0 || *floats + capacity > POOL_FLOATS {
+            continue;
         }
         buf.clear();
-        *floats += buf.capacity();
-        kept.push(buf);
+        *floats += capacity;
+        match lists.iter_mut().find(|(c, _)| *c == capacity) {
+            Some((_, list)) => list.push(buf),
+            None => lists.push((capacity, vec![buf])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_empty_with_their_capacity() {
+        // Capacities no sink uses, so that tests running alongside cannot
+        // take these buffers.
+        let (a, b) = (1_000_003, 999_983);
+        let mut full = Vec::with_capacity(a);
+        full.extend((0..a).map(|i| i as f32));
+        give([full, Vec::with_capacity(b), Vec::new()]);
+        let again = take(a);
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), a);
+        assert_eq!(take(b).capacity(), b);
+        // Nothing of that capacity is left: a new buffer.
+        assert_eq!(take(a).capacity(), a);
     }
 }
