@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use forge_benches::util::default_model_path;
+use forge_benches::util::{bench_threads, default_model_path, synthetic_prompt};
 use forge_engine::{Backend, Model, TraceSink, argmax};
 use forge_proofs::CommitmentSink;
 
@@ -73,21 +73,14 @@ fn decode(c: &mut Criterion) {
         );
         return;
     };
-    let threads = std::env::var("FORGE_BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(bench_threads())
         .build()
         .expect("engine pool");
     let model = Model::load(&path, Backend::Cpu).expect("load SmolLM2");
     let (at, steps) = (64, 16);
     let vocab = model.config().vocab;
-    let prompt: Vec<u32> = (0..at)
-        .map(|i| (3 + (i * 37) % (vocab - 3)) as u32)
-        .collect();
+    let prompt = synthetic_prompt(at, vocab);
     let mut session = model.session();
     let first = pool.install(|| {
         let rows = model.forward(&mut session, &prompt, None).expect("prefill");

@@ -20,28 +20,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use forge_benches::util::default_model_path;
+use forge_benches::util::{bench_threads, default_model_path, synthetic_prompt as prompt};
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
 use forge_engine::{Backend, BatchItem, Model, SamplingParams, sample};
 
 fn pin_threads() {
-    let n = std::env::var("FORGE_BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(2);
     // Fails only if the global pool already exists (a second bench function).
     let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(bench_threads())
         .build_global();
-}
-
-/// Token ids 3.. (past the control tokens), cycling below `vocab`.
-fn prompt(len: usize, vocab: usize) -> Vec<u32> {
-    (0..len)
-        .map(|i| (3 + (i * 37) % (vocab - 3)) as u32)
-        .collect()
 }
 
 /// One decode step at position `at`: the session keeps `at` positions of

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use forge_benches::util::default_model_path;
+use forge_benches::util::{default_model_path, synthetic_prompt};
 use forge_engine::{Backend, Model, TraceSink, argmax};
 use forge_proofs::CommitmentSink;
 
@@ -170,7 +170,7 @@ fn main() -> Result<()> {
         mode.as_str(),
         "noop" | "copy" | "blocks" | "pooled" | "commit"
     ) {
-        bail!("MODE is noop, copy, blocks or commit");
+        bail!("MODE is noop, copy, blocks, pooled or commit");
     }
     let pairs: usize = arg(&args, 1, 200)?;
     let steps: usize = arg(&args, 2, 32)?;
@@ -180,9 +180,7 @@ fn main() -> Result<()> {
     let path = default_model_path().context("no model cache")?;
     let model = Model::load(&path, Backend::Cpu)?;
     let (d, vocab) = (model.config().d_model, model.config().vocab);
-    let prompt: Vec<u32> = (0..at)
-        .map(|i| (3 + (i * 37) % (vocab - 3)) as u32)
-        .collect();
+    let prompt = synthetic_prompt(at, vocab);
     let mut session = model.session();
     let mut run = |with_sink: bool| -> Result<f64> {
         pool.install(|| {

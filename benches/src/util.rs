@@ -6,6 +6,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// File name of the default model in the model cache.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// Threads of the criterion benches' rayon pools: `FORGE_BENCH_THREADS`
+/// when it is a positive number, else 2.
+pub fn bench_threads() -> usize {
+    std::env::var("FORGE_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+/// A prompt of `len` token ids for benchmarks that need no text: ids 3..
+/// (past the control tokens), cycling below `vocab`.
+pub fn synthetic_prompt(len: usize, vocab: usize) -> Vec<u32> {
+    (0..len)
+        .map(|i| (3 + (i * 37) % (vocab - 3)) as u32)
+        .collect()
+}
+
 /// Where `forge-node pull` puts the default model:
 /// `$FORGE_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf`, `$FORGE_HOME`
 /// defaulting to `~/.forge`. `None` when neither variable is set.

@@ -71,8 +71,8 @@ impl Commitment {
         recorded: Recorded,
     ) -> Result<Self, CommitError> {
         let Recorded {
-            outputs,
-            key_values,
+            mut outputs,
+            mut key_values,
             store,
             ..
         } = recorded;
@@ -106,12 +106,14 @@ impl Commitment {
         let per_group = row_blocks(positions);
         let mut leaves = Vec::with_capacity(2 * n_layers * per_group);
         let mut blocks = Vec::with_capacity(2 * n_layers * per_group);
-        let mut groups = outputs.into_iter().chain(key_values);
-        for _ in 0..2 * n_layers {
+        // A layer no block of reached has an empty group, which fails below.
+        outputs.resize_with(n_layers, HashedGroup::default);
+        key_values.resize_with(n_layers, HashedGroup::default);
+        for group in outputs.into_iter().chain(key_values) {
             let HashedGroup {
                 leaves: l,
                 blocks: b,
-            } = groups.next().unwrap_or_default();
+            } = group;
             // Every group received the same positions, so only a failed
             // job (reported above) leaves one short.
             if l.len() != per_group || b.len() != per_group {

@@ -13,3 +13,11 @@ pub use commitment::{CommitCost, Commitment};
 pub use error::CommitError;
 pub use opening::RangeOpening;
 pub use sink::{CommitmentSink, SinkOptions};
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks `m`, also after a panic elsewhere: absorbing runs under
+/// `catch_unwind`, and the block pool's lists stay valid whatever panics.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

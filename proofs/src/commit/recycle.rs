@@ -9,6 +9,8 @@
 
 use std::sync::Mutex;
 
+use super::lock;
+
 /// Floats the pool keeps at most (256 MiB).
 const POOL_FLOATS: usize = 64 << 20;
 
@@ -22,9 +24,7 @@ static POOL: Mutex<(Vec<List>, usize)> = Mutex::new((Vec::new(), 0));
 /// An empty buffer with room for exactly `capacity` floats: one from the
 /// pool when it has one of that capacity, else a new one.
 pub(crate) fn take(capacity: usize) -> Vec<f32> {
-    let mut pool = POOL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut pool = lock(&POOL);
     let (lists, floats) = &mut *pool;
     let reused = lists
         .iter_mut()
@@ -41,9 +41,7 @@ pub(crate) fn take(capacity: usize) -> Vec<f32> {
 
 /// Returns `buffers` to the pool, as far as its bound allows.
 pub(crate) fn give(buffers: impl IntoIterator<Item = Vec<f32>>) {
-    let mut pool = POOL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut pool = lock(&POOL);
     let (lists, floats) = &mut *pool;
     for mut buf in buffers {
         let capacity = buf.capacity();

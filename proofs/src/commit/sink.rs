@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forge_engine::TraceSink;
@@ -13,7 +13,7 @@ use forge_engine::TraceSink;
 use super::commitment::Shape;
 use super::store::BlockStore;
 use super::worker::{Absorber, Block};
-use super::{CommitCost, CommitError, Commitment, recycle};
+use super::{CommitCost, CommitError, Commitment, lock, recycle};
 use crate::merkle::{DType, ROW_BLOCK, RowGroup};
 
 /// How a [`CommitmentSink`] buffers.
@@ -63,8 +63,9 @@ const FLUSH_BLOCKS: usize = 4;
 pub struct CommitmentSink {
     d_model: usize,
     shared: Arc<Shared>,
-    /// Each layer's output rows, then each layer's key/value rows.
+    /// Each layer's output rows.
     outputs: Vec<OpenGroup>,
+    /// Each layer's key/value rows.
     key_values: Vec<OpenGroup>,
     /// Width of the key/value rows (the first `record_kv` call sets it).
     kv_width: Option<usize>,
@@ -110,12 +111,6 @@ struct Queue {
     groups: VecDeque<Vec<Block>>,
     /// A hashing job is spawned and has not yet found the queue empty.
     scheduled: bool,
-}
-
-/// Locks `m`, also after a panic elsewhere (absorbing runs under
-/// `catch_unwind`, so the data stays consistent).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
