@@ -27,6 +27,27 @@ pub trait TraceSink: Send {
     fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
         let _ = (layer, first_pos, width, rows);
     }
+
+    /// [`TraceSink::record_kv`] with the keys and the values in two arrays
+    /// of `kv_dim`-wide rows, as the engine's cache holds them: the rows are
+    /// `[keys[i] | values[i]]`. The default builds them and calls
+    /// `record_kv`; a sink that copies rows anyway takes them from the two
+    /// arrays and saves the engine a buffer per layer and step.
+    fn record_keys_values(
+        &mut self,
+        layer: usize,
+        first_pos: usize,
+        kv_dim: usize,
+        keys: &[f32],
+        values: &[f32],
+    ) {
+        let mut rows = Vec::with_capacity(keys.len() + values.len());
+        for (k, v) in keys.chunks(kv_dim.max(1)).zip(values.chunks(kv_dim.max(1))) {
+            rows.extend_from_slice(k);
+            rows.extend_from_slice(v);
+        }
+        self.record_kv(layer, first_pos, 2 * kv_dim, &rows);
+    }
 }
 
 impl<T: TraceSink + ?Sized> TraceSink for &mut T {
@@ -36,6 +57,17 @@ impl<T: TraceSink + ?Sized> TraceSink for &mut T {
 
     fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
         (**self).record_kv(layer, first_pos, width, rows);
+    }
+
+    fn record_keys_values(
+        &mut self,
+        layer: usize,
+        first_pos: usize,
+        kv_dim: usize,
+        keys: &[f32],
+        values: &[f32],
+    ) {
+        (**self).record_keys_values(layer, first_pos, kv_dim, keys, values);
     }
 }
 

@@ -523,3 +523,50 @@ fn malformed_recordings_are_typed_errors() {
     assert_eq!(c.leaf_index(1, 7).unwrap(), 1);
     assert_eq!(c.kv_row(1, 7).unwrap(), kv);
 }
+
+/// Keys and values handed over in two arrays (as the engine's cache holds
+/// them) commit exactly as their interleaved `[k | v]` rows do, across a
+/// block boundary; halves of different lengths are ragged rows.
+#[test]
+fn split_keys_and_values_commit_as_their_interleaved_rows() {
+    let (kv_dim, n, cut) = (8, ROW_BLOCK + 5, 3);
+    let keys: Vec<f32> = (0..n * kv_dim).map(|i| i as f32 * 0.5).collect();
+    let values: Vec<f32> = (0..n * kv_dim).map(|i| -(i as f32)).collect();
+    let rows: Vec<f32> = keys
+        .chunks(kv_dim)
+        .zip(values.chunks(kv_dim))
+        .flat_map(|(k, v)| [k, v].concat())
+        .collect();
+    let outputs = vec![0.5f32; n * D_MODEL];
+    let commit = |kv: &dyn Fn(&mut CommitmentSink)| {
+        let mut s = CommitmentSink::new(D_MODEL).unwrap();
+        kv(&mut s);
+        s.record(0, 0, &outputs);
+        s.finish().unwrap()
+    };
+    let whole = commit(&|s| {
+        s.record_kv(0, 0, 2 * kv_dim, &rows[..cut * 2 * kv_dim]);
+        s.record_kv(0, cut, 2 * kv_dim, &rows[cut * 2 * kv_dim..]);
+    });
+    let split = commit(&|s| {
+        let (k, v) = (keys.split_at(cut * kv_dim), values.split_at(cut * kv_dim));
+        s.record_keys_values(0, 0, kv_dim, k.0, v.0);
+        s.record_keys_values(0, cut, kv_dim, k.1, v.1);
+    });
+    assert_eq!(split.root(), whole.root());
+    let mut flipped = values.clone();
+    flipped[ROW_BLOCK * kv_dim + 1] += 1.0;
+    let other = commit(&|s| s.record_keys_values(0, 0, kv_dim, &keys, &flipped));
+    assert_ne!(
+        other.root(),
+        whole.root(),
+        "a value in the second block is bound"
+    );
+
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    s.record_keys_values(0, 0, kv_dim, &keys[..kv_dim], &values[..2 * kv_dim]);
+    assert!(matches!(
+        s.finish(),
+        Err(CommitError::RaggedRows { layer: 0, .. })
+    ));
+}

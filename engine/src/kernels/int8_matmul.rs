@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use super::int8_acts::QActs;
+use super::int8_amx::{AMX_MIN_ROWS, amx_available, amx_groups};
 use super::int8_vnni::{vnni_available, vnni_groups};
 use super::int8_weights::{Format, GROUP, Int8Weights, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK, f16_to_f32};
 use super::isa::{Isa, multiversion};
@@ -33,12 +34,16 @@ pub(crate) enum Int8Path {
     Portable(Isa),
     /// AVX-512 with VNNI's byte dot products.
     Vnni,
+    /// AMX tiles for `AMX_MIN_ROWS` activation rows or more, VNNI below.
+    Amx,
 }
 
 impl Int8Path {
     /// The fastest path this CPU has under `isa`.
     pub(crate) fn best(isa: Isa) -> Self {
-        if isa == Isa::Avx512 && vnni_available() {
+        if isa == Isa::Avx512 && amx_available() {
+            Self::Amx
+        } else if isa == Isa::Avx512 && vnni_available() {
             Self::Vnni
         } else {
             Self::Portable(isa)
@@ -52,70 +57,148 @@ pub(super) struct Job<'a> {
     pub(super) a: &'a QActs,
 }
 
+/// Where the kernels write `y[i, r]`: `n` rows of `width` outputs, the
+/// weight rows `start..end`, row-major. Tasks share it and write disjoint
+/// groups, each all `n` rows of its groups, straight into the result (a
+/// group-major buffer and a transposing copy had cost prefill a third of
+/// its matmul time, mostly page faults).
+pub(super) struct OutRows {
+    ptr: *mut f32,
+    n: usize,
+    width: usize,
+    start: usize,
+    end: usize,
+}
+
+// SAFETY: the tasks sharing an `OutRows` write disjoint elements (`put`'s
+// contract), and the buffer outlives the parallel loop that shares it.
+unsafe impl Sync for OutRows {}
+
+impl OutRows {
+    /// Row i's outputs of group g (weight rows `16g..16g + 16`), those in
+    /// `start..end`.
+    ///
+    /// # Safety
+    /// `i < n`, and no other thread writes group g's outputs.
+    #[inline(always)]
+    pub(super) unsafe fn put(&self, i: usize, g: usize, v: &[f32; GROUP]) {
+        debug_assert!(i < self.n);
+        let first = g * GROUP;
+        if first >= self.start && first + GROUP <= self.end {
+            // SAFETY: row i's columns `first - start..+16` lie within the
+            // `n · width` buffer (the caller's contract and the test above).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    v.as_ptr(),
+                    self.ptr.add(i * self.width + first - self.start),
+                    GROUP,
+                );
+            }
+        } else {
+            for (l, &v) in v.iter().enumerate() {
+                if (self.start..self.end).contains(&(first + l)) {
+                    // SAFETY: as above, for one column inside the range.
+                    unsafe {
+                        self.ptr
+                            .add(i * self.width + first + l - self.start)
+                            .write(v)
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// `y[i, r]` for rows `range` of `w` and the quantised rows `a`.
+///
+/// # Panics
+/// If `range` reaches past the matrix's rows (rounded up to 16).
 pub(crate) fn matmul_int8(
     w: &Int8Weights,
     path: Int8Path,
     a: &QActs,
     range: std::ops::Range<usize>,
 ) -> Vec<f32> {
+    let [y] = matmul_int8_each([(w, range)], path, a);
+    y
+}
+
+/// [`matmul_int8`] for several matrices of the same activations, in one
+/// parallel loop: a decode step's q, k and v (or gate and up) cost one
+/// fork and join of the pool instead of three (or two).
+pub(crate) fn matmul_int8_each<const K: usize>(
+    parts: [(&Int8Weights, std::ops::Range<usize>); K],
+    path: Int8Path,
+    a: &QActs,
+) -> [Vec<f32>; K] {
     let isa = match path {
         Int8Path::Portable(isa) => isa,
         _ => Isa::detect(),
     };
     let n = a.n;
-    let (g0, g1) = (range.start / GROUP, range.end.div_ceil(GROUP).min(w.groups));
-    let groups = g1.saturating_sub(g0);
-    // Group-major output: per group, n runs of 16 outputs.
-    let mut yt = vec![0.0f32; groups * n * GROUP];
-    let per_task = (groups / (4 * rayon::current_num_threads().max(1))).clamp(1, 16);
-    let job = Job { w, a };
-    if n > 0 {
-        yt.par_chunks_mut(per_task * n * GROUP)
-            .enumerate()
-            .for_each(|(c, out)| {
-                let first = g0 + c * per_task;
-                let done = match path {
-                    Int8Path::Vnni => vnni_groups(&job, first, out),
-                    Int8Path::Portable(_) => false,
-                };
-                if !done {
-                    portable_groups_with(isa, &job, first, out);
-                }
-            });
+    let mut ys: [Vec<f32>; K] = std::array::from_fn(|_| Vec::new());
+    let mut outs = Vec::with_capacity(K);
+    for ((w, range), y) in parts.iter().zip(&mut ys) {
+        assert!(
+            range.end <= w.groups * GROUP,
+            "rows {range:?} of a matrix of {} groups",
+            w.groups
+        );
+        *y = Vec::with_capacity(n * range.len());
+        outs.push(OutRows {
+            ptr: y.as_mut_ptr(),
+            n,
+            width: range.len(),
+            start: range.start,
+            end: range.end,
+        });
     }
-    let width = range.len();
-    let skip = range.start - g0 * GROUP;
-    if n == 1 && skip == 0 {
-        yt.truncate(width);
-        return yt;
-    }
-    let mut y = vec![0.0f32; n * width];
-    for (gl, block) in yt.chunks_exact(n * GROUP).enumerate() {
-        // Columns of this group within the range, and where they start in the run.
-        let c0 = (gl * GROUP).saturating_sub(skip);
-        let l0 = (skip + c0) - gl * GROUP;
-        if c0 >= width || l0 >= GROUP {
-            continue;
+    // Tasks of up to `per_task` groups, each within one matrix.
+    let groups = |range: &std::ops::Range<usize>| range.start / GROUP..range.end.div_ceil(GROUP);
+    let total: usize = parts.iter().map(|(_, r)| groups(r).len()).sum();
+    let per_task = (total / (4 * rayon::current_num_threads().max(1))).clamp(1, 16);
+    let tasks: Vec<(usize, usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, range))| n > 0 && !range.is_empty())
+        .flat_map(|(k, (_, range))| {
+            let gs = groups(range);
+            gs.clone()
+                .step_by(per_task)
+                .map(move |first| (k, first, per_task.min(gs.end - first)))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(k, first, count)| {
+        let (job, out) = (Job { w: parts[k].0, a }, &outs[k]);
+        let done = match path {
+            Int8Path::Amx if n >= AMX_MIN_ROWS => {
+                amx_groups(&job, first, count, out) || vnni_groups(&job, first, count, out)
+            }
+            Int8Path::Vnni | Int8Path::Amx => vnni_groups(&job, first, count, out),
+            Int8Path::Portable(_) => false,
+        };
+        if !done {
+            portable_groups_with(isa, &job, first, count, out);
         }
-        let len = (GROUP - l0).min(width - c0);
-        for (i, run) in block.chunks_exact(GROUP).enumerate() {
-            y[i * width + c0..i * width + c0 + len].copy_from_slice(&run[l0..l0 + len]);
-        }
+    });
+    for ((_, range), y) in parts.iter().zip(&mut ys) {
+        // SAFETY: the matrix's groups cover `range` (asserted within it),
+        // and the tasks above wrote all n rows of each group's columns in
+        // it, so every element of the n x width buffer is initialised.
+        unsafe { y.set_len(n * range.len()) };
     }
-    y
+    ys
 }
 
-multiversion!(fn portable_groups / portable_groups_with(job: &Job<'_>, first: usize, out: &mut [f32]) => portable_body);
+multiversion!(fn portable_groups / portable_groups_with(job: &Job<'_>, first: usize, count: usize, out: &OutRows) => portable_body);
 
-/// The portable kernel: groups `first..` into `out` (`n · 16` per group).
+/// The portable kernel: groups `first..first + count` into `out`.
 #[inline(always)]
-fn portable_body(job: &Job<'_>, first: usize, out: &mut [f32]) {
+fn portable_body(job: &Job<'_>, first: usize, count: usize, out: &OutRows) {
     let (w, a) = (job.w, job.a);
     let (n, nbr, cols) = (a.n, w.nbr, a.cols);
     let mut acc = vec![[0.0f32; GROUP]; n];
-    for (gl, og) in out.chunks_exact_mut(n * GROUP).enumerate() {
-        let g = first + gl;
+    for g in first..first + count {
         acc.iter_mut().for_each(|v| *v = [0.0; GROUP]);
         for b in 0..nbr {
             let wq = w.unpack(g, b);
@@ -149,8 +232,9 @@ fn portable_body(job: &Job<'_>, first: usize, out: &mut [f32]) {
                 }
             }
         }
-        for (o, acc) in og.chunks_exact_mut(GROUP).zip(&acc) {
-            o.copy_from_slice(acc);
+        for (i, acc) in acc.iter().enumerate() {
+            // SAFETY: i < n; this task alone writes group g.
+            unsafe { out.put(i, g, acc) };
         }
     }
 }
@@ -200,16 +284,38 @@ mod tests {
             let a = QActs::new(&x, cols);
             let job = Job { w: &w, a: &a };
             assert!(job.holds());
-            let mut want = vec![0.0; w.groups * n * GROUP];
-            portable_groups_with(Isa::Generic, &job, 0, &mut want);
-            let mut out = vec![0.0; w.groups * n * GROUP];
-            assert_eq!(vnni_groups(&job, 0, &mut out), vnni_available(), "{ty:?}");
-            if vnni_available() {
-                assert_eq!(out, want, "VNNI {ty:?}");
+            let run = |kernel: &dyn Fn(&OutRows) -> bool| {
+                let mut y = vec![f32::NAN; n * rows];
+                let out = OutRows {
+                    ptr: y.as_mut_ptr(),
+                    n,
+                    width: rows,
+                    start: 0,
+                    end: rows,
+                };
+                kernel(&out).then_some(y)
+            };
+            let want = run(&|out| {
+                portable_groups_with(Isa::Generic, &job, 0, w.groups, out);
+                true
+            });
+            assert!(
+                want.as_ref()
+                    .is_some_and(|y| y.iter().all(|v| v.is_finite()))
+            );
+            let vnni = run(&|out| vnni_groups(&job, 0, w.groups, out));
+            assert_eq!(vnni.is_some(), vnni_available(), "{ty:?}");
+            if vnni.is_some() {
+                assert_eq!(vnni, want, "VNNI {ty:?}");
+            }
+            let amx = run(&|out| amx_groups(&job, 0, w.groups, out));
+            assert_eq!(amx.is_some(), amx_available(), "{ty:?}");
+            if amx.is_some() {
+                assert_eq!(amx, want, "AMX {ty:?}");
             }
             // A group past the weights is declined, not read.
-            let mut out = vec![0.0; n * GROUP];
-            assert!(!vnni_groups(&job, w.groups, &mut out));
+            assert!(run(&|out| vnni_groups(&job, w.groups, 1, out)).is_none());
+            assert!(run(&|out| amx_groups(&job, w.groups, 1, out)).is_none());
         }
     }
 }

@@ -13,7 +13,7 @@ use std::arch::x86_64::{
     _mm512_srli_epi16, _mm512_storeu_ps, _mm512_sub_epi32,
 };
 
-use super::int8_matmul::Job;
+use super::int8_matmul::{Job, OutRows};
 use super::int8_weights::GROUP;
 #[cfg(target_arch = "x86_64")]
 use super::int8_weights::{Format, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
@@ -36,28 +36,26 @@ pub(super) fn vnni_available() -> bool {
     false
 }
 
-/// Groups `first..` of the job into `out` (`n · 16` floats per group);
-/// false (nothing written) without VNNI or when the arrays do not hold them.
-pub(super) fn vnni_groups(job: &Job<'_>, first: usize, out: &mut [f32]) -> bool {
+/// Groups `first..first + count` of the job into `out`; false (nothing
+/// written) without VNNI or when the arrays do not hold them.
+pub(super) fn vnni_groups(job: &Job<'_>, first: usize, count: usize, out: &OutRows) -> bool {
     let n = job.a.n;
-    let count = out.len() / (n * GROUP).max(1);
     if n == 0 || !vnni_available() || first + count > job.w.groups || !job.holds() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        for gl in 0..count {
-            let og = &mut out[gl * n * GROUP..(gl + 1) * n * GROUP];
+        for g in first..first + count {
             let mut i0 = 0;
             while i0 < n {
                 let rows = (n - i0).min(ROWS);
-                let o = &mut og[i0 * GROUP..(i0 + rows) * GROUP];
                 // SAFETY: VNNI was checked above; `holds` and the group
-                // bound vouch for every array read, `o` holds `rows` runs.
+                // bound vouch for every array read; rows i0..i0 + rows < n
+                // and this task alone writes group g (the caller's contract).
                 unsafe {
                     match job.w.format {
-                        Format::Q4_1 => rows_pass::<true>(job, first + gl, i0, rows, o),
-                        Format::Q8_0 => rows_pass::<false>(job, first + gl, i0, rows, o),
+                        Format::Q4_1 => rows_pass::<true>(job, g, i0, rows, out),
+                        Format::Q8_0 => rows_pass::<false>(job, g, i0, rows, out),
                     }
                 }
                 i0 += rows;
@@ -72,14 +70,14 @@ pub(super) fn vnni_groups(job: &Job<'_>, first: usize, out: &mut [f32]) -> bool 
 /// [`group`] for `rows` (1 to 8) activation rows from `i0`.
 ///
 /// # Safety
-/// As [`group`]'s, with `out` at least `rows · 16` floats.
+/// As [`group`]'s.
 #[cfg(target_arch = "x86_64")]
 unsafe fn rows_pass<const Q4: bool>(
     job: &Job<'_>,
     g: usize,
     i0: usize,
     rows: usize,
-    out: &mut [f32],
+    out: &OutRows,
 ) {
     // SAFETY: the caller's contract, for each row count.
     unsafe {
@@ -104,7 +102,7 @@ unsafe fn rows_pass<const Q4: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-unsafe fn weight_rows<const Q4: bool>(qs: *const u8, at: usize) -> [__m512i; 8] {
+pub(super) unsafe fn weight_rows<const Q4: bool>(qs: *const u8, at: usize) -> [__m512i; 8] {
     let mut v = [_mm512_setzero_si512(); 8];
     if Q4 {
         let mask = _mm512_set1_epi8(0x0F);
@@ -123,19 +121,15 @@ unsafe fn weight_rows<const Q4: bool>(qs: *const u8, at: usize) -> [__m512i; 8] 
     v
 }
 
-/// Activation rows `i0..i0 + R` against group g, into `out` (16 per row).
+/// Activation rows `i0..i0 + R` against group g, into `out`.
 ///
 /// # Safety
 /// AVX-512F/BW, VNNI and FMA; group g within the weights, rows within the
-/// activations (`Job::holds`), `out` at least `R · 16` floats.
+/// activations (`Job::holds`) and below `out`'s n; no other thread writes
+/// group g.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma")]
-unsafe fn group<const Q4: bool, const R: usize>(
-    job: &Job<'_>,
-    g: usize,
-    i0: usize,
-    out: &mut [f32],
-) {
+unsafe fn group<const Q4: bool, const R: usize>(job: &Job<'_>, g: usize, i0: usize, out: &OutRows) {
     let (w, a) = (job.w, job.a);
     let (nbr, cols) = (w.nbr, a.cols);
     let mut acc: [__m512; R] = [_mm512_setzero_ps(); R];
@@ -197,7 +191,12 @@ unsafe fn group<const Q4: bool, const R: usize>(
         }
     }
     for (r, acc) in acc.iter().enumerate() {
-        // SAFETY: `out` holds R runs of 16 floats (the caller's contract).
-        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(r * GROUP), *acc) };
+        let mut v = [0.0f32; GROUP];
+        // SAFETY: `v` is 16 floats; row i0 + r < n and group g is this
+        // task's (the caller's contract).
+        unsafe {
+            _mm512_storeu_ps(v.as_mut_ptr(), *acc);
+            out.put(i0 + r, g, &v);
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::int8_acts::QActs;
-use super::int8_matmul::{Int8Path, matmul_int8};
+use super::int8_matmul::{Int8Path, matmul_int8, matmul_int8_each};
 use super::int8_weights::Int8Weights;
 use super::isa::{Isa, multiversion};
 use super::tile_avx512::tile_4xr;
@@ -200,10 +200,24 @@ impl QMatrix {
         }
         let isa = Isa::detect();
         let a = QActs::new_isa(isa, x, cols);
-        mats.map(|m| match &m.blocks {
-            Blocks::Int8(w) => matmul_int8(w, Int8Path::best(isa), &a, 0..m.rows),
-            Blocks::F32 { .. } => m.matmul(x),
-        })
+        let ws: Option<[&Int8Weights; K]> = mats
+            .iter()
+            .map(|m| match &m.blocks {
+                Blocks::Int8(w) => Some(w),
+                Blocks::F32 { .. } => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .and_then(|ws| ws.try_into().ok());
+        match ws {
+            Some(ws) => {
+                let parts = std::array::from_fn(|k| (ws[k], 0..mats[k].rows));
+                matmul_int8_each(parts, Int8Path::best(isa), &a)
+            }
+            None => mats.map(|m| match &m.blocks {
+                Blocks::Int8(w) => matmul_int8(w, Int8Path::best(isa), &a, 0..m.rows),
+                Blocks::F32 { .. } => m.matmul(x),
+            }),
+        }
     }
 
     /// As [`QMatrix::matmul`] on one given integer kernel (tests compare them).
@@ -465,6 +479,8 @@ mod tests {
             (GgmlType::Q8_0, 3),
             (GgmlType::Q8_0, 5),
             (GgmlType::Q8_0, 21),
+            (GgmlType::Q8_0, 16),
+            (GgmlType::Q4_1, 37),
             (GgmlType::F32, 1),
             (GgmlType::F32, 5),
         ] {
@@ -509,6 +525,7 @@ mod tests {
                 Int8Path::Portable(Isa::Generic),
                 Int8Path::Portable(Isa::Avx512),
                 Int8Path::Vnni,
+                Int8Path::Amx,
             ] {
                 assert_eq!(
                     bits(&m.matmul_path(path, &x)),
@@ -569,7 +586,11 @@ mod tests {
         let (m, _) = matrix(GgmlType::Q4_1, rows, cols, 3);
         let mut x = vec![0.5f32; 3 * cols];
         x[cols + 40] = f32::INFINITY;
-        for path in [Int8Path::Portable(Isa::Generic), Int8Path::Vnni] {
+        for path in [
+            Int8Path::Portable(Isa::Generic),
+            Int8Path::Vnni,
+            Int8Path::Amx,
+        ] {
             let y = m.matmul_path(path, &x);
             assert!(y[..rows].iter().all(|v| v.is_finite()), "{path:?}");
             assert!(y[rows..2 * rows].iter().all(|v| v.is_nan()), "{path:?}");

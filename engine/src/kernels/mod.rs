@@ -14,6 +14,7 @@ mod attention;
 mod attention_avx512;
 mod exp;
 mod int8_acts;
+mod int8_amx;
 mod int8_matmul;
 mod int8_vnni;
 mod int8_weights;

@@ -89,14 +89,15 @@ impl CpuForward<'_> {
             for s in segs.iter_mut() {
                 let rows = &x[offset * d..(offset + s.tokens.len()) * d];
                 if let Some(sink) = s.sink.as_deref_mut() {
-                    let kv = interleave_kv(
-                        s.cache.k[l].as_slice(),
-                        s.cache.v[l].as_slice(),
-                        s.cache.len,
-                        self.cfg.kv_dim(),
+                    let (kv_dim, first) = (self.cfg.kv_dim(), s.cache.len);
+                    sink.record_keys_values(
+                        l,
+                        first,
+                        kv_dim,
+                        &s.cache.k[l].as_slice()[first * kv_dim..],
+                        &s.cache.v[l].as_slice()[first * kv_dim..],
                     );
-                    sink.record_kv(l, s.cache.len, 2 * self.cfg.kv_dim(), &kv);
-                    sink.record(l, s.cache.len, rows);
+                    sink.record(l, first, rows);
                 }
                 offset += s.tokens.len();
             }
@@ -249,15 +250,4 @@ impl CpuForward<'_> {
     fn mm(&self, m: &QMatrix, x: &[f32]) -> Vec<f32> {
         m.matmul_in(self.numerics, x)
     }
-}
-
-/// Rows `[k | v]` of the cache's positions `first..`.
-fn interleave_kv(k: &[f32], v: &[f32], first: usize, kv_dim: usize) -> Vec<f32> {
-    let (k, v) = (&k[first * kv_dim..], &v[first * kv_dim..]);
-    let mut rows = Vec::with_capacity(2 * k.len());
-    for (kr, vr) in k.chunks_exact(kv_dim).zip(v.chunks_exact(kv_dim)) {
-        rows.extend_from_slice(kr);
-        rows.extend_from_slice(vr);
-    }
-    rows
 }

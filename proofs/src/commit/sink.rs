@@ -303,7 +303,7 @@ impl CommitmentSink {
         layer: usize,
         first_pos: usize,
         width: usize,
-        rows: &[f32],
+        rows: Rows<'_>,
     ) {
         let started = Instant::now();
         if self.error.is_none()
@@ -328,20 +328,22 @@ impl CommitmentSink {
         layer: usize,
         first_pos: usize,
         width: usize,
-        rows: &[f32],
+        rows: Rows<'_>,
     ) -> Result<(), CommitError> {
         let (expected, open) = match group {
             RowGroup::Output => (self.d_model, &mut self.outputs),
             RowGroup::KeyValue => (*self.kv_width.get_or_insert(width), &mut self.key_values),
         };
-        if expected == 0 || width != expected || !rows.len().is_multiple_of(expected) {
-            return Err(CommitError::RaggedRows {
-                layer,
-                len: rows.len(),
-                width: expected,
-            });
-        }
-        let n = rows.len() / expected;
+        let n = match rows.count(expected) {
+            Some(n) if width == expected => n,
+            _ => {
+                return Err(CommitError::RaggedRows {
+                    layer,
+                    len: rows.len(),
+                    width: expected,
+                });
+            }
+        };
         // Leaves and receipts carry layers and positions as u32.
         let end = first_pos
             .checked_add(n)
@@ -366,16 +368,16 @@ impl CommitmentSink {
                 got: first_pos,
             });
         }
-        let mut rest = rows;
-        while !rest.is_empty() {
+        let mut done = 0;
+        while done < n {
             if g.block.capacity() == 0 {
                 g.block = recycle::take(ROW_BLOCK * expected);
             }
             let room = ROW_BLOCK - g.block.len() / expected;
-            let (now, later) = rest.split_at(room.min(rest.len() / expected) * expected);
-            g.block.extend_from_slice(now);
-            g.next += now.len() / expected;
-            rest = later;
+            let now = room.min(n - done);
+            rows.append(expected, done, now, &mut g.block);
+            g.next += now;
+            done += now;
             if g.block.len() == ROW_BLOCK * expected {
                 self.ready.push(take_block(group, layer, g, expected));
             }
@@ -398,12 +400,91 @@ fn take_block(group: RowGroup, layer: usize, g: &mut OpenGroup, width: usize) ->
     }
 }
 
+/// Rows handed to the sink: one array of whole rows, or keys and values in
+/// two arrays of half rows (a row is `[keys[i] | values[i]]`), copied into
+/// the blocks without an interleaved copy first.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Whole(&'a [f32]),
+    Split { keys: &'a [f32], values: &'a [f32] },
+}
+
+impl Rows<'_> {
+    /// Floats in all.
+    fn len(self) -> usize {
+        match self {
+            Self::Whole(rows) => rows.len(),
+            Self::Split { keys, values } => keys.len() + values.len(),
+        }
+    }
+
+    /// How many rows of `width` these are; None if not whole rows (or two
+    /// halves of different lengths).
+    fn count(self, width: usize) -> Option<usize> {
+        let whole = |len: usize, width: usize| {
+            (width > 0 && len.is_multiple_of(width)).then(|| len / width)
+        };
+        match self {
+            Self::Whole(rows) => whole(rows.len(), width),
+            Self::Split { keys, values }
+                if keys.len() == values.len() && width.is_multiple_of(2) =>
+            {
+                whole(keys.len(), width / 2)
+            }
+            Self::Split { .. } => None,
+        }
+    }
+
+    /// Appends rows `from..from + n`, `width` floats each (as `count`
+    /// checked), to `block`.
+    fn append(self, width: usize, from: usize, n: usize, block: &mut Vec<f32>) {
+        match self {
+            Self::Whole(rows) => block.extend_from_slice(&rows[from * width..(from + n) * width]),
+            Self::Split { keys, values } => {
+                let half = width / 2;
+                let range = from * half..(from + n) * half;
+                for (k, v) in keys[range.clone()]
+                    .chunks_exact(half)
+                    .zip(values[range].chunks_exact(half))
+                {
+                    block.extend_from_slice(k);
+                    block.extend_from_slice(v);
+                }
+            }
+        }
+    }
+}
+
 impl TraceSink for CommitmentSink {
     fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
-        self.push(RowGroup::Output, layer, first_pos, self.d_model, rows);
+        self.push(
+            RowGroup::Output,
+            layer,
+            first_pos,
+            self.d_model,
+            Rows::Whole(rows),
+        );
     }
 
     fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
-        self.push(RowGroup::KeyValue, layer, first_pos, width, rows);
+        self.push(
+            RowGroup::KeyValue,
+            layer,
+            first_pos,
+            width,
+            Rows::Whole(rows),
+        );
+    }
+
+    fn record_keys_values(
+        &mut self,
+        layer: usize,
+        first_pos: usize,
+        kv_dim: usize,
+        keys: &[f32],
+        values: &[f32],
+    ) {
+        let rows = Rows::Split { keys, values };
+        self.push(RowGroup::KeyValue, layer, first_pos, 2 * kv_dim, rows);
     }
 }
