@@ -30,14 +30,14 @@ use super::int8_weights::GROUP;
 use std::arch::{
     asm,
     x86_64::{
-        __m512, _mm256_loadu_si256, _mm512_cvtepi32_ps, _mm512_cvtph_ps, _mm512_fmadd_ps,
-        _mm512_load_si512, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32,
+        __m512, _mm512_cvtepi32_ps, _mm512_fmadd_ps, _mm512_load_si512, _mm512_mul_ps,
+        _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        _mm512_storeu_si512, _mm512_sub_epi32,
     },
 };
 
 #[cfg(target_arch = "x86_64")]
-use super::int8_vnni::weight_rows;
+use super::int8_vnni::{block_scales, weight_rows};
 #[cfg(target_arch = "x86_64")]
 use super::int8_weights::{Format, Q8_GROUP_BLOCK};
 #[cfg(target_arch = "x86_64")]
@@ -262,30 +262,28 @@ impl Tile {
             )
         };
         let c = sums.0[SET].as_mut_ptr();
+        // One block on a tile set (activations, weights, sums).
+        macro_rules! block {
+            ($a:literal, $w:literal, $c:literal) => {
+                asm!(
+                    concat!("tilezero ", $c),
+                    concat!("tileloadd ", $a, ", [{x} + {xs}*1]"),
+                    concat!("tileloadd ", $w, ", [{w} + {ws}*1]"),
+                    concat!("tdpbsud ", $c, ", ", $a, ", ", $w),
+                    concat!("tilestored [{c} + {ws}*1], ", $c),
+                    x = in(reg) x, xs = in(reg) a.cols, w = in(reg) wt, ws = in(reg) 64usize,
+                    c = in(reg) c, options(nostack, preserves_flags),
+                )
+            };
+        }
         // SAFETY: the tile loads read 16 rows of 32 bytes at stride `cols`
         // and 8 rows of 64 at stride 64 (in bounds, the caller's contract);
         // the store writes 16 rows of 64 bytes into `sums.0[SET]`.
         unsafe {
             if SET == 0 {
-                asm!(
-                    "tilezero tmm2",
-                    "tileloadd tmm0, [{x} + {xs}*1]",
-                    "tileloadd tmm1, [{w} + {ws}*1]",
-                    "tdpbsud tmm2, tmm0, tmm1",
-                    "tilestored [{c} + {ws}*1], tmm2",
-                    x = in(reg) x, xs = in(reg) a.cols, w = in(reg) wt, ws = in(reg) 64usize,
-                    c = in(reg) c, options(nostack, preserves_flags),
-                );
+                block!("tmm0", "tmm1", "tmm2");
             } else {
-                asm!(
-                    "tilezero tmm5",
-                    "tileloadd tmm3, [{x} + {xs}*1]",
-                    "tileloadd tmm4, [{w} + {ws}*1]",
-                    "tdpbsud tmm5, tmm3, tmm4",
-                    "tilestored [{c} + {ws}*1], tmm5",
-                    x = in(reg) x, xs = in(reg) a.cols, w = in(reg) wt, ws = in(reg) 64usize,
-                    c = in(reg) c, options(nostack, preserves_flags),
-                );
+                block!("tmm3", "tmm4", "tmm5");
             }
         }
     }
@@ -323,16 +321,8 @@ impl Tile {
             }
             let c = sums.0[b % 2].as_ptr();
             let at = self.g * nbr + b;
-            // SAFETY: `d` (and Q4_1's `m`) hold 16 f16 per group and block;
-            // the conversion to f32 is exact.
-            let dv =
-                unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(at * GROUP).cast())) };
-            let mv = if Q4 {
-                // SAFETY: as above.
-                unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.m.as_ptr().add(at * GROUP).cast())) }
-            } else {
-                _mm512_setzero_ps()
-            };
+            // SAFETY: group g's block b is within the weights (the caller's contract).
+            let (dv, mv) = unsafe { block_scales::<Q4>(w, at) };
             // SAFETY: the activations' scale arrays hold every padded row.
             let (dx, xs, c128) = unsafe {
                 let ib = self.i0 * nbr + b;

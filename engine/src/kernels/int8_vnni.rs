@@ -16,7 +16,7 @@ use std::arch::x86_64::{
 use super::int8_matmul::{Job, OutRows};
 use super::int8_weights::GROUP;
 #[cfg(target_arch = "x86_64")]
-use super::int8_weights::{Format, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
+use super::int8_weights::{Format, Int8Weights, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
 #[cfg(target_arch = "x86_64")]
 use crate::quant::QK;
 
@@ -121,6 +121,27 @@ pub(super) unsafe fn weight_rows<const Q4: bool>(qs: *const u8, at: usize) -> [_
     v
 }
 
+/// Block `at`'s 16 scales and (Q4_1) minimums as f32 (exact from f16);
+/// zero minimums for Q8_0.
+///
+/// # Safety
+/// AVX-512F; block `at` (group-major) within the weights.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn block_scales<const Q4: bool>(w: &Int8Weights, at: usize) -> (__m512, __m512) {
+    // SAFETY: `d` (and Q4_1's `m`) hold 16 f16 per group and block.
+    unsafe {
+        let dv = _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(at * GROUP).cast()));
+        let mv = if Q4 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(w.m.as_ptr().add(at * GROUP).cast()))
+        } else {
+            _mm512_setzero_ps()
+        };
+        (dv, mv)
+    }
+}
+
 /// Activation rows `i0..i0 + R` against group g, into `out`.
 ///
 /// # Safety
@@ -138,16 +159,8 @@ unsafe fn group<const Q4: bool, const R: usize>(job: &Job<'_>, g: usize, i0: usi
         let at = g * nbr + b;
         // SAFETY: group g's block b is within the weights (the caller's contract).
         let wv = unsafe { weight_rows::<Q4>(w.qs.as_ptr(), at) };
-        // SAFETY: `d` (and Q4_1's `m`) hold 16 f16 per group and block;
-        // the conversion to f32 is exact.
-        let dv =
-            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(at * GROUP).cast())) };
-        let mv = if Q4 {
-            // SAFETY: as above.
-            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.m.as_ptr().add(at * GROUP).cast())) }
-        } else {
-            _mm512_setzero_ps()
-        };
+        // SAFETY: block `at` is within the weights (the caller's contract).
+        let (dv, mv) = unsafe { block_scales::<Q4>(w, at) };
         for (r, acc) in acc.iter_mut().enumerate() {
             let i = i0 + r;
             // SAFETY: row i's block b is within `q` (the caller's contract);
