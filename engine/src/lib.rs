@@ -67,4 +67,4 @@ pub use logprobs::TokenLogprobs;
 pub use model::{Backend, BatchItem, CellReplay, Model, Session};
 pub use sampling::{SamplingParams, argmax, sample, uniform};
 pub use tokenizer::Tokenizer;
-pub use trace::{TRACE_DTYPE, TraceRecorder, TraceSink};
+pub use trace::{TRACE_DTYPE, TraceRecorder, TraceSink, push_kv_rows};

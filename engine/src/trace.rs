@@ -42,10 +42,7 @@ pub trait TraceSink: Send {
         values: &[f32],
     ) {
         let mut rows = Vec::with_capacity(keys.len() + values.len());
-        for (k, v) in keys.chunks(kv_dim.max(1)).zip(values.chunks(kv_dim.max(1))) {
-            rows.extend_from_slice(k);
-            rows.extend_from_slice(v);
-        }
+        push_kv_rows(keys, values, kv_dim, &mut rows);
         self.record_kv(layer, first_pos, 2 * kv_dim, &rows);
     }
 }
@@ -68,6 +65,16 @@ impl<T: TraceSink + ?Sized> TraceSink for &mut T {
         values: &[f32],
     ) {
         (**self).record_keys_values(layer, first_pos, kv_dim, keys, values);
+    }
+}
+
+/// Appends the key/value rows `[keys[i] | values[i]]` of two arrays of
+/// `kv_dim`-wide rows to `out`: the one definition of the layout that
+/// [`TraceSink::record_kv`] receives.
+pub fn push_kv_rows(keys: &[f32], values: &[f32], kv_dim: usize, out: &mut Vec<f32>) {
+    for (k, v) in keys.chunks(kv_dim.max(1)).zip(values.chunks(kv_dim.max(1))) {
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
     }
 }
 

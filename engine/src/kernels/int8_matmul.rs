@@ -57,7 +57,7 @@ pub(super) struct Job<'a> {
     pub(super) a: &'a QActs,
 }
 
-/// Where the kernels write `y[i, r]`: `n` rows of `width` outputs, the
+/// Where the kernels write `y[i, r]`: `n` rows of `end - start` outputs, the
 /// weight rows `start..end`, row-major. Tasks share it and write disjoint
 /// groups, each all `n` rows of its groups, straight into the result (a
 /// group-major buffer and a transposing copy had cost prefill a third of
@@ -65,7 +65,6 @@ pub(super) struct Job<'a> {
 pub(super) struct OutRows {
     ptr: *mut f32,
     n: usize,
-    width: usize,
     start: usize,
     end: usize,
 }
@@ -83,14 +82,14 @@ impl OutRows {
     #[inline(always)]
     pub(super) unsafe fn put(&self, i: usize, g: usize, v: &[f32; GROUP]) {
         debug_assert!(i < self.n);
-        let first = g * GROUP;
+        let (first, width) = (g * GROUP, self.end - self.start);
         if first >= self.start && first + GROUP <= self.end {
             // SAFETY: row i's columns `first - start..+16` lie within the
             // `n · width` buffer (the caller's contract and the test above).
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     v.as_ptr(),
-                    self.ptr.add(i * self.width + first - self.start),
+                    self.ptr.add(i * width + first - self.start),
                     GROUP,
                 );
             }
@@ -98,11 +97,7 @@ impl OutRows {
             for (l, &v) in v.iter().enumerate() {
                 if (self.start..self.end).contains(&(first + l)) {
                     // SAFETY: as above, for one column inside the range.
-                    unsafe {
-                        self.ptr
-                            .add(i * self.width + first + l - self.start)
-                            .write(v)
-                    };
+                    unsafe { self.ptr.add(i * width + first + l - self.start).write(v) };
                 }
             }
         }
@@ -148,7 +143,6 @@ pub(crate) fn matmul_int8_each<const K: usize>(
         outs.push(OutRows {
             ptr: y.as_mut_ptr(),
             n,
-            width: range.len(),
             start: range.start,
             end: range.end,
         });
@@ -289,7 +283,6 @@ mod tests {
                 let out = OutRows {
                     ptr: y.as_mut_ptr(),
                     n,
-                    width: rows,
                     start: 0,
                     end: rows,
                 };

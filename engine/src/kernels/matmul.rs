@@ -127,10 +127,6 @@ impl QMatrix {
         }
     }
 
-    fn int8_activations(&self) -> bool {
-        matches!(self.blocks, Blocks::Int8(_))
-    }
-
     /// Bytes the kernels read per full pass over the matrix.
     pub(crate) fn bytes(&self) -> usize {
         match &self.blocks {
@@ -195,29 +191,20 @@ impl QMatrix {
             return mats.map(|m| m.matmul(x));
         };
         let cols = first.cols;
-        if !mats.iter().all(|m| m.int8_activations() && m.cols == cols) {
-            return mats.map(|m| m.matmul(x));
-        }
-        let isa = Isa::detect();
-        let a = QActs::new_isa(isa, x, cols);
-        let ws: Option<[&Int8Weights; K]> = mats
+        let ws: Option<Vec<&Int8Weights>> = mats
             .iter()
             .map(|m| match &m.blocks {
-                Blocks::Int8(w) => Some(w),
-                Blocks::F32 { .. } => None,
+                Blocks::Int8(w) if m.cols == cols => Some(w),
+                _ => None,
             })
-            .collect::<Option<Vec<_>>>()
-            .and_then(|ws| ws.try_into().ok());
-        match ws {
-            Some(ws) => {
-                let parts = std::array::from_fn(|k| (ws[k], 0..mats[k].rows));
-                matmul_int8_each(parts, Int8Path::best(isa), &a)
-            }
-            None => mats.map(|m| match &m.blocks {
-                Blocks::Int8(w) => matmul_int8(w, Int8Path::best(isa), &a, 0..m.rows),
-                Blocks::F32 { .. } => m.matmul(x),
-            }),
-        }
+            .collect();
+        let Some(ws) = ws else {
+            return mats.map(|m| m.matmul(x));
+        };
+        let isa = Isa::detect();
+        let a = QActs::new_isa(isa, x, cols);
+        let parts = std::array::from_fn(|k| (ws[k], 0..mats[k].rows));
+        matmul_int8_each(parts, Int8Path::best(isa), &a)
     }
 
     /// As [`QMatrix::matmul`] on one given integer kernel (tests compare them).

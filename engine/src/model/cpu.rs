@@ -7,7 +7,7 @@ use crate::kernels::{
     AttnShape, Numerics, QMatrix, RopeTable, add_in_place, attention, rms_norm, rope_in_place,
     silu_mul,
 };
-use crate::trace::TraceSink;
+use crate::trace::{TraceSink, push_kv_rows};
 
 /// Keys and values of every layer for positions `0..len`.
 #[derive(Clone, Debug, Default)]
@@ -191,11 +191,13 @@ impl CpuForward<'_> {
                 v: &mut v,
             }],
         );
-        let kv = k.as_slice()[t * kvdim..]
-            .iter()
-            .chain(&v.as_slice()[t * kvdim..])
-            .copied()
-            .collect();
+        let mut kv = Vec::with_capacity(2 * kvdim);
+        push_kv_rows(
+            &k.as_slice()[t * kvdim..],
+            &v.as_slice()[t * kvdim..],
+            kvdim,
+            &mut kv,
+        );
         (kv, x)
     }
 

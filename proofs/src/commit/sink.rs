@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use forge_engine::TraceSink;
+use forge_engine::{TraceSink, push_kv_rows};
 
 use super::commitment::Shape;
 use super::store::BlockStore;
@@ -443,13 +443,7 @@ impl Rows<'_> {
             Self::Split { keys, values } => {
                 let half = width / 2;
                 let range = from * half..(from + n) * half;
-                for (k, v) in keys[range.clone()]
-                    .chunks_exact(half)
-                    .zip(values[range].chunks_exact(half))
-                {
-                    block.extend_from_slice(k);
-                    block.extend_from_slice(v);
-                }
+                push_kv_rows(&keys[range.clone()], &values[range], half, block);
             }
         }
     }
