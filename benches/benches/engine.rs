@@ -9,7 +9,11 @@
 //!   it with `cargo run --release -p forge-node -- pull`);
 //! - `smollm2/decode_batch_{2,4,8}@64`: one batched decode step of that many
 //!   sequences (what the server's scheduler runs per step); its time per
-//!   element against `decode_step@64` is what batching saves per token.
+//!   element against `decode_step@64` is what batching saves per token;
+//! - `smollm2/decode_batch_8@256`: the same at a longer context, where
+//!   attention weighs more;
+//! - `smollm2/prefill_512`: one forward pass over a 512-token prompt (its
+//!   attention grows with the square of the length).
 //!
 //! rayon runs on `FORGE_BENCH_THREADS` threads (default 2). Sample counts are
 //! small: the whole bench takes well under two minutes on two cores.
@@ -111,12 +115,16 @@ fn tiny(c: &mut Criterion) {
         GgufFile::parse(tiny_model_gguf(&spec).expect("tiny model")).expect("tiny GGUF parses");
     let model = Model::from_gguf(&file, Backend::Cpu).expect("tiny model loads");
     decode_step(c, "tiny", "decode_step@32", &model, 32);
+    prefill(c, "tiny", &model, 64);
+}
 
-    let p = prompt(64, model.config().vocab);
+/// One forward pass over a prompt of `len` tokens (`prefill_{len}`).
+fn prefill(c: &mut Criterion, group: &str, model: &Model, len: usize) {
+    let p = prompt(len, model.config().vocab);
     let mut session = model.session();
-    let mut g = c.benchmark_group("tiny");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(p.len() as u64));
-    g.bench_function("prefill_64", |b| {
+    g.bench_function(format!("prefill_{len}"), |b| {
         b.iter(|| {
             session.truncate(0);
             black_box(model.forward(&mut session, &p, None).expect("prefill"))
@@ -139,6 +147,8 @@ fn smollm2(c: &mut Criterion) {
     for n in [2, 4, 8] {
         decode_batch(c, "smollm2", &model, n, 64);
     }
+    decode_batch(c, "smollm2", &model, 8, 256);
+    prefill(c, "smollm2", &model, 512);
 }
 
 /// One draw from a vocabulary-sized row (SmolLM2's 49,152 tokens), per

@@ -95,6 +95,8 @@ pub struct ProofsReport {
     threads: usize,
     checks: u32,
     date: String,
+    /// CPU model (`util::cpu_model`).
+    cpu: Option<String>,
     command: String,
 }
 
@@ -321,6 +323,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         threads: args.threads,
         checks: args.checks,
         date: util::utc_now(),
+        cpu: util::cpu_model(),
         command: util::command_line(),
     };
     write(args, &report)?;
@@ -380,8 +383,11 @@ fn median_ms(pool: &rayon::ThreadPool, runs: usize, f: impl Fn() + Sync) -> f64 
 fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     let mut md = String::from("# Receipt costs on SmolLM2-135M-Instruct (Q4_1)\n\n");
     md += &format!(
-        "{} engine threads, greedy, {} spot-check cells per receipt, medians. {}\n\n",
-        r.threads, r.checks, r.date
+        "{} engine threads, greedy, {} spot-check cells per receipt, medians. {}\n\nCPU: {}.\n\n",
+        r.threads,
+        r.checks,
+        r.date,
+        r.cpu.as_deref().unwrap_or("unknown")
     );
     md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | its IQR | commitment CPU / decode CPU | engine thread / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) | with a last-layer cell (ms) | its % of generation (wall) |\n";
     md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";

@@ -120,13 +120,28 @@ pub fn utc_from_unix(secs: u64) -> String {
     )
 }
 
-/// The CPU model name from `/proc/cpuinfo`, if readable.
+/// The CPU from `/proc/cpuinfo`, if readable: its model name, family and
+/// model numbers, and which of the instruction sets the kernels pick
+/// between it has. Virtual machines often report only "Intel(R) Xeon(R)
+/// Processor", which alone does not tell two machines apart.
 pub fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    info.lines().find_map(|l| {
-        l.strip_prefix("model name")
-            .and_then(|r| r.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
+    let field = |key: &str| {
+        info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let name = field("model name")?;
+    let flags = field("flags").unwrap_or_default();
+    let has: Vec<&str> = ["amx_int8", "avx512_vnni", "avx512f", "avx2"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let (family, model) = (field("cpu family"), field("model"));
+    Some(match (family, model) {
+        (Some(f), Some(m)) => format!("{name} (family {f}, model {m}; {})", has.join(", ")),
+        _ => format!("{name} ({})", has.join(", ")),
     })
 }
 

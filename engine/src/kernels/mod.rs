@@ -23,7 +23,7 @@ mod matmul;
 mod rowops;
 mod tile_avx512;
 
-pub(crate) use attention::{AttnShape, attention};
+pub(crate) use attention::{AttnSeq, AttnShape, attention, attention_many};
 pub(crate) use exp::{exp_f32, exp_f64};
 pub use isa::Isa;
 pub use matmul::Numerics;

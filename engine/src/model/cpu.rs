@@ -4,8 +4,8 @@ use super::aligned_rows::AlignedRows;
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
 use crate::kernels::{
-    AttnShape, Numerics, QMatrix, RopeTable, add_in_place, attention, rms_norm, rope_in_place,
-    silu_mul,
+    AttnSeq, AttnShape, Numerics, QMatrix, RopeTable, add_in_place, attention, attention_many,
+    rms_norm, rope_in_place, silu_mul,
 };
 use crate::trace::{TraceSink, push_kv_rows};
 
@@ -213,28 +213,35 @@ impl CpuForward<'_> {
             kv_heads: cfg.kv_heads,
             head_dim: dh,
         };
-        let mut a = Vec::with_capacity(q.len());
         let mut row = 0;
         for slot in slots.iter_mut() {
             let (qs, ks) = (
                 row * qdim..(row + slot.n) * qdim,
                 row * kvdim..(row + slot.n) * kvdim,
             );
-            rope_in_place(&mut q[qs.clone()], dh, qdim, slot.first, self.rope);
+            rope_in_place(&mut q[qs], dh, qdim, slot.first, self.rope);
             rope_in_place(&mut kn[ks.clone()], dh, kvdim, slot.first, self.rope);
             slot.k.truncate(slot.first * kvdim);
             slot.v.truncate(slot.first * kvdim);
             slot.k.extend_from_slice(&kn[ks.clone()]);
             slot.v.extend_from_slice(&vn[ks]);
-            a.extend_from_slice(&attention(
-                &q[qs],
-                slot.k.as_slice(),
-                slot.v.as_slice(),
-                shape,
-                slot.first,
-            ));
             row += slot.n;
         }
+        let mut row = 0;
+        let seqs: Vec<AttnSeq<'_>> = slots
+            .iter()
+            .map(|slot| {
+                let seq = AttnSeq {
+                    q: &q[row * qdim..(row + slot.n) * qdim],
+                    k: slot.k.as_slice(),
+                    v: slot.v.as_slice(),
+                    first_pos: slot.first,
+                };
+                row += slot.n;
+                seq
+            })
+            .collect();
+        let a = attention_many(&seqs, shape);
         add_in_place(x, &self.mm(&lw.wo, &a));
         let h = rms_norm(x, &lw.ffn_norm, cfg.rms_eps);
         let [mut g, up] = QMatrix::matmul_each_in(self.numerics, [&lw.w_gate, &lw.w_up], &h);
