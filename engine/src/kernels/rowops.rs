@@ -226,6 +226,9 @@ mod tests {
                 silu_part_with(isa, &mut got, &y);
                 assert_eq!(bits(&got), bits(&want_silu), "{isa:?}");
                 let mut got = x.clone();
+                add_part_with(isa, &mut got, &y);
+                assert_eq!(bits(&got), bits(&want_add), "{isa:?}");
+                let mut got = x.clone();
                 rope_rows_with(isa, &mut got, dh, d, 7, &table);
                 assert_eq!(bits(&got), bits(&want_rope), "{isa:?}");
             }
