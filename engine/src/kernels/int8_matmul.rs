@@ -266,11 +266,16 @@ mod tests {
     /// comparing the portable loop with itself).
     #[test]
     fn the_simd_kernels_run_where_the_cpu_has_them() {
-        let (rows, cols, n) = (40, 64, 5);
+        let (rows, cols) = (40, 64);
         let vals: Vec<f32> = (0..rows * cols)
             .map(|i| (i % 13) as f32 / 7.0 - 0.9)
             .collect();
-        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+        // Every row count of one VNNI pass (each is its own code), and a
+        // second, partial pass.
+        let cases = [GgmlType::Q4_1, GgmlType::Q8_0]
+            .into_iter()
+            .flat_map(|ty| (1..=8).chain([13]).map(move |n| (ty, n)));
+        for (ty, n) in cases {
             let mut bytes = Vec::new();
             quantize_row(ty, &vals, &mut bytes);
             let w = Int8Weights::from_gguf("w", ty, rows, cols, &bytes).unwrap();
@@ -299,12 +304,12 @@ mod tests {
             let vnni = run(&|out| vnni_groups(&job, 0, w.groups, out));
             assert_eq!(vnni.is_some(), vnni_available(), "{ty:?}");
             if vnni.is_some() {
-                assert_eq!(vnni, want, "VNNI {ty:?}");
+                assert_eq!(vnni, want, "VNNI {ty:?}, {n} rows");
             }
             let amx = run(&|out| amx_groups(&job, 0, w.groups, out));
             assert_eq!(amx.is_some(), amx_available(), "{ty:?}");
             if amx.is_some() {
-                assert_eq!(amx, want, "AMX {ty:?}");
+                assert_eq!(amx, want, "AMX {ty:?}, {n} rows");
             }
             // A group past the weights is declined, not read.
             assert!(run(&|out| vnni_groups(&job, w.groups, 1, out)).is_none());
