@@ -11,7 +11,9 @@
 //!   block of 16 positions, as the commitment sink does, without hashing:
 //!   into fresh buffers, or into buffers reused across runs;
 //! - `commit`: forge-proofs' `CommitmentSink`, `finish` included (dropping
-//!   the rows a sink holds is not timed).
+//!   the rows a sink holds is not timed); also prints the sink's own
+//!   account per decode step: the engine thread's time in `record` and the
+//!   hashing jobs' time (medians over runs).
 //!
 //! `cargo run --release -p forge-benches --example commit_ab -- MODE [PAIRS]
 //! [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
@@ -106,6 +108,9 @@ impl TraceSink for Blocks {
     }
 }
 
+/// Each `commit` run's engine-thread and hashing times, in run order.
+static COSTS: Mutex<Vec<(std::time::Duration, std::time::Duration)>> = Mutex::new(Vec::new());
+
 /// The sink under test.
 enum Sink {
     Noop(Noop),
@@ -143,7 +148,14 @@ impl Sink {
     /// milliseconds, which a server spends after the answer).
     fn finish(self) -> Result<Box<dyn std::any::Any>> {
         Ok(match self {
-            Self::Commit(s) => Box::new(s.finish()?),
+            Self::Commit(s) => {
+                let c = s.finish()?;
+                let cost = c.cost();
+                if let Ok(mut costs) = COSTS.lock() {
+                    costs.push((cost.engine_thread, cost.hashing));
+                }
+                Box::new(c)
+            }
             Self::Copy(s) => Box::new(s.0),
             Self::Blocks(s) => Box::new(s.finish()),
             Self::Noop(s) => Box::new(s),
@@ -235,5 +247,18 @@ fn main() -> Result<()> {
         100.0 * (on_total / off_total - 1.0),
         1e3 * off_total / (pairs * steps) as f64,
     );
+    let costs = COSTS.lock().map(|c| c.clone()).unwrap_or_default();
+    if !costs.is_empty() {
+        let per_step = |f: &dyn Fn(&(std::time::Duration, std::time::Duration)) -> f64| {
+            let mut v: Vec<f64> = costs.iter().map(|c| 1e6 * f(c) / steps as f64).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "commit: per step, engine thread {:.1} us, hashing {:.1} us (medians over runs)",
+            per_step(&|c| c.0.as_secs_f64()),
+            per_step(&|c| c.1.as_secs_f64()),
+        );
+    }
     Ok(())
 }
