@@ -36,21 +36,11 @@ use super::hsum512 as hsum;
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_KEYS: usize = 16;
 
-/// Asks for row `j`'s `V` vectors (when it lies within `rows`) to be brought
-/// into the cache.
+/// Asks for row `j`'s `V` vectors to be brought into the cache.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch_row<const V: usize>(rows: &[f32], at: HeadRows, j: usize) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    let start = at.offset + j * at.stride;
-    if start + V * LANES > rows.len() {
-        return;
-    }
-    for c in 0..V {
-        // SAFETY: a prefetch reads nothing architecturally and cannot
-        // fault; the address lies within `rows` (checked above).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(rows.as_ptr().add(start + c * LANES).cast()) };
-    }
+    super::prefetch(rows, at.offset + j * at.stride, V * LANES);
 }
 
 /// Longest head handled here, in 16-lane vectors.

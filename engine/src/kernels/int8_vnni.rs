@@ -135,23 +135,12 @@ pub(super) unsafe fn weight_rows<const Q4: bool>(qs: *const u8, at: usize) -> [_
 /// and minimums, to be brought into the cache; nothing past the weights.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(super) fn prefetch_block<const Q4: bool>(w: &Int8Weights, at: usize) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+fn prefetch_block<const Q4: bool>(w: &Int8Weights, at: usize) {
     let bytes = if Q4 { Q4_GROUP_BLOCK } else { Q8_GROUP_BLOCK };
-    if at >= w.groups * w.nbr {
-        return;
-    }
-    let qs = w.qs.as_ptr().wrapping_add(at * bytes);
-    // SAFETY: prefetching reads nothing architecturally and cannot fault;
-    // the addresses lie within the weights.
-    unsafe {
-        for line in (0..bytes).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(qs.wrapping_add(line).cast());
-        }
-        _mm_prefetch::<_MM_HINT_T0>(w.d.as_ptr().wrapping_add(at * GROUP).cast());
-        if Q4 {
-            _mm_prefetch::<_MM_HINT_T0>(w.m.as_ptr().wrapping_add(at * GROUP).cast());
-        }
+    super::prefetch(&w.qs, at * bytes, bytes);
+    super::prefetch(&w.d, at * GROUP, GROUP);
+    if Q4 {
+        super::prefetch(&w.m, at * GROUP, GROUP);
     }
 }
 
@@ -216,26 +205,13 @@ unsafe fn group<const Q4: bool, const R: usize>(job: &Job<'_>, g: usize, i0: usi
                         });
                         (x, *dxp.add(ib), *xsp.add(ib), *c128p.add(ib))
                     };
-                    let z = _mm512_setzero_si512();
-                    let even = _mm512_dpbusd_epi32(
-                        _mm512_dpbusd_epi32(
-                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, wv[0], x[0]), wv[2], x[2]),
-                            wv[4],
-                            x[4],
-                        ),
-                        wv[6],
-                        x[6],
-                    );
-                    let odd = _mm512_dpbusd_epi32(
-                        _mm512_dpbusd_epi32(
-                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, wv[1], x[1]), wv[3], x[3]),
-                            wv[5],
-                            x[5],
-                        ),
-                        wv[7],
-                        x[7],
-                    );
-                    let mut isum = _mm512_add_epi32(even, odd);
+                    // Two chains (even and odd k) of four, for latency;
+                    // the integer sums are exact in any order.
+                    let mut chains = [_mm512_setzero_si512(); 2];
+                    for (k, (wk, xk)) in wv.iter().zip(&x).enumerate() {
+                        chains[k % 2] = _mm512_dpbusd_epi32(chains[k % 2], *wk, *xk);
+                    }
+                    let mut isum = _mm512_add_epi32(chains[0], chains[1]);
                     if !Q4 {
                         isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(c));
                     }
