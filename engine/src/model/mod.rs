@@ -5,6 +5,7 @@ mod aligned_rows;
 mod backend;
 mod burn_fwd;
 mod cpu;
+mod pool;
 mod weights;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use std::path::Path;
 pub use backend::Backend;
 use burn_fwd::{BurnCache, BurnModel};
 use cpu::{CpuForward, KvCache, Segment};
+use pool::on_pool;
 use weights::Weights;
 
 use crate::chat::ChatTemplate;
@@ -397,13 +399,4 @@ impl Model {
         self.weights.embed.row_f32(token as usize, &mut row);
         Ok(row)
     }
-}
-
-/// Runs `f` on a thread of rayon's pool (inline when already on one), so
-/// that its many short parallel loops (several per layer) are split by a
-/// worker that takes part in them, rather than by an outside thread that
-/// sleeps and wakes around each one: on a server's engine thread or in a
-/// benchmark, the caller is outside the pool.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
 }
