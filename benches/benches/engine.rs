@@ -13,7 +13,11 @@
 //! - `smollm2/decode_batch_8@256`: the same at a longer context, where
 //!   attention weighs more;
 //! - `smollm2/prefill_512`: one forward pass over a 512-token prompt (its
-//!   attention grows with the square of the length).
+//!   attention grows with the square of the length);
+//! - `smollm2/detokenize_2048/{whole,incremental}`: the text of a 2,048-token
+//!   answer as generation produces it, one token at a time: decoding the
+//!   whole list at every token, and with a `Detokenizer`, which decodes only
+//!   the tokens since the last whole character.
 //!
 //! rayon runs on `FORGE_BENCH_THREADS` threads (default 2). Sample counts are
 //! small: the whole bench takes well under two minutes on two cores.
@@ -27,7 +31,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forge_benches::util::{bench_threads, default_model_path, synthetic_prompt as prompt};
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
-use forge_engine::{Backend, BatchItem, Model, SamplingParams, sample};
+use forge_engine::{Backend, BatchItem, Detokenizer, Model, SamplingParams, sample};
 
 fn pin_threads() {
     // Fails only if the global pool already exists (a second bench function).
@@ -149,6 +153,35 @@ fn smollm2(c: &mut Criterion) {
     }
     decode_batch(c, "smollm2", &model, 8, 256);
     prefill(c, "smollm2", &model, 512);
+    detokenize(c, &model, 2048);
+}
+
+/// The text of an `n`-token answer, one token at a time (`step` decodes
+/// after every token it samples).
+fn detokenize(c: &mut Criterion, model: &Model, n: usize) {
+    let tok = model.tokenizer();
+    let text =
+        "Forge commits to every layer's activations, and a receipt proves the work. ".repeat(n / 8);
+    let ids = tok.encode(&text).expect("encode");
+    let ids = &ids[..n.min(ids.len())];
+    let mut g = c.benchmark_group(format!("smollm2/detokenize_{n}"));
+    g.sample_size(10);
+    g.bench_function("whole", |b| {
+        b.iter(|| {
+            for end in 1..=ids.len() {
+                black_box(tok.decode(&ids[..end]).expect("decode"));
+            }
+        });
+    });
+    g.bench_function("incremental", |b| {
+        b.iter(|| {
+            let mut d = Detokenizer::default();
+            for end in 1..=ids.len() {
+                black_box(d.decode(tok, &ids[..end]).expect("decode"));
+            }
+        });
+    });
+    g.finish();
 }
 
 /// One draw from a vocabulary-sized row (SmolLM2's 49,152 tokens), per

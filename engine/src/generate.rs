@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detokenize::Detokenizer;
 use crate::error::{EngineError, Result};
 use crate::flops::{ForwardWork, request_flops};
 use crate::logprobs::{TokenLogprobs, token_logprobs};
@@ -172,6 +173,7 @@ pub struct Sequence<S> {
     sink: Option<S>,
     tokens: Vec<u32>,
     text: TextStream,
+    detok: Detokenizer,
     /// Tokens to forward next: the prompt, then the last sampled token.
     input: Vec<u32>,
     finish: Option<FinishReason>,
@@ -215,6 +217,7 @@ impl<S: TraceSink> Sequence<S> {
         Ok(Self {
             session: model.session(),
             text: TextStream::new(&req.stop),
+            detok: Detokenizer::default(),
             input: req.prompt.clone(),
             req,
             sink,
@@ -316,7 +319,8 @@ impl<S: TraceSink> Sequence<S> {
         if model.tokenizer().stop_ids().contains(&tok) {
             self.finish = Some(FinishReason::Stop);
         } else {
-            let (fresh, hit_stop) = self.text.push(&model.tokenizer().decode(&self.tokens)?);
+            let decoded = self.detok.decode(model.tokenizer(), &self.tokens)?;
+            let (fresh, hit_stop) = self.text.push(&decoded);
             text = fresh;
             if hit_stop {
                 self.finish = Some(FinishReason::Stop);

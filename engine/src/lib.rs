@@ -37,6 +37,7 @@
 
 mod chat;
 mod config;
+mod detokenize;
 mod error;
 mod flops;
 mod generate;
@@ -53,6 +54,7 @@ mod trace;
 
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::ModelConfig;
+pub use detokenize::Detokenizer;
 pub use error::{EngineError, Result};
 pub use flops::{
     FLOPS_PER_CU, ForwardWork, cu_f64, lm_head_flops, milli_cu, position_flops, projection_flops,
