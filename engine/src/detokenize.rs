@@ -27,29 +27,30 @@ use crate::tokenizer::Tokenizer;
 /// ```
 #[derive(Debug, Default)]
 pub struct Detokenizer {
-    /// `decode(tokens[..settled])`, which ended on a whole character.
+    /// The text of the last list decoded; its first `settled_bytes` bytes
+    /// are `decode(tokens[..settled])`, which ended on a whole character.
     text: String,
     settled: usize,
+    settled_bytes: usize,
 }
 
 impl Detokenizer {
     /// `tokenizer.decode(tokens)`, for a list that extends the one of the
     /// previous call by any number of tokens (a shorter list starts over).
-    pub fn decode(&mut self, tokenizer: &Tokenizer, tokens: &[u32]) -> Result<String> {
+    pub fn decode(&mut self, tokenizer: &Tokenizer, tokens: &[u32]) -> Result<&str> {
         if tokens.len() < self.settled {
             *self = Self::default();
         }
         let tail = tokenizer.decode(&tokens[self.settled..])?;
-        let mut text = String::with_capacity(self.text.len() + tail.len());
-        text.push_str(&self.text);
-        text.push_str(&tail);
+        self.text.truncate(self.settled_bytes);
+        self.text.push_str(&tail);
         // A tail ending in U+FFFD may end in an unfinished character that a
         // later token completes: keep decoding from the same point.
         if !tail.ends_with(char::REPLACEMENT_CHARACTER) {
-            self.text.clone_from(&text);
             self.settled = tokens.len();
+            self.settled_bytes = self.text.len();
         }
-        Ok(text)
+        Ok(&self.text)
     }
 }
 

@@ -320,7 +320,7 @@ impl<S: TraceSink> Sequence<S> {
             self.finish = Some(FinishReason::Stop);
         } else {
             let decoded = self.detok.decode(model.tokenizer(), &self.tokens)?;
-            let (fresh, hit_stop) = self.text.push(&decoded);
+            let (fresh, hit_stop) = self.text.push(decoded);
             text = fresh;
             if hit_stop {
                 self.finish = Some(FinishReason::Stop);
