@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use forge_benches::util::{default_model_path, median, synthetic_prompt};
+use forge_benches::util::{default_model_path, median, positional_arg, synthetic_prompt};
 use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, Sequence, step};
 use forge_proofs::CommitmentSink;
 
@@ -76,12 +76,8 @@ fn round(model: &Model, n: usize, tokens: usize, commit: bool) -> Result<Round> 
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| -> Result<usize> {
-        args.get(i)
-            .map_or(Ok(default), |a| a.parse())
-            .with_context(|| format!("bad argument {:?}", args.get(i)))
-    };
-    let (n, rounds, tokens) = (arg(0, 8)?.max(1), arg(1, 5)?.max(1), arg(2, 128)?.max(1));
+    let arg = |i: usize, default: usize| positional_arg(&args, i, default).map(|v| v.max(1));
+    let (n, rounds, tokens) = (arg(0, 8)?, arg(1, 5)?, arg(2, 128)?);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
     let path = default_model_path().context("no model cache (run `forge-node pull`)")?;
     let model = Model::load(&path, Backend::Cpu)?;
@@ -99,16 +95,16 @@ fn main() -> Result<()> {
                 let on = round(&model, n, tokens, true)?;
                 (round(&model, n, tokens, false)?, on)
             };
+            let overhead = 100.0 * (on.step_ms / off.step_ms - 1.0);
             println!(
-                "round {}: no sinks {:.2}, commitment sinks {:.2} ({:+.1}%); sinks' own account: engine thread {:.3}, hashing {:.3}",
+                "round {}: no sinks {:.2}, commitment sinks {:.2} ({overhead:+.1}%); sinks' own account: engine thread {:.3}, hashing {:.3}",
                 r + 1,
                 off.step_ms,
                 on.step_ms,
-                100.0 * (on.step_ms / off.step_ms - 1.0),
                 on.engine_ms,
                 on.hashing_ms,
             );
-            ratios.push(100.0 * (on.step_ms / off.step_ms - 1.0));
+            ratios.push(overhead);
             engine.push(on.engine_ms);
             hashing.push(on.hashing_ms);
         }

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use forge_benches::util::{default_model_path, synthetic_prompt};
+use forge_benches::util::{default_model_path, median, positional_arg, synthetic_prompt};
 use forge_engine::{Backend, Model, TraceSink, argmax};
 use forge_proofs::CommitmentSink;
 
@@ -163,14 +163,6 @@ impl Sink {
     }
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T> {
-    args.get(i).map_or(Ok(default), |a| {
-        a.parse()
-            .ok()
-            .with_context(|| format!("bad argument {a:?}"))
-    })
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args
@@ -184,9 +176,9 @@ fn main() -> Result<()> {
     ) {
         bail!("MODE is noop, copy, blocks, pooled or commit");
     }
-    let pairs: usize = arg(&args, 1, 200)?;
-    let steps: usize = arg(&args, 2, 32)?;
-    let at: usize = arg(&args, 3, 64)?;
+    let pairs: usize = positional_arg(&args, 1, 200)?;
+    let steps: usize = positional_arg(&args, 2, 32)?;
+    let at: usize = positional_arg(&args, 3, 64)?;
     let traced_prefill = args.get(4).is_some_and(|a| a == "traced-prefill");
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
     let path = default_model_path().context("no model cache")?;
@@ -250,9 +242,8 @@ fn main() -> Result<()> {
     let costs = COSTS.lock().map(|c| c.clone()).unwrap_or_default();
     if !costs.is_empty() {
         let per_step = |f: &dyn Fn(&(std::time::Duration, std::time::Duration)) -> f64| {
-            let mut v: Vec<f64> = costs.iter().map(|c| 1e6 * f(c) / steps as f64).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+            let v: Vec<f64> = costs.iter().map(|c| 1e6 * f(c) / steps as f64).collect();
+            median(&v).unwrap_or(f64::NAN)
         };
         println!(
             "commit: per step, engine thread {:.1} us, hashing {:.1} us (medians over runs)",

@@ -55,6 +55,18 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Positional argument `i` of an example's command line (`args` without
+/// the program name), parsed; `default` when absent.
+pub fn positional_arg<T: std::str::FromStr>(
+    args: &[String],
+    i: usize,
+    default: T,
+) -> anyhow::Result<T> {
+    args.get(i).map_or(Ok(default), |a| {
+        a.parse().map_err(|_| anyhow::anyhow!("bad argument {a:?}"))
+    })
+}
+
 /// Median of `xs` (mean of the two middle values for an even count); `None`
 /// when empty. NaNs sort last.
 pub fn median(xs: &[f64]) -> Option<f64> {
