@@ -7,6 +7,8 @@
 //! - `smollm2/decode_step@64`: one decode step on SmolLM2-135M-Instruct Q4_1
 //!   when `$FORGE_HOME/models` has it (skipped with a message otherwise; fetch
 //!   it with `cargo run --release -p forge-node -- pull`);
+//! - `smollm2/decode_step@512`: the same step after 512 positions, where
+//!   attention over the cache is a large part of it;
 //! - `smollm2/decode_batch_{2,4,8}@64`: one batched decode step of that many
 //!   sequences (what the server's scheduler runs per step); its time per
 //!   element against `decode_step@64` is what batching saves per token;
@@ -148,6 +150,7 @@ fn smollm2(c: &mut Criterion) {
     };
     let model = Model::load(&path, Backend::Cpu).expect("load SmolLM2");
     decode_step(c, "smollm2", "decode_step@64", &model, 64);
+    decode_step(c, "smollm2", "decode_step@512", &model, 512);
     for n in [2, 4, 8] {
         decode_batch(c, "smollm2", &model, n, 64);
     }

@@ -42,6 +42,7 @@ mod error;
 mod flops;
 mod generate;
 pub mod gguf;
+mod heap;
 #[allow(unsafe_code)]
 mod kernels;
 mod logprobs;

@@ -54,89 +54,122 @@ pub(super) struct HeadRows {
     pub(super) offset: usize,
 }
 
-/// `scores[j] = dot(q, k_j) · scale` for `j < scores.len()`; returns their
-/// maximum as `scores.iter().fold(-inf, f32::max)` gives it (NaN scores
-/// ignored). `None` (nothing written) unless this CPU has AVX-512F,
-/// `q.len()` is a multiple of 16 up to 128 and `k` holds every row.
+/// Most query heads one call handles together (heads that share a key/value
+/// head, so each cached row is read once for all of them).
+pub(super) const MAX_GROUP: usize = 4;
+
+/// Dispatches `$f::<V, G>` on a row of `$dh` floats (`V = dh / 16`) and `$g`
+/// heads.
+macro_rules! by_shape {
+    ($f:ident, $dh:expr, $g:expr, ($($arg:expr),*)) => {{
+        macro_rules! by_group {
+            ($v:literal) => {
+                match $g {
+                    1 => $f::<$v, 1>($($arg),*),
+                    2 => $f::<$v, 2>($($arg),*),
+                    3 => $f::<$v, 3>($($arg),*),
+                    _ => $f::<$v, 4>($($arg),*),
+                }
+            };
+        }
+        match $dh / LANES {
+            1 => by_group!(1),
+            2 => by_group!(2),
+            3 => by_group!(3),
+            4 => by_group!(4),
+            5 => by_group!(5),
+            6 => by_group!(6),
+            7 => by_group!(7),
+            _ => by_group!(8),
+        }
+    }};
+}
+
+/// For each of `g` query heads (`q`: their rows of `dh` floats side by
+/// side) and every key j < n (`scores.len() = g * n`, head by head):
+/// `scores[h * n + j] = dot(q_h, k_j) · scale`; returns each head's maximum
+/// as `fold(-inf, f32::max)` gives it (NaN scores ignored). `None` (nothing
+/// written) unless this CPU has AVX-512F, `dh` is a multiple of 16 up to
+/// 128, `g` is 1 to [`MAX_GROUP`] and `k` holds every row.
 pub(super) fn scores(
     q: &[f32],
+    g: usize,
     k: &[f32],
     at: HeadRows,
     scale: f32,
     scores: &mut [f32],
-) -> Option<f32> {
-    if !fits(q.len(), k.len(), at, scores.len()) {
+) -> Option<[f32; MAX_GROUP]> {
+    let dh = q.len() / g.max(1);
+    if !fits(dh, g, q.len(), k.len(), at, scores.len()) {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes
-        // (16 to 128 floats per row, so 1 to 8 vectors).
-        return Some(unsafe {
-            match q.len() / LANES {
-                1 => scores_avx512::<1>(q, k, at, scale, scores),
-                2 => scores_avx512::<2>(q, k, at, scale, scores),
-                3 => scores_avx512::<3>(q, k, at, scale, scores),
-                4 => scores_avx512::<4>(q, k, at, scale, scores),
-                5 => scores_avx512::<5>(q, k, at, scale, scores),
-                6 => scores_avx512::<6>(q, k, at, scale, scores),
-                7 => scores_avx512::<7>(q, k, at, scale, scores),
-                _ => scores_avx512::<8>(q, k, at, scale, scores),
-            }
-        });
+        // (16 to 128 floats per row, so 1 to 8 vectors; 1 to 4 heads).
+        return Some(unsafe { by_shape!(scores_avx512, dh, g, (q, k, at, scale, scores)) });
     }
     None
 }
 
-/// `out = Σ_j p[j] · v_j` in key order, from `out = 0`; returns `Σ_j p[j]`
+/// For each of `g` heads (`p`: their `n` weights each, head by head):
+/// `out_h = Σ_j p[h * n + j] · v_j` in key order, from `out_h = 0` (`out`:
+/// the heads' rows side by side); returns each head's `Σ_j p[h * n + j]`
 /// added in key order from 0. `None` (nothing written) under the same
 /// conditions as [`scores`].
-pub(super) fn weighted_sum(p: &[f32], v: &[f32], at: HeadRows, out: &mut [f32]) -> Option<f32> {
-    if !fits(out.len(), v.len(), at, p.len()) {
+pub(super) fn weighted_sum(
+    p: &[f32],
+    g: usize,
+    v: &[f32],
+    at: HeadRows,
+    out: &mut [f32],
+) -> Option<[f32; MAX_GROUP]> {
+    let dh = out.len() / g.max(1);
+    if !fits(dh, g, out.len(), v.len(), at, p.len()) {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes
-        // (16 to 128 floats per row, so 1 to 8 vectors).
-        return Some(unsafe {
-            match out.len() / LANES {
-                1 => weighted_sum_avx512::<1>(p, v, at, out),
-                2 => weighted_sum_avx512::<2>(p, v, at, out),
-                3 => weighted_sum_avx512::<3>(p, v, at, out),
-                4 => weighted_sum_avx512::<4>(p, v, at, out),
-                5 => weighted_sum_avx512::<5>(p, v, at, out),
-                6 => weighted_sum_avx512::<6>(p, v, at, out),
-                7 => weighted_sum_avx512::<7>(p, v, at, out),
-                _ => weighted_sum_avx512::<8>(p, v, at, out),
-            }
-        });
+        // (16 to 128 floats per row, so 1 to 8 vectors; 1 to 4 heads).
+        return Some(unsafe { by_shape!(weighted_sum_avx512, dh, g, (p, v, at, out)) });
     }
     None
 }
 
-fn fits(dh: usize, cache_len: usize, at: HeadRows, rows: usize) -> bool {
-    dh > 0
-        && dh.is_multiple_of(LANES)
-        && dh <= MAX_VECS * LANES
-        && (rows == 0 || at.offset + (rows - 1) * at.stride + dh <= cache_len)
+/// `dh`-float rows, `g` heads whose rows fill `row_floats`, `per_head`
+/// floats of scores per head that fill `scalars` (keys 0..per_head), and
+/// the cache holds every key's row.
+fn fits(
+    dh: usize,
+    g: usize,
+    row_floats: usize,
+    cache_len: usize,
+    at: HeadRows,
+    scalars: usize,
+) -> bool {
+    if !(1..=MAX_GROUP).contains(&g)
+        || dh == 0
+        || !dh.is_multiple_of(LANES)
+        || dh > MAX_VECS * LANES
+        || row_floats != g * dh
+        || !scalars.is_multiple_of(g)
+    {
+        return false;
+    }
+    let rows = scalars / g;
+    rows == 0 || at.offset + (rows - 1) * at.stride + dh <= cache_len
 }
 
-/// Key j's score accumulator: lane l holds `Σ_c q[16c + l] · k_j[16c + l]`,
+/// A key's score accumulator: lane l holds `Σ_c q[16c + l] · k[16c + l]`,
 /// each product and sum rounded separately, c in order (`dot`'s lanes).
-///
-/// # Safety
-/// AVX-512F; row j of `k` lies within it (`fits`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn lanes<const V: usize>(qv: &[__m512; V], k: &[f32], at: HeadRows, j: usize) -> __m512 {
-    let row = at.offset + j * at.stride;
+fn lanes<const V: usize>(qv: &[__m512; V], kr: &[__m512; V]) -> __m512 {
     let mut acc = _mm512_setzero_ps();
-    for (c, qc) in qv.iter().enumerate() {
-        // SAFETY: `row + c * 16 + 16 <= row + dh <= k.len()` (`fits`).
-        let kc = unsafe { _mm512_loadu_ps(k.as_ptr().add(row + c * LANES)) };
-        acc = _mm512_add_ps(acc, _mm512_mul_ps(*qc, kc));
+    for (qc, kc) in qv.iter().zip(kr) {
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(*qc, *kc));
     }
     acc
 }
@@ -181,74 +214,111 @@ fn hsum16(v: &[__m512; 16]) -> __m512 {
 }
 
 /// # Safety
-/// The CPU must have AVX-512F, and the shapes must pass `fits`.
+/// The CPU must have AVX-512F, and the shapes must pass `fits` (`q` holds
+/// `G` rows of `16 V` floats, `scores` `G` runs of keys).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn scores_avx512<const V: usize>(
+unsafe fn scores_avx512<const V: usize, const G: usize>(
     q: &[f32],
     k: &[f32],
     at: HeadRows,
     scale: f32,
     scores: &mut [f32],
-) -> f32 {
-    let mut qv = [_mm512_setzero_ps(); V];
-    for (c, v) in qv.iter_mut().enumerate() {
-        // SAFETY: `c * 16 + 16 <= q.len()`.
-        *v = unsafe { _mm512_loadu_ps(q.as_ptr().add(c * LANES)) };
-    }
+) -> [f32; MAX_GROUP] {
+    let n = scores.len() / G;
+    // SAFETY (both loads): `h * 16V + c * 16 + 16 <= G * 16V = q.len()`.
+    let qv: [[__m512; V]; G] = std::array::from_fn(|h| {
+        std::array::from_fn(|c| unsafe { _mm512_loadu_ps(q.as_ptr().add((h * V + c) * LANES)) })
+    });
     let sv = _mm512_set1_ps(scale);
     // `max(s, m)` returns m when s is NaN, as `f32::max` ignores NaN.
-    let mut maxv = _mm512_set1_ps(f32::NEG_INFINITY);
-    let full = scores.len() / LANES * LANES;
+    let mut maxv = [_mm512_set1_ps(f32::NEG_INFINITY); G];
+    let full = n / LANES * LANES;
     for j0 in (0..full).step_by(LANES) {
         for j in j0 + PREFETCH_KEYS..j0 + PREFETCH_KEYS + LANES {
             prefetch_row::<V>(k, at, j);
         }
-        // SAFETY: keys j0..j0 + 16 are rows of `k` (`fits`).
-        let acc: [__m512; LANES] = std::array::from_fn(|i| unsafe { lanes(&qv, k, at, j0 + i) });
-        let s = _mm512_mul_ps(hsum16(&acc), sv);
-        maxv = _mm512_max_ps(s, maxv);
-        // SAFETY: `j0 + 16 <= full <= scores.len()`.
-        unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(j0), s) };
+        let mut acc = [[_mm512_setzero_ps(); LANES]; G];
+        for i in 0..LANES {
+            // SAFETY: key j0 + i < full <= n is a row of `k` (`fits`).
+            let kr = unsafe { row::<V>(k, at, j0 + i) };
+            for (acc, q) in acc.iter_mut().zip(&qv) {
+                acc[i] = lanes(q, &kr);
+            }
+        }
+        for h in 0..G {
+            let s = _mm512_mul_ps(hsum16(&acc[h]), sv);
+            maxv[h] = _mm512_max_ps(s, maxv[h]);
+            // SAFETY: `h * n + j0 + 16 <= h * n + n <= scores.len()`.
+            unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(h * n + j0), s) };
+        }
     }
-    let mut max = _mm512_reduce_max_ps(maxv);
-    for (j, s) in scores.iter_mut().enumerate().skip(full) {
-        // SAFETY: key j is a row of `k` (`fits`).
-        *s = hsum(unsafe { lanes(&qv, k, at, j) }) * scale;
-        max = max.max(*s);
+    let mut max = [f32::NEG_INFINITY; MAX_GROUP];
+    for h in 0..G {
+        max[h] = _mm512_reduce_max_ps(maxv[h]);
+    }
+    for j in full..n {
+        // SAFETY: key j < n is a row of `k` (`fits`).
+        let kr = unsafe { row::<V>(k, at, j) };
+        for h in 0..G {
+            let s = hsum(lanes(&qv[h], &kr)) * scale;
+            scores[h * n + j] = s;
+            max[h] = max[h].max(s);
+        }
     }
     max
 }
 
+/// Row j's `V` vectors.
+///
 /// # Safety
-/// The CPU must have AVX-512F, and the shapes must pass `fits`.
+/// AVX-512F; row j lies within `rows` (`fits`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn weighted_sum_avx512<const V: usize>(
+#[inline]
+unsafe fn row<const V: usize>(rows: &[f32], at: HeadRows, j: usize) -> [__m512; V] {
+    let start = at.offset + j * at.stride;
+    // SAFETY: `start + c * 16 + 16 <= start + dh <= rows.len()` (caller).
+    std::array::from_fn(|c| unsafe { _mm512_loadu_ps(rows.as_ptr().add(start + c * LANES)) })
+}
+
+/// # Safety
+/// The CPU must have AVX-512F, and the shapes must pass `fits` (`out` holds
+/// `G` rows of `16 V` floats, `p` `G` runs of keys).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weighted_sum_avx512<const V: usize, const G: usize>(
     p: &[f32],
     v: &[f32],
     at: HeadRows,
     out: &mut [f32],
-) -> f32 {
-    // A constant count keeps the output row in registers across keys (with
-    // a run-time count the compiler kept it on the stack: a load and a store
-    // per vector per key).
-    let mut o = [_mm512_setzero_ps(); V];
-    let mut sum = 0.0f32;
-    for (j, &pj) in p.iter().enumerate() {
+) -> [f32; MAX_GROUP] {
+    let n = p.len() / G;
+    // Constant counts keep the output rows in registers across keys (with
+    // a run-time count the compiler kept them on the stack: a load and a
+    // store per vector per key). With G heads the G chains of adds per
+    // vector run side by side, and each value row is read once.
+    let mut o = [[_mm512_setzero_ps(); V]; G];
+    let mut sum = [0.0f32; MAX_GROUP];
+    for j in 0..n {
         prefetch_row::<V>(v, at, j + PREFETCH_KEYS);
-        sum += pj;
-        let row = at.offset + j * at.stride;
-        let pv = _mm512_set1_ps(pj);
-        for (c, oc) in o.iter_mut().enumerate() {
-            // SAFETY: `row + c * 16 + 16 <= row + dh <= v.len()` (`fits`).
-            let vc = unsafe { _mm512_loadu_ps(v.as_ptr().add(row + c * LANES)) };
-            *oc = _mm512_add_ps(*oc, _mm512_mul_ps(pv, vc));
+        // SAFETY: key j < n is a row of `v` (`fits`).
+        let vr = unsafe { row::<V>(v, at, j) };
+        for h in 0..G {
+            let pj = p[h * n + j];
+            sum[h] += pj;
+            let pv = _mm512_set1_ps(pj);
+            for (oc, vc) in o[h].iter_mut().zip(&vr) {
+                *oc = _mm512_add_ps(*oc, _mm512_mul_ps(pv, *vc));
+            }
         }
     }
-    for (c, oc) in o.iter().enumerate() {
-        // SAFETY: `c * 16 + 16 <= out.len()`; the store is unaligned.
-        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(c * LANES), *oc) };
+    for (h, oh) in o.iter().enumerate() {
+        for (c, oc) in oh.iter().enumerate() {
+            // SAFETY: `(h * V + c) * 16 + 16 <= G * 16V = out.len()`; the
+            // store is unaligned.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((h * V + c) * LANES), *oc) };
+        }
     }
     sum
 }

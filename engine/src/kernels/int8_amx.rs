@@ -54,6 +54,14 @@ const TILE_ROWS: usize = 16;
 /// Bytes of one block's weight tile: 8 rows of 64.
 #[cfg(target_arch = "x86_64")]
 const B_TILE: usize = 8 * 64;
+/// Groups that take each activation tile in turn, while its rows are in
+/// the L1 cache (their unpacked weight tiles, up to 384 KB, wait in L2): a
+/// tile's 16 rows lie a row's length apart, and reading them from L2 once
+/// per group was slower (criterion `smollm2/prefill_512`, alternating
+/// builds: 1.08x faster median than one group at a time over all tiles).
+/// Tasks hold at most 16 groups (`int8_matmul`), so this is the task.
+#[cfg(target_arch = "x86_64")]
+const CHUNK: usize = 16;
 
 /// Whether this CPU has AMX-INT8 (with AVX-512 and VNNI for the rest of
 /// the chain) and Linux granted this process the tile state (asked once).
@@ -173,63 +181,104 @@ pub(super) fn amx_groups(job: &Job<'_>, first: usize, count: usize, out: &OutRow
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,fma")]
 unsafe fn run<const Q4: bool>(job: &Job<'_>, first: usize, count: usize, out: &OutRows) {
-    let (w, n, nbr) = (job.w, job.a.n, job.w.nbr);
+    let nbr = job.w.nbr;
     let config = TileConfig::new();
     // SAFETY: AMX is granted; the operand is a valid 64-byte palette-1 config.
     unsafe {
         asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly, preserves_flags));
     }
-    let mut unpacked = if Q4 {
-        vec![0u8; nbr * B_TILE]
-    } else {
-        Vec::new()
-    };
+    UNPACKED.with_borrow_mut(|unpacked| {
+        if Q4 && unpacked.len() < CHUNK * nbr * B_TILE {
+            unpacked.resize(CHUNK * nbr * B_TILE, 0);
+        }
+        // SAFETY: the caller's contract; `unpacked` holds CHUNK * nbr tiles
+        // when Q4.
+        unsafe { run_chunks::<Q4>(job, first, count, out, unpacked) };
+    });
+    // SAFETY: AMX is granted; releasing the tiles touches no memory.
+    unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+}
+
+#[cfg(target_arch = "x86_64")]
+std::thread_local! {
+    /// Each thread's buffer of unpacked Q4_1 weight tiles, kept between
+    /// calls: allocating and zeroing it per call cost a prefill more than
+    /// its reuse (up to 384 KB per task of 16 groups).
+    static UNPACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`run`]'s groups, a chunk at a time.
+///
+/// # Safety
+/// As [`amx_groups`] checks, with the tiles configured; `unpacked` holds
+/// `CHUNK * nbr` tiles when `Q4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,fma")]
+unsafe fn run_chunks<const Q4: bool>(
+    job: &Job<'_>,
+    first: usize,
+    count: usize,
+    out: &OutRows,
+    unpacked: &mut [u8],
+) {
+    let (w, n, nbr) = (job.w, job.a.n, job.w.nbr);
     let mut sums = Sums([[0; TILE_ROWS * GROUP]; 2]);
-    for g in first..first + count {
-        let tiles = if Q4 {
-            for b in 0..nbr {
-                // SAFETY: group g's blocks lie within the weights (the
-                // caller's contract); `unpacked` holds nbr tiles.
-                unsafe {
-                    let v = weight_rows::<true>(w.qs.as_ptr(), g * nbr + b);
-                    for (k, v) in v.iter().enumerate() {
-                        _mm512_storeu_si512(
-                            unpacked.as_mut_ptr().add(b * B_TILE + k * 64).cast(),
-                            *v,
-                        );
+    let mut c0 = first;
+    while c0 < first + count {
+        let chunk = (first + count - c0).min(CHUNK);
+        if Q4 {
+            for (k, g) in (c0..c0 + chunk).enumerate() {
+                for b in 0..nbr {
+                    // SAFETY: group g's blocks lie within the weights (the
+                    // caller's contract); `unpacked` holds CHUNK * nbr tiles.
+                    unsafe {
+                        let v = weight_rows::<true>(w.qs.as_ptr(), g * nbr + b);
+                        for (r, v) in v.iter().enumerate() {
+                            _mm512_storeu_si512(
+                                unpacked
+                                    .as_mut_ptr()
+                                    .add((k * nbr + b) * B_TILE + r * 64)
+                                    .cast(),
+                                *v,
+                            );
+                        }
                     }
                 }
             }
-            unpacked.as_ptr()
-        } else {
-            // SAFETY: as above; a Q8_0 group block is its 8 tile rows.
-            unsafe { w.qs.as_ptr().add(g * nbr * Q8_GROUP_BLOCK) }
-        };
+        }
         let mut i0 = 0;
         while i0 < n {
             let rows = (n - i0).min(TILE_ROWS);
-            let at = Tile {
-                g,
-                i0,
-                rows,
-                weights: tiles,
-            };
-            // SAFETY: the contract above; the activations are padded to a
-            // multiple of 16 rows, so every tile's rows are readable.
-            unsafe {
-                match rows {
-                    1 => at.rows::<Q4, 1>(job, &mut sums, out),
-                    2 => at.rows::<Q4, 2>(job, &mut sums, out),
-                    3 | 4 => at.rows::<Q4, 4>(job, &mut sums, out),
-                    5..=8 => at.rows::<Q4, 8>(job, &mut sums, out),
-                    _ => at.rows::<Q4, 16>(job, &mut sums, out),
+            for (k, g) in (c0..c0 + chunk).enumerate() {
+                let tiles = if Q4 {
+                    // SAFETY: within `unpacked` (k < CHUNK).
+                    unsafe { unpacked.as_ptr().add(k * nbr * B_TILE) }
+                } else {
+                    // SAFETY: as above; a Q8_0 group block is its 8 tile rows.
+                    unsafe { w.qs.as_ptr().add(g * nbr * Q8_GROUP_BLOCK) }
+                };
+                let at = Tile {
+                    g,
+                    i0,
+                    rows,
+                    weights: tiles,
+                };
+                // SAFETY: the contract above; the activations are padded to a
+                // multiple of 16 rows, so every tile's rows are readable.
+                unsafe {
+                    match rows {
+                        1 => at.rows::<Q4, 1>(job, &mut sums, out),
+                        2 => at.rows::<Q4, 2>(job, &mut sums, out),
+                        3 | 4 => at.rows::<Q4, 4>(job, &mut sums, out),
+                        5..=8 => at.rows::<Q4, 8>(job, &mut sums, out),
+                        _ => at.rows::<Q4, 16>(job, &mut sums, out),
+                    }
                 }
             }
             i0 += rows;
         }
+        c0 += chunk;
     }
-    // SAFETY: AMX is granted; releasing the tiles touches no memory.
-    unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
 }
 
 /// One activation tile (rows `i0..i0 + 16`, of which the first `rows` are

@@ -266,16 +266,21 @@ mod tests {
     /// comparing the portable loop with itself).
     #[test]
     fn the_simd_kernels_run_where_the_cpu_has_them() {
-        let (rows, cols) = (40, 64);
-        let vals: Vec<f32> = (0..rows * cols)
-            .map(|i| (i % 13) as f32 / 7.0 - 0.9)
-            .collect();
+        let cols = 64;
         // Every row count of one VNNI pass (each is its own code), and a
-        // second, partial pass.
-        let cases = [GgmlType::Q4_1, GgmlType::Q8_0]
-            .into_iter()
-            .flat_map(|ty| (1..=8).chain([13]).map(move |n| (ty, n)));
-        for (ty, n) in cases {
+        // second, partial pass; then 19 groups of weights (AMX takes
+        // each activation tile through up to 16 groups in turn) against
+        // one full tile, and two and a partial one.
+        let cases = [GgmlType::Q4_1, GgmlType::Q8_0].into_iter().flat_map(|ty| {
+            (1..=8)
+                .chain([13])
+                .map(move |n| (ty, 40, n))
+                .chain([(ty, 300, 16), (ty, 300, 37)])
+        });
+        for (ty, rows, n) in cases {
+            let vals: Vec<f32> = (0..rows * cols)
+                .map(|i| (i % 13) as f32 / 7.0 - 0.9)
+                .collect();
             let mut bytes = Vec::new();
             quantize_row(ty, &vals, &mut bytes);
             let w = Int8Weights::from_gguf("w", ty, rows, cols, &bytes).unwrap();
