@@ -7,12 +7,13 @@
 //! and hands the free top of its heaps back past 128 KiB, so every layer
 //! faulted its buffers' pages in again, a 4 KiB page at a time: `perf
 //! record` over criterion's `smollm2/prefill_512` put about 8% of the
-//! prefill's samples in the kernel's page-fault path and 2% in zeroing
-//! fresh pages. Raising both thresholds keeps the freed blocks in the heap
-//! for the next layer (`GLIBC_TUNABLES` with the same two values made
-//! `prefill_512` 1.2x to 1.4x faster on the machine that measured it).
-//! The cost: up to [`TRIM_THRESHOLD`] bytes of freed memory per heap stay
-//! resident until reused.
+//! prefill's samples in the kernel's page-fault path (taking, zeroing and
+//! charging fresh pages). Raising both thresholds keeps the freed blocks
+//! in the heap for the next layer: `prefill_512` 1.29x to 1.32x faster in
+//! alternating builds (either threshold alone did nothing;
+//! `papers/results/prefill-heap-ab.md`). The cost: up to
+//! [`TRIM_THRESHOLD`] bytes of freed memory per heap stay resident until
+//! reused.
 
 /// Blocks up to this size come from the heap instead of a mapping of their
 /// own (glibc's largest allowed value on 64-bit targets).
