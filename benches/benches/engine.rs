@@ -149,6 +149,8 @@ fn smollm2(c: &mut Criterion) {
         return;
     };
     let model = Model::load(&path, Backend::Cpu).expect("load SmolLM2");
+    // As `forge-node serve` runs it.
+    model.use_huge_pages();
     decode_step(c, "smollm2", "decode_step@64", &model, 64);
     decode_step(c, "smollm2", "decode_step@512", &model, 512);
     for n in [2, 4, 8] {

@@ -81,6 +81,8 @@ fn main() -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
     let path = default_model_path().context("no model cache (run `forge-node pull`)")?;
     let model = Model::load(&path, Backend::Cpu)?;
+    // As `forge-node serve` runs it.
+    model.use_huge_pages();
     pool.install(|| -> Result<()> {
         // Warm-up: fills the commitment's buffer pool, as a server's
         // earlier requests do.

@@ -183,6 +183,8 @@ fn main() -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
     let path = default_model_path().context("no model cache")?;
     let model = Model::load(&path, Backend::Cpu)?;
+    // As `forge-node serve` runs it.
+    model.use_huge_pages();
     let (d, vocab) = (model.config().d_model, model.config().vocab);
     let prompt = synthetic_prompt(at, vocab);
     let mut session = model.session();

@@ -328,6 +328,8 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
     let model = Model::load(&path, Backend::Cpu)
         .with_context(|| format!("cannot load {}", path.display()))?;
     let load_secs = t.elapsed().as_secs_f64();
+    // As `forge-node serve` runs it (not counted in the load time).
+    model.use_huge_pages();
     let peak_rss_after_load = mem::peak_rss_bytes();
     let cfg = model.config().clone();
 

@@ -115,6 +115,8 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         .context("rayon pool")?;
     let model =
         Model::load(&path, Backend::Cpu).with_context(|| format!("loading {}", path.display()))?;
+    // As `forge-node serve` runs it.
+    model.use_huge_pages();
     let key_dir = tempfile::tempdir()?;
     let key = NodeKey::load_or_create(key_dir.path())?;
     let pk = forge_circuits::canonical_pk();

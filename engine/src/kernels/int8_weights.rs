@@ -54,6 +54,15 @@ pub(crate) struct Int8Weights {
 }
 
 impl Int8Weights {
+    /// Where its arrays lie in memory: (address, bytes) of each.
+    pub(crate) fn spans(&self) -> [(usize, usize); 3] {
+        [
+            (self.qs.as_ptr() as usize, self.qs.len()),
+            (self.d.as_ptr() as usize, size_of_val(&self.d[..])),
+            (self.m.as_ptr() as usize, size_of_val(&self.m[..])),
+        ]
+    }
+
     /// Regroup `rows` GGUF rows of `cols` elements (`bytes` in GGUF block order).
     pub(crate) fn from_gguf(
         name: &str,

@@ -63,6 +63,14 @@ enum Blocks {
 }
 
 impl QMatrix {
+    /// Where its weights lie in memory: (address, bytes) of each array.
+    pub(crate) fn spans(&self) -> Vec<(usize, usize)> {
+        match &self.blocks {
+            Blocks::Int8(w) => w.spans().to_vec(),
+            Blocks::F32 { w } => vec![(w.as_ptr() as usize, size_of_val(&w[..]))],
+        }
+    }
+
     /// Repack a GGUF tensor of `rows x cols` (GGUF dims `[cols, rows]`).
     pub(crate) fn from_gguf(
         name: &str,

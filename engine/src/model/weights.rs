@@ -31,6 +31,19 @@ pub(crate) struct Weights {
 }
 
 impl Weights {
+    /// Where the matrices' arrays lie in memory: (address, bytes) of each.
+    pub(crate) fn spans(&self) -> Vec<(usize, usize)> {
+        let layers = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        std::iter::once(&self.embed)
+            .chain(layers)
+            .chain(&self.lm_head)
+            .flat_map(QMatrix::spans)
+            .collect()
+    }
+
     pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Self> {
         let (d, kv, f, v) = (cfg.d_model, cfg.kv_dim(), cfg.ffn, cfg.vocab);
         let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix> {

@@ -249,6 +249,9 @@ fn load(
     let path = super::resolve_model(model)?;
     let model =
         Model::load(&path, backend).with_context(|| format!("loading {}", path.display()))?;
+    // A server decodes for long: worth a one-off copy of the weights.
+    let huge = model.use_huge_pages();
+    tracing::info!(mib = huge >> 20, "weights on 2 MiB pages");
     let name = name.unwrap_or_else(|| {
         let file = path
             .file_name()
