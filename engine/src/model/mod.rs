@@ -188,7 +188,7 @@ impl Model {
     /// A decode step streams every weight once, with one address
     /// translation per 4 KiB page on small pages: criterion's decode steps
     /// ran 1.03x to 1.15x faster on huge pages. The move copies the weights
-    /// (about 0.2 s for SmolLM2 on the machine that measured it), so it
+    /// (0.1 to 0.2 s for SmolLM2 on the machine that measured it), so it
     /// pays off in a process that decodes for a while, a server, and not in
     /// a one-shot command.
     pub fn use_huge_pages(&self) -> usize {
