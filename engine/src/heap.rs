@@ -1,5 +1,6 @@
-//! Keeps the memory a forward pass frees in the process, instead of giving
-//! it back to the kernel after every layer.
+//! Where the engine's memory sits: the memory a forward pass frees stays in
+//! the process instead of going back to the kernel after every layer, and
+//! the weights can move onto huge pages ([`collapse_into_huge_pages`]).
 //!
 //! A forward pass allocates each layer's activations afresh: at a 512-token
 //! prefill, buffers of 1 to 3 MB per projection. glibc's allocator serves
@@ -94,9 +95,10 @@ fn collapse(lo: usize, hi: usize) -> usize {
 #[allow(unsafe_code)]
 fn madvise_collapse(start: usize, len: usize) -> bool {
     // SAFETY: MADV_COLLAPSE only changes which physical pages back the
-    // range, never its contents or protection; the kernel copies the data
-    // into the huge page under its own locks, so concurrent readers see the
-    // same bytes. A range with unmapped parts is refused, not touched.
+    // range, never its contents or protection: the kernel copies the data
+    // into the huge page under its own locks and gives up on a page that
+    // changes meanwhile. Unmapped parts of the range are skipped (the call
+    // then reports an error, which only means fewer huge pages).
     unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_COLLAPSE) == 0 }
 }
 
