@@ -20,6 +20,21 @@ pub(crate) struct LayerWeights {
     pub(crate) w_down: QMatrix,
 }
 
+impl LayerWeights {
+    /// The layer's seven matrices.
+    pub(crate) fn matrices(&self) -> [&QMatrix; 7] {
+        [
+            &self.wq,
+            &self.wk,
+            &self.wv,
+            &self.wo,
+            &self.w_gate,
+            &self.w_up,
+            &self.w_down,
+        ]
+    }
+}
+
 /// All weights.
 #[derive(Clone, Debug)]
 pub(crate) struct Weights {
@@ -33,10 +48,7 @@ pub(crate) struct Weights {
 impl Weights {
     /// Where the matrices' arrays lie in memory: (address, bytes) of each.
     pub(crate) fn spans(&self) -> Vec<(usize, usize)> {
-        let layers = self
-            .layers
-            .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        let layers = self.layers.iter().flat_map(LayerWeights::matrices);
         std::iter::once(&self.embed)
             .chain(layers)
             .chain(&self.lm_head)
@@ -106,12 +118,8 @@ impl Weights {
         let layers: usize = self
             .layers
             .iter()
-            .map(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
-                    .iter()
-                    .map(|m| m.bytes())
-                    .sum::<usize>()
-            })
+            .flat_map(LayerWeights::matrices)
+            .map(QMatrix::bytes)
             .sum();
         layers + self.lm_head().bytes()
     }
