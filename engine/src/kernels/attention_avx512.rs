@@ -137,9 +137,11 @@ pub(super) fn weighted_sum(
     None
 }
 
-/// `dh`-float rows, `g` heads whose rows fill `row_floats`, `per_head`
-/// floats of scores per head that fill `scalars` (keys 0..per_head), and
-/// the cache holds every key's row.
+/// Whether the shapes suit the AVX-512 loops: rows of `dh` floats (a
+/// multiple of 16, at most 128), 1 to [`MAX_GROUP`] heads whose rows fill
+/// `row_floats`, `scalars` holding the same number of keys for each head
+/// (a score or weight per key), and the cache (`cache_len` floats) holding
+/// every one of those keys' rows.
 fn fits(
     dh: usize,
     g: usize,
