@@ -31,7 +31,7 @@
 //!   held against the balance before any work (429 `insufficient_quota`).
 //!
 //! ```no_run
-//! use forge_api::{AppState, Ledger, ReceiptSigner, ServerOptions, router};
+//! use forge_api::{AppState, Ledger, ReceiptSigner, ServerOptions, bind, router};
 //! use forge_engine::{Backend, Model};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,7 +39,7 @@
 //! let state = AppState::new(ServerOptions::default(), Ledger::open(&home.join("ledger.sqlite"))?);
 //! let (signer, _vk_path, _source) = ReceiptSigner::load(home)?;
 //! state.install(Model::load("model.gguf".as_ref(), Backend::Cpu)?, "smollm2", signer)?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let listener = bind("127.0.0.1:8080".parse()?).await?;
 //! axum::serve(listener, router(state)).await?;
 //! # Ok(())
 //! # }
@@ -52,6 +52,7 @@ mod config;
 mod error;
 mod forge_info;
 mod ledger;
+mod listener;
 mod metrics;
 mod openai;
 mod openapi;
@@ -71,6 +72,7 @@ pub use config::{
 pub use error::ApiError;
 pub use forge_info::ForgeInfo;
 pub use ledger::{Account, Balance, Ledger, LedgerError, ReceiptRecord, StoredReceipt};
+pub use listener::bind;
 pub use metrics::{Counter, Gauge, Histogram, Metrics};
 pub use openapi::document as openapi_document;
 pub use routes::{RECEIPT_HEADER, router};

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use axum::serve::Listener as _;
 use clap::Args;
 use forge_api::{AppState, CuKeySource, FileConfig, Ledger, ReceiptSigner, ServerOptions, router};
 use forge_engine::{Backend, Model};
@@ -202,7 +203,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
 }
 
 async fn run(state: AppState, s: Settings, home: PathBuf) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(s.listen)
+    let listener = forge_api::bind(s.listen)
         .await
         .with_context(|| format!("binding {}", s.listen))?;
     let addr = listener.local_addr()?;
