@@ -146,6 +146,9 @@ pub struct Metrics {
     pub audit_commitments: Gauge,
     /// Bytes of committed rows those commitments hold.
     pub audit_bytes: Gauge,
+    /// The bound on those bytes (`--audit-retain-mib`): past it the oldest
+    /// commitments are dropped and their memory is reused.
+    pub audit_limit_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -167,6 +170,7 @@ impl Default for Metrics {
             step_seconds: Histogram::new(LATENCY),
             audit_commitments: Gauge::default(),
             audit_bytes: Gauge::default(),
+            audit_limit_bytes: Gauge::default(),
         }
     }
 }
@@ -252,6 +256,12 @@ impl Metrics {
             "forge_audit_retained_bytes",
             "Bytes of committed rows those commitments hold.",
             self.audit_bytes.get(),
+        );
+        gauge(
+            &mut out,
+            "forge_audit_retain_limit_bytes",
+            "The bound on those bytes; past it the oldest commitments are dropped.",
+            self.audit_limit_bytes.get(),
         );
         gauge(
             &mut out,

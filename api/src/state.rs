@@ -75,9 +75,13 @@ impl AppState {
     /// State with no model yet (`/health` answers 503 until [`AppState::install`]).
     pub fn new(options: ServerOptions, ledger: Ledger) -> Self {
         let retained = Arc::new(RetainedCommitments::new(options.audit_retain_bytes));
+        let metrics = Metrics::default();
+        metrics
+            .audit_limit_bytes
+            .set(i64::try_from(options.audit_retain_bytes).unwrap_or(i64::MAX));
         Self(Arc::new(Shared {
             options,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(metrics),
             ledger: Arc::new(ledger),
             holds: Arc::new(Holds::default()),
             retained,

@@ -133,6 +133,14 @@ async fn commitments_past_the_bound_are_dropped_oldest_first() {
         ..ServerOptions::default()
     };
     let app = app_with(opts, &tiny_spec(), |_| {});
+    // The bound is published, so a client can tell how full the store is.
+    assert_eq!(
+        metric(
+            &get(&app.router, "/metrics").await.text(),
+            "forge_audit_retain_limit_bytes"
+        ) as u64,
+        one + one / 2
+    );
     let first = chat(&app.router, &forced(6, 1)).await.json()["forge"]["receipt_id"]
         .as_str()
         .unwrap()
