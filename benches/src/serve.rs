@@ -31,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use self::client::{RequestShape, chat_body, first_model_id, stream_chat};
-use self::metrics::{EngineCounters, scrape};
+use self::metrics::{AuditStore, EngineCounters, scrape, scrape_audit};
 use self::servers::{ForgeConfig, LlamaServerConfig, ServerProcess, default_forge_node};
 use self::sse::{TokenCount, decode_tps, ratio};
 use crate::decode::{LLAMA_N_CTX, model_path};
@@ -41,6 +41,9 @@ use crate::util::{self, median};
 
 /// Tokens per stream of the warm-up wave (not reported).
 const WARMUP_TOKENS: usize = 8;
+/// Waves the audit store's fill may take at most; it ends sooner, once the
+/// store has dropped a commitment.
+const MAX_FILL_WAVES: usize = 256;
 /// The smallest `--max-concurrent` given to Forge (what the requirement
 /// asks for); larger when a level needs more.
 const MIN_FORGE_SLOTS: usize = 8;
@@ -92,6 +95,14 @@ pub struct ServeArgs {
     /// Skip the llama.cpp reference (the table says so; no ratios to it).
     #[arg(long)]
     pub no_llama_cpp: bool,
+    /// Measure a freshly started Forge server: do not fill its audit store
+    /// first. By default the benchmark sends waves like the measured ones
+    /// until the store (the commitments kept for auditors, 1 GiB by
+    /// default) has reached its bound and reuses the memory of the ones it
+    /// drops, as a server that has been running a while does; until then
+    /// every committed row takes memory the process never had.
+    #[arg(long)]
+    pub cold: bool,
     /// Environment variable for the llama.cpp server (repeatable), e.g.
     /// OMP_WAIT_POLICY=PASSIVE (its OpenMP threads spin while idle, taking
     /// the cores from Forge's turns on a small machine).
@@ -297,6 +308,22 @@ pub struct LlamaInfo {
     pub ready_secs: f64,
 }
 
+/// How the benchmark brought Forge's audit store to its bound.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditFill {
+    /// Waves sent, each of the top level's streams, the run's prompts and
+    /// max_tokens.
+    pub waves: usize,
+    /// Requests answered.
+    pub requests: usize,
+    /// Seconds the fill took.
+    pub secs: f64,
+    /// The store before the measurement.
+    pub store: AuditStore,
+    /// Whether the store dropped a commitment (false: the wave cap came first).
+    pub reached_bound: bool,
+}
+
 /// Everything `forge-bench serve` measured; written as JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServeReport {
@@ -328,6 +355,10 @@ pub struct ServeReport {
     pub prompt_tokens: Vec<(String, Option<usize>, Option<usize>)>,
     /// The Forge server.
     pub forge: ForgeInfo,
+    /// How its audit store was filled before measuring.
+    pub audit_fill: Option<AuditFill>,
+    /// Why it was not (`--cold`, a server keeping no commitments, ...).
+    pub audit_fill_skipped: Option<String>,
     /// llama.cpp's server, when it ran.
     pub llama_cpp: Option<LlamaInfo>,
     /// Why llama.cpp's server did not run or its results were dropped.
@@ -465,6 +496,19 @@ async fn run_async(args: &ServeArgs) -> Result<ServeReport> {
         llama = None;
     }
 
+    let top = levels.iter().copied().max().unwrap_or(1);
+    let (audit_fill, audit_fill_skipped) = if args.cold {
+        (None, Some("`--cold`".to_string()))
+    } else {
+        match fill_audit_store(&http, &forge.base_url, &forge_model, top, &prompts, &shape)
+            .await
+            .map_err(|e| forge_failed(&forge, "filling the audit store", &e))?
+        {
+            Ok(fill) => (Some(fill), None),
+            Err(why) => (None, Some(why)),
+        }
+    };
+
     let mut raw: Vec<LevelRun> = Vec::new();
     for r in 0..runs {
         for (li, &c) in levels.iter().enumerate() {
@@ -571,6 +615,8 @@ async fn run_async(args: &ServeArgs) -> Result<ServeReport> {
         prompts: prompts.iter().map(|p| p.name.to_string()).collect(),
         prompt_tokens,
         forge: forge_info,
+        audit_fill,
+        audit_fill_skipped,
         llama_cpp: llama_info,
         llama_cpp_unavailable: llama_unavailable,
         llama_env: args.llama_env.clone(),
@@ -715,9 +761,7 @@ async fn run_level(
     };
     let mut out = Vec::with_capacity(waves);
     for w in 0..waves {
-        let picked: Vec<&BenchPrompt> = (0..c)
-            .map(|s| &prompts[(w * c + s) % prompts.len()])
-            .collect();
+        let picked = wave_prompts(prompts, c, w);
         out.push(run_wave(http, base_url, model, &picked, shape).await?);
     }
     let engine = match before {
@@ -731,6 +775,68 @@ async fn run_level(
         waves: out,
         engine,
     })
+}
+
+/// The prompts of wave `w` of `c` streams: stream s takes prompt
+/// `(w * c + s) mod len`, so that every prompt is sent in turn.
+fn wave_prompts(prompts: &[BenchPrompt], c: usize, w: usize) -> Vec<&BenchPrompt> {
+    (0..c)
+        .map(|s| &prompts[(w * c + s) % prompts.len()])
+        .collect()
+}
+
+/// Sends waves of `c` streams (prompts in turn, as the levels take them)
+/// until Forge's audit store has dropped a commitment, then one more, so
+/// that what is measured next reuses the dropped commitments' memory.
+/// Outer error: a request failed; inner: why the store cannot be filled.
+async fn fill_audit_store(
+    http: &reqwest::Client,
+    base_url: &str,
+    model: &str,
+    c: usize,
+    prompts: &[BenchPrompt],
+    shape: &RequestShape,
+) -> Result<Result<AuditFill, String>, String> {
+    let Some(mut store) = scrape_audit(http, base_url).await else {
+        return Ok(Err("its /metrics did not answer".into()));
+    };
+    match store.limit_bytes {
+        None => return Ok(Err("it publishes no audit bound".into())),
+        Some(l) if l <= 0.0 => return Ok(Err("it keeps no commitments".into())),
+        Some(_) => {}
+    }
+    let started = Instant::now();
+    let (mut waves, mut reached_bound) = (0, false);
+    tracing::info!(streams = c, "filling the audit store");
+    while waves < MAX_FILL_WAVES {
+        let picked = wave_prompts(prompts, c, waves);
+        run_wave(http, base_url, model, &picked, shape).await?;
+        waves += 1;
+        if reached_bound {
+            break;
+        }
+        let Some(after) = scrape_audit(http, base_url).await else {
+            return Ok(Err("its /metrics stopped answering".into()));
+        };
+        reached_bound = after.dropped_since(&store, c);
+        store = after;
+    }
+    let store = scrape_audit(http, base_url).await.unwrap_or(store);
+    let fill = AuditFill {
+        waves,
+        requests: waves * c,
+        secs: started.elapsed().as_secs_f64(),
+        store,
+        reached_bound,
+    };
+    tracing::info!(
+        waves,
+        secs = fill.secs,
+        mib = store.bytes / f64::from(1 << 20),
+        reached_bound,
+        "audit store filled"
+    );
+    Ok(Ok(fill))
 }
 
 /// Send one stream per prompt at once; wait for all.
@@ -1061,6 +1167,38 @@ pub fn render_markdown(r: &ServeReport) -> String {
          the aggregate includes that. The receipts column counts the streams whose finish chunk carried a receipt id.",
         r.threads, r.forge.max_concurrent
     );
+    let mib = |b: f64| b / f64::from(1 << 20);
+    match (&r.audit_fill, &r.audit_fill_skipped) {
+        (Some(f), _) => {
+            let _ = writeln!(
+                s,
+                "- Audit store: before measuring, {} wave(s) of {} streams ({} requests, {:.1} s) filled forge-node's \
+                 store of commitments kept for auditors (`--audit-retain-mib`) {}: {:.0} of {:.0} MiB held. A server \
+                 that has run a while is in this state: a new commitment takes the memory of the oldest it drops, \
+                 where until the bound every committed row (about 115 KB per position of SmolLM2) takes memory the \
+                 process never had, page by page. `--cold` measures a freshly started server.",
+                f.waves,
+                f.requests / f.waves.max(1),
+                f.requests,
+                f.secs,
+                if f.reached_bound {
+                    "until it dropped its oldest"
+                } else {
+                    "(the wave cap came before the bound)"
+                },
+                mib(f.store.bytes),
+                f.store.limit_bytes.map_or(0.0, mib),
+            );
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(
+                s,
+                "- Audit store: not filled before measuring ({why}); a freshly started server's commitments take \
+                 memory the process never had until its store reaches the bound."
+            );
+        }
+        (None, None) => {}
+    }
     if let Some(l) = &r.llama_cpp {
         let _ = writeln!(
             s,

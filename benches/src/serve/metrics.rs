@@ -1,7 +1,9 @@
 //! Forge's engine counters, read from its Prometheus `/metrics` before and
 //! after each level: how many batched steps ran, how many sequences each
 //! forwarded, and how long they took. They tell whether the engine really
-//! batched the concurrent streams and how busy its thread was.
+//! batched the concurrent streams and how busy its thread was. Also the
+//! state of its audit store ([`AuditStore`]), which the benchmark fills
+//! before measuring.
 
 use serde::Serialize;
 
@@ -24,17 +26,8 @@ impl EngineCounters {
     /// Read the counters from Prometheus text; absent ones are 0.
     pub fn parse(text: &str) -> Self {
         let mut c = Self::default();
-        for line in text.lines() {
-            if line.starts_with('#') {
-                continue;
-            }
-            let Some((name, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(v) = value.trim().parse::<f64>() else {
-                continue;
-            };
-            match name.trim() {
+        for (name, v) in samples(text) {
+            match name {
                 "forge_engine_steps_total" => c.steps = v,
                 "forge_engine_batch_sequences_sum" => c.sequences = v,
                 "forge_engine_step_seconds_sum" => c.step_secs = v,
@@ -79,9 +72,54 @@ impl EngineCounters {
     }
 }
 
-/// Read `/metrics`; `None` when the server does not answer (the table then
-/// lacks the engine columns, nothing else).
-pub async fn scrape(http: &reqwest::Client, base_url: &str) -> Option<EngineCounters> {
+/// The commitments Forge keeps for auditors: how many, their bytes, and
+/// the bound past which the oldest are dropped (and their memory reused).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct AuditStore {
+    /// `forge_audit_commitments_retained`.
+    pub commitments: f64,
+    /// `forge_audit_retained_bytes`.
+    pub bytes: f64,
+    /// `forge_audit_retain_limit_bytes`; `None` from a server without it.
+    pub limit_bytes: Option<f64>,
+}
+
+impl AuditStore {
+    /// Read the gauges from Prometheus text; absent ones are 0 (the limit:
+    /// `None`).
+    pub fn parse(text: &str) -> Self {
+        let mut a = Self::default();
+        for (name, v) in samples(text) {
+            match name {
+                "forge_audit_commitments_retained" => a.commitments = v,
+                "forge_audit_retained_bytes" => a.bytes = v,
+                "forge_audit_retain_limit_bytes" => a.limit_bytes = Some(v),
+                _ => {}
+            }
+        }
+        a
+    }
+
+    /// Whether the store has dropped a commitment between `before` and
+    /// `self`, `answered` requests later: each answer adds one commitment
+    /// unless the bound made the store drop some (or not keep it).
+    pub fn dropped_since(&self, before: &Self, answered: usize) -> bool {
+        self.commitments < before.commitments + answered as f64
+    }
+}
+
+/// `(name, value)` of each sample line of Prometheus text.
+fn samples(text: &str) -> impl Iterator<Item = (&str, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name.trim(), value.trim().parse::<f64>().ok()?))
+        })
+}
+
+/// `/metrics`' text; `None` when the server does not answer.
+async fn metrics_text(http: &reqwest::Client, base_url: &str) -> Option<String> {
     let r = http
         .get(format!("{base_url}/metrics"))
         .timeout(std::time::Duration::from_secs(10))
@@ -91,7 +129,18 @@ pub async fn scrape(http: &reqwest::Client, base_url: &str) -> Option<EngineCoun
     if !r.status().is_success() {
         return None;
     }
-    Some(EngineCounters::parse(&r.text().await.ok()?))
+    r.text().await.ok()
+}
+
+/// Read the engine counters; `None` when the server does not answer (the
+/// table then lacks the engine columns, nothing else).
+pub async fn scrape(http: &reqwest::Client, base_url: &str) -> Option<EngineCounters> {
+    Some(EngineCounters::parse(&metrics_text(http, base_url).await?))
+}
+
+/// Read the audit store's gauges; `None` when the server does not answer.
+pub async fn scrape_audit(http: &reqwest::Client, base_url: &str) -> Option<AuditStore> {
+    Some(AuditStore::parse(&metrics_text(http, base_url).await?))
 }
 
 #[cfg(test)]
@@ -148,5 +197,38 @@ forge_engine_step_seconds_count 120
         );
         assert_eq!(d.plus(&before), c);
         assert_eq!(EngineCounters::parse("garbage\n\n").mean_batch(), None);
+    }
+
+    #[test]
+    fn audit_store_from_prometheus_text() {
+        let text = "\
+# TYPE forge_audit_commitments_retained gauge
+forge_audit_commitments_retained 12
+forge_audit_retained_bytes 1048576
+forge_audit_retain_limit_bytes 1073741824
+";
+        let a = AuditStore::parse(text);
+        assert_eq!(
+            a,
+            AuditStore {
+                commitments: 12.0,
+                bytes: 1048576.0,
+                limit_bytes: Some(1073741824.0)
+            }
+        );
+        // An older server publishes no limit.
+        assert_eq!(AuditStore::parse(TEXT).limit_bytes, None);
+        // 8 answers, 8 more commitments: nothing dropped; 7 more: one was.
+        let before = AuditStore {
+            commitments: 4.0,
+            ..a
+        };
+        let kept = |n: f64| AuditStore {
+            commitments: n,
+            ..a
+        };
+        assert!(!kept(12.0).dropped_since(&before, 8));
+        assert!(kept(11.0).dropped_since(&before, 8));
+        assert!(kept(3.0).dropped_since(&before, 8));
     }
 }
