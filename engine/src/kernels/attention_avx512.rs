@@ -240,16 +240,17 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
         for j in j0 + PREFETCH_KEYS..j0 + PREFETCH_KEYS + LANES {
             prefetch_row::<V>(k, at, j);
         }
-        let mut acc = [[_mm512_setzero_ps(); LANES]; G];
-        for i in 0..LANES {
+        // Each key's accumulators for all heads, the key's row read once.
+        // Built element by element: a zeroed array filled in afterwards
+        // (too large for the registers) cost a `memset` call per 16 keys.
+        let per_key: [[__m512; G]; LANES] = std::array::from_fn(|i| {
             // SAFETY: key j0 + i < full <= n is a row of `k` (`fits`).
             let kr = unsafe { row::<V>(k, at, j0 + i) };
-            for (acc, q) in acc.iter_mut().zip(&qv) {
-                acc[i] = lanes(q, &kr);
-            }
-        }
+            std::array::from_fn(|h| lanes(&qv[h], &kr))
+        });
         for h in 0..G {
-            let s = _mm512_mul_ps(hsum16(&acc[h]), sv);
+            let acc: [__m512; LANES] = std::array::from_fn(|i| per_key[i][h]);
+            let s = _mm512_mul_ps(hsum16(&acc), sv);
             maxv[h] = _mm512_max_ps(s, maxv[h]);
             // SAFETY: `h * n + j0 + 16 <= h * n + n <= scores.len()`.
             unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(h * n + j0), s) };
