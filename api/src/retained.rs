@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use forge_proofs::{Commitment, Receipt};
 
+use crate::metrics::Metrics;
+
 /// One answered request's commitment and what opening its cells needs.
 #[derive(Debug)]
 pub(crate) struct Retained {
@@ -56,39 +58,54 @@ impl RetainedCommitments {
     }
 
     /// Keeps `r` under receipt id `id`, dropping the oldest past the bound,
-    /// and returns how many commitments are kept and their bytes of rows.
-    /// A commitment larger than the whole bound is not kept.
-    pub(crate) fn insert(&self, id: [u8; 16], r: Retained) -> (usize, u64) {
+    /// and sets `metrics`' audit gauges to how many commitments are kept and
+    /// their bytes of rows. A commitment larger than the whole bound is not
+    /// kept.
+    pub(crate) fn insert(&self, id: [u8; 16], r: Retained, metrics: &Metrics) {
         let size = r.bytes();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if size > self.max_bytes {
+        if size <= self.max_bytes {
+            inner.keep(id, r, size, self.max_bytes);
+        } else {
             tracing::debug!(
                 bytes = size,
                 "commitment larger than the audit bound: not kept"
             );
-            return (inner.by_id.len(), inner.bytes);
         }
-        if let Some((_, old)) = inner.by_id.insert(id, (Arc::new(r), size)) {
-            // The same id again (not expected: ids are random): replace.
-            inner.bytes -= old;
-            inner.order.retain(|k| k != &id);
-        }
-        inner.order.push_back(id);
-        inner.bytes += size;
-        while inner.bytes > self.max_bytes {
-            let Some(oldest) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some((_, b)) = inner.by_id.remove(&oldest) {
-                inner.bytes -= b;
-            }
-        }
-        (inner.by_id.len(), inner.bytes)
+        // Set while the lock is held: receipt workers inserting side by
+        // side would otherwise set them in either order, and the last
+        // word could be an earlier insert's.
+        metrics.audit_commitments.set(inner.by_id.len() as i64);
+        metrics
+            .audit_bytes
+            .set(i64::try_from(inner.bytes).unwrap_or(i64::MAX));
     }
 
     /// The commitment of receipt `id`, if it is still kept.
     pub(crate) fn get(&self, id: &[u8; 16]) -> Option<Arc<Retained>> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.by_id.get(id).map(|(r, _)| Arc::clone(r))
+    }
+}
+
+impl Inner {
+    /// Keeps `r` (`size` bytes of rows), then drops the oldest until the
+    /// rows kept are within `max_bytes`.
+    fn keep(&mut self, id: [u8; 16], r: Retained, size: u64, max_bytes: u64) {
+        if let Some((_, old)) = self.by_id.insert(id, (Arc::new(r), size)) {
+            // The same id again (not expected: ids are random): replace.
+            self.bytes -= old;
+            self.order.retain(|k| k != &id);
+        }
+        self.order.push_back(id);
+        self.bytes += size;
+        while self.bytes > max_bytes {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some((_, b)) = self.by_id.remove(&oldest) {
+                self.bytes -= b;
+            }
+        }
     }
 }

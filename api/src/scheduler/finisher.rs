@@ -107,7 +107,7 @@ impl Finisher {
             price_milli_per_cu,
             charged_milli_cu: charged,
         };
-        let (kept, bytes) = self.retained.insert(
+        self.retained.insert(
             id,
             Retained {
                 receipt,
@@ -115,11 +115,8 @@ impl Finisher {
                 output: generation.tokens,
                 commitment,
             },
+            &self.metrics,
         );
-        self.metrics.audit_commitments.set(kept as i64);
-        self.metrics
-            .audit_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         Ok(Some(info))
     }
 }

@@ -172,3 +172,36 @@ async fn commitments_past_the_bound_are_dropped_oldest_first() {
         .error(StatusCode::GONE);
     assert_eq!(e["code"], "commitment_expired");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_audit_gauges_count_every_commitment_with_several_receipt_workers() {
+    // Same-length answers, so every commitment holds the same bytes.
+    let one = {
+        let app = app();
+        let _ = chat(&app.router, &forced(5, 1)).await;
+        metric(
+            &get(&app.router, "/metrics").await.text(),
+            "forge_audit_retained_bytes",
+        ) as u64
+    };
+    let opts = ServerOptions {
+        receipt_workers: 4,
+        max_concurrent: 8,
+        ..ServerOptions::default()
+    };
+    let app = app_with(opts, &tiny_spec(), |_| {});
+    let n = 16u64;
+    let answers = futures_util::future::join_all((0..n).map(|seed| {
+        let router = app.router.clone();
+        async move { chat(&router, &forced(5, seed)).await }
+    }))
+    .await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    }
+    // The receipt workers finish in any order; the gauges must end on the
+    // store's final state, not on whichever worker set them last.
+    let m = get(&app.router, "/metrics").await.text();
+    assert_eq!(metric(&m, "forge_audit_commitments_retained") as u64, n);
+    assert_eq!(metric(&m, "forge_audit_retained_bytes") as u64, n * one);
+}
