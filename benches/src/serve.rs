@@ -311,11 +311,10 @@ pub struct LlamaInfo {
 /// How the benchmark brought Forge's audit store to its bound.
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditFill {
-    /// Waves sent, each of the top level's streams, the run's prompts and
-    /// max_tokens.
+    /// Waves sent, with the run's prompts and max_tokens.
     pub waves: usize,
-    /// Requests answered.
-    pub requests: usize,
+    /// Streams per wave (the top level's).
+    pub streams: usize,
     /// Seconds the fill took.
     pub secs: f64,
     /// The store before the measurement.
@@ -824,7 +823,7 @@ async fn fill_audit_store(
     let store = scrape_audit(http, base_url).await.unwrap_or(store);
     let fill = AuditFill {
         waves,
-        requests: waves * c,
+        streams: c,
         secs: started.elapsed().as_secs_f64(),
         store,
         reached_bound,
@@ -1178,8 +1177,8 @@ pub fn render_markdown(r: &ServeReport) -> String {
                  where until the bound every committed row (about 115 KB per position of SmolLM2) takes memory the \
                  process never had, page by page. `--cold` measures a freshly started server.",
                 f.waves,
-                f.requests / f.waves.max(1),
-                f.requests,
+                f.streams,
+                f.waves * f.streams,
                 f.secs,
                 if f.reached_bound {
                     "until it dropped its oldest"

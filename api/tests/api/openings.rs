@@ -116,17 +116,21 @@ fn forced(max_tokens: u64, seed: u64) -> serde_json::Value {
     v
 }
 
+/// Bytes of rows one `forced(max_tokens, _)` answer's commitment holds, as a
+/// fresh server's store reports them.
+async fn commitment_bytes(max_tokens: u64) -> u64 {
+    let app = app();
+    let _ = chat(&app.router, &forced(max_tokens, 1)).await;
+    metric(
+        &get(&app.router, "/metrics").await.text(),
+        "forge_audit_retained_bytes",
+    ) as u64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commitments_past_the_bound_are_dropped_oldest_first() {
     // Room for about one tiny-model commitment: the second answer evicts the first.
-    let one = {
-        let app = app();
-        let _ = chat(&app.router, &forced(6, 1)).await;
-        metric(
-            &get(&app.router, "/metrics").await.text(),
-            "forge_audit_retained_bytes",
-        ) as u64
-    };
+    let one = commitment_bytes(6).await;
     assert!(one > 0);
     let opts = ServerOptions {
         audit_retain_bytes: one + one / 2,
@@ -176,14 +180,7 @@ async fn commitments_past_the_bound_are_dropped_oldest_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_audit_gauges_count_every_commitment_with_several_receipt_workers() {
     // Same-length answers, so every commitment holds the same bytes.
-    let one = {
-        let app = app();
-        let _ = chat(&app.router, &forced(5, 1)).await;
-        metric(
-            &get(&app.router, "/metrics").await.text(),
-            "forge_audit_retained_bytes",
-        ) as u64
-    };
+    let one = commitment_bytes(5).await;
     let opts = ServerOptions {
         receipt_workers: 4,
         max_concurrent: 8,
