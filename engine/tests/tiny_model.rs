@@ -185,6 +185,17 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
                 .flat_map(|p| rec.kv_row(l, p).unwrap().to_vec())
                 .collect();
             let cell = m.replay_cell(l, &inputs[t * d..], &prefix).unwrap();
+            // The rows apart, as an opening holds them: the same bits.
+            let rows: Vec<&[f32]> = (0..t).map(|p| rec.kv_row(l, p).unwrap()).collect();
+            let apart = m
+                .replay_cell_rows_in(Numerics::Int8, l, &inputs[t * d..], &rows)
+                .unwrap();
+            assert_eq!(bits(&apart.kv), bits(&cell.kv), "rows apart ({l},{t})");
+            assert_eq!(
+                bits(&apart.output),
+                bits(&cell.output),
+                "rows apart ({l},{t})"
+            );
             assert_eq!(
                 bits(&cell.kv),
                 bits(rec.kv_row(l, t).unwrap()),
@@ -201,6 +212,11 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
     let kvw = 2 * cfg.kv_dim();
     assert!(
         m.replay_cell(0, &vec![0.0; d], &vec![0.0; kvw + 1])
+            .is_err()
+    );
+    let ragged = [vec![0.0; kvw], vec![0.0; kvw - 1]];
+    assert!(
+        m.replay_cell_rows_in(Numerics::Int8, 0, &vec![0.0; d], &ragged)
             .is_err()
     );
     assert!(m.replay_cell(0, &vec![0.0; d - 1], &[]).is_err());

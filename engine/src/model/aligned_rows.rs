@@ -23,6 +23,13 @@ pub(crate) struct AlignedRows {
 }
 
 impl AlignedRows {
+    /// Empty, with room for `capacity` floats before it grows.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let mut rows = Self::default();
+        rows.grow_to(capacity);
+        rows
+    }
+
     /// The floats.
     pub(crate) fn as_slice(&self) -> &[f32] {
         &self.buf[self.start..self.start + self.len]
@@ -37,18 +44,22 @@ impl AlignedRows {
     pub(crate) fn extend_from_slice(&mut self, values: &[f32]) {
         let end = self.len + values.len();
         if self.start + end > self.buf.len() {
-            let capacity = end.max(2 * self.len).max(ALIGN);
-            let mut buf = vec![0.0f32; capacity + ALIGN / 4];
-            // `align_offset` may decline (it never does for a plain pointer
-            // to f32 on the targets we build); the data is then unaligned but
-            // correct.
-            let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN / 4);
-            buf[start..start + self.len].copy_from_slice(self.as_slice());
-            self.buf = buf;
-            self.start = start;
+            self.grow_to(end.max(2 * self.len).max(ALIGN));
         }
         self.buf[self.start + self.len..self.start + end].copy_from_slice(values);
         self.len = end;
+    }
+
+    /// Moves the floats into a new buffer with room for `capacity`.
+    fn grow_to(&mut self, capacity: usize) {
+        let mut buf = vec![0.0f32; capacity + ALIGN / 4];
+        // `align_offset` may decline (it never does for a plain pointer to
+        // f32 on the targets we build); the data is then unaligned but
+        // correct.
+        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN / 4);
+        buf[start..start + self.len].copy_from_slice(self.as_slice());
+        self.buf = buf;
+        self.start = start;
     }
 }
 

@@ -162,23 +162,27 @@ impl CpuForward<'_> {
     }
 
     /// Layer `lw` at position `t` alone, from its input row and the keys and
-    /// values of positions `0..t` (rows of `[k | v]`, as
+    /// values of positions `0..t` (`t` rows of `[k | v]`, as
     /// [`TraceSink::record_kv`] hands them): returns position `t`'s own
     /// `[k | v]` row and its output row. It runs [`Self::layer`] on one row
     /// whose cache holds the prefix, so the same operations give the same
-    /// bits, at the cost of one row plus attention.
-    pub(crate) fn replay_cell(
+    /// bits, at the cost of one row plus attention. The cache is made at
+    /// its final size: grown row by row, a long prefix was zeroed and
+    /// copied several times over.
+    pub(crate) fn replay_cell<R: AsRef<[f32]>>(
         &self,
         lw: &LayerWeights,
         input: &[f32],
-        kv_prefix: &[f32],
+        kv_prefix: &[R],
     ) -> (Vec<f32>, Vec<f32>) {
         let kvdim = self.cfg.kv_dim();
-        let t = kv_prefix.len() / (2 * kvdim);
-        let (mut k, mut v) = (AlignedRows::default(), AlignedRows::default());
-        for row in kv_prefix.chunks_exact(2 * kvdim) {
-            k.extend_from_slice(&row[..kvdim]);
-            v.extend_from_slice(&row[kvdim..]);
+        let t = kv_prefix.len();
+        let mut k = AlignedRows::with_capacity((t + 1) * kvdim);
+        let mut v = AlignedRows::with_capacity((t + 1) * kvdim);
+        for row in kv_prefix {
+            let (kr, vr) = row.as_ref().split_at(kvdim);
+            k.extend_from_slice(kr);
+            v.extend_from_slice(vr);
         }
         let mut x = input.to_vec();
         self.layer(

@@ -367,6 +367,27 @@ impl Model {
         input: &[f32],
         kv_prefix: &[f32],
     ) -> Result<CellReplay> {
+        let w = 2 * self.cfg.kv_dim();
+        if !kv_prefix.len().is_multiple_of(w) {
+            return Err(EngineError::InvalidParameter {
+                param: "kv_prefix",
+                problem: format!("{} values is not 0..context rows of {w}", kv_prefix.len()),
+            });
+        }
+        let rows: Vec<&[f32]> = kv_prefix.chunks_exact(w).collect();
+        self.replay_cell_rows_in(numerics, layer, input, &rows)
+    }
+
+    /// [`Model::replay_cell_in`] with the prefix's `[k | v]` rows apart (a
+    /// spot check's openings hold them so), which spares gathering them
+    /// into one array first.
+    pub fn replay_cell_rows_in<R: AsRef<[f32]> + Sync>(
+        &self,
+        numerics: Numerics,
+        layer: usize,
+        input: &[f32],
+        kv_prefix: &[R],
+    ) -> Result<CellReplay> {
         let (d, w) = (self.cfg.d_model, 2 * self.cfg.kv_dim());
         let lw = self.replay_weights(layer, input)?;
         if input.len() != d {
@@ -375,10 +396,24 @@ impl Model {
                 problem: format!("{} values is not one row of {d}", input.len()),
             });
         }
-        if !kv_prefix.len().is_multiple_of(w) || kv_prefix.len() / w >= self.cfg.context_length {
+        if kv_prefix.len() >= self.cfg.context_length {
             return Err(EngineError::InvalidParameter {
                 param: "kv_prefix",
-                problem: format!("{} values is not 0..context rows of {w}", kv_prefix.len()),
+                problem: format!(
+                    "{} rows is not 0..context ({}) rows",
+                    kv_prefix.len(),
+                    self.cfg.context_length
+                ),
+            });
+        }
+        if let Some((i, row)) = kv_prefix
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.as_ref().len() != w)
+        {
+            return Err(EngineError::InvalidParameter {
+                param: "kv_prefix",
+                problem: format!("row {i} has {} values, not {w}", row.as_ref().len()),
             });
         }
         let cpu = self.cpu_in(numerics);

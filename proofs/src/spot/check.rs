@@ -182,10 +182,12 @@ impl<'a> SpotChecker<'a> {
         // Rows past t (the rest of t's key/value block) are only hashed.
         let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
         let kv_rows = &c.kv.rows[..through_t];
-        let prefix: Vec<f32> = kv_rows[..through_t - 1].concat();
-        let replayed = self
-            .model
-            .replay_cell_in(numerics, layer as usize, &input, &prefix)?;
+        let replayed = self.model.replay_cell_rows_in(
+            numerics,
+            layer as usize,
+            &input,
+            &kv_rows[..through_t - 1],
+        )?;
         let committed = opened(&c.output, pos);
         let compare = |what: &'static str, row: &[f32], want: &[f32]| {
             let rel_l2 = relative_l2(row, want);
