@@ -240,6 +240,54 @@ fn a_forged_token_fails_at_its_sampling_step() {
 }
 
 #[test]
+fn token_checks_drawn_together_report_the_first_forged_step() {
+    // Every last-layer cell in one draw: their rows go through one LM head
+    // pass, and each must still be compared with its own step's token.
+    let (model, _dir) = common::tiny_model(1);
+    let req = request(&model);
+    let (mut generation, c) = commit(&model, &req);
+    let n_prompt = req.prompt.len() as u32;
+    let forged = 2;
+    generation.tokens[forged] = (generation.tokens[forged] + 1) % 259;
+    let r = build(&model, &req, &generation, &c);
+    let last = LAYERS as u32 - 1;
+    let cells: Vec<(u32, u32)> = (n_prompt - 1..r.trace.positions)
+        .rev()
+        .map(|t| (last, t))
+        .collect();
+    let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
+    let checker = SpotChecker::new(&model);
+    let e = checker.check_cells(&r, &cells, &openings).unwrap_err();
+    // Challenge order is latest first: a later step fails first when the
+    // forged token, in its history, changes what it samples; else the
+    // forged step does.
+    let SpotError::TokenMismatch { step, .. } = e else {
+        panic!("{e:?}");
+    };
+    let alone: Vec<u32> = cells
+        .iter()
+        .filter_map(|&cell| {
+            let o = open_cells(&c, &req.prompt, &generation.tokens, &[cell]).unwrap();
+            match checker.check_cells(&r, &[cell], &o) {
+                Err(SpotError::TokenMismatch { step, .. }) => Some(step),
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(alone.contains(&(forged as u32)), "{alone:?}");
+    assert_eq!(step, alone[0], "the first failure in challenge order");
+
+    // Honest tokens: every step re-sampled, each reported on its own cell.
+    let (generation, c) = commit(&model, &req);
+    let r = build(&model, &req, &generation, &c);
+    let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
+    let report = checker.check_cells(&r, &cells, &openings).unwrap();
+    for (cell, (_, t)) in report.cells.iter().zip(&cells) {
+        assert_eq!(cell.token_step, Some(t + 1 - n_prompt));
+    }
+}
+
+#[test]
 fn tampered_or_mismatched_openings_are_rejected() {
     let (model, _dir) = common::tiny_model(1);
     let req = request(&model);

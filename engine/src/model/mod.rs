@@ -181,6 +181,13 @@ impl Model {
         self.weights.bytes_per_token()
     }
 
+    /// Bytes of the LM head's weights, which every decode step and every
+    /// check of a sampled token reads once (part of
+    /// [`Self::weight_bytes_per_token`]).
+    pub fn lm_head_bytes(&self) -> usize {
+        self.weights.lm_head().bytes()
+    }
+
     /// Asks Linux to move the weights onto 2 MiB pages (`MADV_COLLAPSE`,
     /// Linux 6.1 and later); returns the bytes moved (0 where the kernel
     /// declines or the platform has no such call; the weights then stay as

@@ -110,13 +110,37 @@ impl<'a> SpotChecker<'a> {
             .collect();
         // Cells are independent: check them side by side, then report the
         // first failure in challenge order (deterministic whatever the
-        // thread timing).
-        let results: Vec<Result<CellResult, SpotError>> = openings
+        // thread timing). The token checks of last-layer cells need only
+        // their committed output rows, not the replays: they run beside
+        // the replays, all their rows through one LM head pass (the LM
+        // head, 30 MB on SmolLM2, is the largest thing a draw reads, and
+        // each row's logits have the bits they have alone).
+        let token_cells: Vec<&CellOpening> = openings
             .cells
-            .par_iter()
-            .map(|c| self.check_cell(receipt, &tokens, &openings.output, c, exact))
+            .iter()
+            .filter(|c| samples_token(receipt, c))
             .collect();
-        let cells = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let (tokens_checked, results) = rayon::join(
+            || self.check_tokens(receipt, &openings.output, &token_cells, exact),
+            || {
+                openings
+                    .cells
+                    .par_iter()
+                    .map(|c| self.check_cell(receipt, &tokens, c, exact))
+                    .collect::<Vec<Result<CellResult, SpotError>>>()
+            },
+        );
+        let mut cells = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        // Every cell's rows passed, so each token check read a committed
+        // row: its failure is the first in challenge order now.
+        let mut checked = tokens_checked.into_iter();
+        for (cell, c) in cells.iter_mut().zip(&openings.cells) {
+            if samples_token(receipt, c)
+                && let Some(step) = checked.next()
+            {
+                cell.token_step = Some(step?);
+            }
+        }
         Ok(SpotReport { exact, cells })
     }
 
@@ -160,7 +184,6 @@ impl<'a> SpotChecker<'a> {
         &self,
         receipt: &Receipt,
         tokens: &[u32],
-        output: &[u32],
         c: &CellOpening,
         exact: bool,
     ) -> Result<CellResult, SpotError> {
@@ -172,7 +195,6 @@ impl<'a> SpotChecker<'a> {
             (Numerics::F32, self.tolerance)
         };
         let (layer, pos) = (c.layer, c.pos);
-        let t = &receipt.trace;
         verify_cell_rows(receipt, c)?;
         // `verify_cell_rows` checked that the openings hold row t.
         let input = match &c.input {
@@ -209,37 +231,82 @@ impl<'a> SpotChecker<'a> {
         };
         compare("keys/values", &replayed.kv, &kv_rows[through_t - 1])?;
         let rel_l2 = compare("output", &replayed.output, committed)?;
-        // The last layer's row at position p samples the token at p + 1; it is
-        // a generated token from p = n_prompt - 1 on.
-        let n_prompt = receipt.request.n_prompt;
-        let mut token_step = None;
-        if layer + 1 == t.layers && pos + 1 >= n_prompt {
-            let step = pos + 1 - n_prompt;
-            let logits = self.model.logits_in(numerics, committed);
-            let history = &output[..step as usize];
-            let expected = sample(
-                &logits,
-                &receipt.request.sampling.to_engine(),
-                history,
-                step.into(),
-            );
-            let received = output[step as usize];
-            if expected != received {
-                return Err(SpotError::TokenMismatch {
-                    step,
-                    expected,
-                    received,
-                });
-            }
-            token_step = Some(step);
-        }
         Ok(CellResult {
             layer,
             pos,
             rel_l2,
-            token_step,
+            token_step: None,
         })
     }
+
+    /// Re-derives the tokens that last-layer cells' committed output rows
+    /// sampled (final norm, LM head, sampler), all rows in one LM head pass,
+    /// and compares each with the output; returns each cell's generation
+    /// step, in order. Meaningful only once the cells' rows passed
+    /// [`Self::check_cell`], which the caller checks first (here a missing
+    /// row or step reads as a mismatch of token 0).
+    fn check_tokens(
+        &self,
+        receipt: &Receipt,
+        output: &[u32],
+        cells: &[&CellOpening],
+        exact: bool,
+    ) -> Vec<Result<u32, SpotError>> {
+        let numerics = if exact { Numerics::Int8 } else { Numerics::F32 };
+        let d = self.model.config().d_model;
+        let step_of = |c: &CellOpening| c.pos + 1 - receipt.request.n_prompt;
+        let usable = |c: &CellOpening| {
+            opened(&c.output, c.pos).len() == d && (step_of(c) as usize) < output.len()
+        };
+        let rows: Vec<f32> = cells
+            .iter()
+            .filter(|c| usable(c))
+            .flat_map(|c| opened(&c.output, c.pos).iter().copied())
+            .collect();
+        let logits = if rows.is_empty() {
+            Vec::new()
+        } else {
+            self.model.logits_in(numerics, &rows)
+        };
+        let vocab = logits.len() / (rows.len() / d).max(1);
+        let mut next = logits.chunks_exact(vocab.max(1));
+        let sampling = receipt.request.sampling.to_engine();
+        cells
+            .iter()
+            .map(|c| {
+                let step = step_of(c);
+                let received = output.get(step as usize).copied().unwrap_or(0);
+                // Unusable rows have no logits: they take no chunk.
+                let logits = if usable(c) { next.next() } else { None };
+                let expected = match logits {
+                    Some(l) => sample(l, &sampling, &output[..step as usize], step.into()),
+                    None => {
+                        return Err(SpotError::TokenMismatch {
+                            step,
+                            expected: 0,
+                            received,
+                        });
+                    }
+                };
+                if expected == received {
+                    Ok(step)
+                } else {
+                    Err(SpotError::TokenMismatch {
+                        step,
+                        expected,
+                        received,
+                    })
+                }
+            })
+            .collect()
+    }
+}
+
+/// Whether `c` is a last-layer cell at a position whose row sampled a
+/// generated token: the last layer's row at position p samples the token
+/// at p + 1, a generated one from p = n_prompt - 1 on.
+fn samples_token(receipt: &Receipt, c: &CellOpening) -> bool {
+    c.layer + 1 == receipt.trace.layers && c.pos + 1 >= receipt.request.n_prompt
 }
 
 /// The error [`SpotChecker`] compares with its tolerance: ‖a − b‖ / ‖b‖ in

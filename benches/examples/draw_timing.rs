@@ -1,0 +1,129 @@
+//! What one spot-check draw costs on SmolLM2, and its parts: the short
+//! benchmark prompt (the proofs benchmark's first, 64 greedy tokens) is
+//! generated and committed, a receipt is signed with a fixed key, and the
+//! first seed (blake3 of 0, 1, ... as u64) whose 8 cells hold exactly
+//! LAST last-layer cells at generated positions is drawn. Then, on a
+//! 2-thread pool, least and median of ITERS calls each:
+//!
+//! - `check_cells`: the whole check, as `forge-verify --model` runs it;
+//! - `verify_openings`: the openings' shapes and Merkle proofs alone;
+//! - `LM head`: one row's logits (back to back, so as warm as the caches
+//!   allow);
+//! - `replays`: the 8 cells' layer replays side by side.
+//!
+//! `cargo run --release -p forge-benches --example draw_timing -- [ITERS]
+//! [LAST]` (defaults 200 and 1). To time an earlier commit's checker, copy
+//! this file there (papers/results/draw-ab.md).
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use forge_benches::prompts::prompt_set;
+use forge_benches::util::{default_model_path, positional_arg};
+use forge_engine::{
+    Backend, GenerateRequest, Model, Numerics, SamplingParams, TraceSink, generate,
+};
+use forge_proofs::{
+    CommitmentSink, NodeKey, ReceiptBuilder, SpotChecker, challenge_cells, open_cells,
+    verify_openings,
+};
+use rayon::prelude::*;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let iters: usize = positional_arg(&args, 0, 200)?;
+    let last: usize = positional_arg(&args, 1, 1)?;
+    let path = default_model_path().context("no model: run `forge-node pull` first")?;
+    let model = Model::load(&path, Backend::Cpu)?;
+    // As the proofs benchmark runs it.
+    model.use_huge_pages();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+    let key = NodeKey::from_secret(&[42; 32]);
+    let req = GenerateRequest {
+        prompt: model.tokenizer().encode(&prompt_set()[0].render(&model)?)?,
+        max_tokens: 64,
+        // Stop tokens penalised away, as in the proofs benchmark.
+        sampling: SamplingParams {
+            logit_bias: model
+                .tokenizer()
+                .stop_ids()
+                .iter()
+                .map(|&t| (t, -100.0))
+                .collect(),
+            ..SamplingParams::greedy()
+        },
+        stop: vec![],
+    };
+    let mut sink = CommitmentSink::new(model.config().d_model)?;
+    let g = pool.install(|| {
+        generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| {
+            ControlFlow::Continue(())
+        })
+    })?;
+    let commitment = sink.finish()?;
+    let receipt = ReceiptBuilder::new(&model, &key, forge_circuits::canonical_pk()).build(
+        [7; 16],
+        &req,
+        &g,
+        &commitment,
+    )?;
+    let (layers, n_prompt) = (receipt.trace.layers, receipt.request.n_prompt);
+    let samples_token = |&(l, p): &(u32, u32)| l + 1 == layers && p + 1 >= n_prompt;
+    let seed = (0u64..10_000)
+        .map(|s| *blake3::hash(&s.to_le_bytes()).as_bytes())
+        .find(|seed| {
+            challenge_cells(&receipt, seed, 8)
+                .is_ok_and(|c| c.iter().filter(|c| samples_token(c)).count() == last)
+        })
+        .context("no seed in 10,000 draws that many last-layer cells")?;
+    let cells = challenge_cells(&receipt, &seed, 8)?;
+    let openings = open_cells(&commitment, &req.prompt, &g.tokens, &cells)?;
+    let generation_ms = (g.prefill_secs + g.decode_secs) * 1e3;
+    println!(
+        "{} prompt tokens, {} generated in {generation_ms:.1} ms; cells {cells:?}",
+        req.prompt.len(),
+        g.tokens.len()
+    );
+
+    let time = |what: &str, f: &(dyn Fn() + Sync)| {
+        let mut ms: Vec<f64> = (0..iters)
+            .map(|_| {
+                let started = Instant::now();
+                pool.install(f);
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let (least, median) = (ms[0], ms[ms.len() / 2]);
+        println!(
+            "{what}: least {least:.3} ms, median {median:.3} ms ({:.2}% of the generation)",
+            100.0 * median / generation_ms
+        );
+    };
+    let checker = SpotChecker::new(&model);
+    checker
+        .check_cells(&receipt, &cells, &openings)
+        .context("the honest draw must pass")?;
+    time("check_cells", &|| {
+        drop(checker.check_cells(&receipt, &cells, &openings));
+    });
+    time("verify_openings", &|| {
+        drop(verify_openings(&receipt, &seed, 8, &openings));
+    });
+    let row = vec![0.1f32; model.config().d_model];
+    time("LM head", &|| drop(model.logits_in(Numerics::Int8, &row)));
+    time("replays", &|| {
+        openings.cells.par_iter().for_each(|c| {
+            let t = c.pos as usize;
+            let input = vec![0.1f32; model.config().d_model];
+            drop(model.replay_cell_rows_in(
+                Numerics::Int8,
+                c.layer as usize,
+                &input,
+                &c.kv.rows[..t],
+            ));
+        });
+    });
+    Ok(())
+}
