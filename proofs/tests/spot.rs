@@ -241,13 +241,18 @@ fn a_forged_token_fails_at_its_sampling_step() {
 
 #[test]
 fn token_checks_drawn_together_report_the_first_forged_step() {
-    // Every last-layer cell in one draw: their rows go through one LM head
-    // pass, and each must still be compared with its own step's token.
+    // Every last-layer cell in one draw: their rows go through LM head
+    // passes of 8, and each must still be compared with its own step's
+    // token (20 tokens: three passes, the last one short).
     let (model, _dir) = common::tiny_model(1);
-    let req = request(&model);
+    let req = GenerateRequest {
+        max_tokens: 20,
+        ..request(&model)
+    };
     let (mut generation, c) = commit(&model, &req);
+    assert_eq!(generation.tokens.len(), 20);
     let n_prompt = req.prompt.len() as u32;
-    let forged = 2;
+    let forged = 11;
     generation.tokens[forged] = (generation.tokens[forged] + 1) % 259;
     let r = build(&model, &req, &generation, &c);
     let last = LAYERS as u32 - 1;

@@ -112,9 +112,10 @@ impl<'a> SpotChecker<'a> {
         // first failure in challenge order (deterministic whatever the
         // thread timing). The token checks of last-layer cells need only
         // their committed output rows, not the replays: they run beside
-        // the replays, all their rows through one LM head pass (the LM
-        // head, 30 MB on SmolLM2, is the largest thing a draw reads, and
-        // each row's logits have the bits they have alone).
+        // the replays, their rows through LM head passes of
+        // `TOKEN_BATCH` (the LM head, 30 MB on SmolLM2, is the largest
+        // thing a draw reads, and each row's logits have the bits they
+        // have alone).
         let token_cells: Vec<&CellOpening> = openings
             .cells
             .iter()
@@ -240,12 +241,26 @@ impl<'a> SpotChecker<'a> {
     }
 
     /// Re-derives the tokens that last-layer cells' committed output rows
-    /// sampled (final norm, LM head, sampler), all rows in one LM head pass,
-    /// and compares each with the output; returns each cell's generation
-    /// step, in order. Meaningful only once the cells' rows passed
-    /// [`Self::check_cell`], which the caller checks first (here a missing
-    /// row or step reads as a mismatch of token 0).
+    /// sampled (final norm, LM head, sampler), [`TOKEN_BATCH`] rows per LM
+    /// head pass, and compares each with the output; returns each cell's
+    /// generation step, in order. Meaningful only once the cells' rows
+    /// passed [`Self::check_cell`], which the caller checks first (here a
+    /// missing row or step reads as a mismatch of token 0).
     fn check_tokens(
+        &self,
+        receipt: &Receipt,
+        output: &[u32],
+        cells: &[&CellOpening],
+        exact: bool,
+    ) -> Vec<Result<u32, SpotError>> {
+        cells
+            .chunks(TOKEN_BATCH)
+            .flat_map(|batch| self.check_token_batch(receipt, output, batch, exact))
+            .collect()
+    }
+
+    /// [`Self::check_tokens`] for one LM head pass.
+    fn check_token_batch(
         &self,
         receipt: &Receipt,
         output: &[u32],
@@ -301,6 +316,12 @@ impl<'a> SpotChecker<'a> {
             .collect()
     }
 }
+
+/// Rows of one LM head pass of the token checks: the activation rows the
+/// integer kernels keep in registers, so the pass reads the LM head once
+/// for all of them; a receipt with many last-layer cells costs a verifier
+/// a vocabulary's logits for this many rows at a time, not for all of them.
+const TOKEN_BATCH: usize = 8;
 
 /// Whether `c` is a last-layer cell at a position whose row sampled a
 /// generated token: the last layer's row at position p samples the token
