@@ -21,9 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use forge_benches::prompts::prompt_set;
 use forge_benches::util::{default_model_path, positional_arg};
-use forge_engine::{
-    Backend, GenerateRequest, Model, Numerics, SamplingParams, TraceSink, generate,
-};
+use forge_engine::{Backend, Model, Numerics, TraceSink, generate};
 use forge_proofs::{
     CommitmentSink, NodeKey, ReceiptBuilder, SpotChecker, challenge_cells, open_cells,
     verify_openings,
@@ -40,21 +38,8 @@ fn main() -> Result<()> {
     model.use_huge_pages();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
     let key = NodeKey::from_secret(&[42; 32]);
-    let req = GenerateRequest {
-        prompt: model.tokenizer().encode(&prompt_set()[0].render(&model)?)?,
-        max_tokens: 64,
-        // Stop tokens penalised away, as in the proofs benchmark.
-        sampling: SamplingParams {
-            logit_bias: model
-                .tokenizer()
-                .stop_ids()
-                .iter()
-                .map(|&t| (t, -100.0))
-                .collect(),
-            ..SamplingParams::greedy()
-        },
-        stop: vec![],
-    };
+    // As the proofs benchmark generates it.
+    let req = prompt_set()[0].full_length_request(&model, 64)?;
     let mut sink = CommitmentSink::new(model.config().d_model)?;
     let g = pool.install(|| {
         generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| {

@@ -2,7 +2,7 @@
 //! lengths and a long (~500-token) prompt for prefill.
 
 use anyhow::{Context, Result};
-use forge_engine::{ChatMessage, Model};
+use forge_engine::{ChatMessage, GenerateRequest, Model, SamplingParams};
 
 /// The system message used for every prompt (the one DESIGN.md section 2
 /// validates the model with).
@@ -31,6 +31,25 @@ impl BenchPrompt {
             ],
             true,
         )?)
+    }
+
+    /// A greedy request for exactly `max_tokens` tokens: the stop tokens
+    /// get a logit bias of -100, so every prompt decodes the full length.
+    pub fn full_length_request(&self, model: &Model, max_tokens: usize) -> Result<GenerateRequest> {
+        Ok(GenerateRequest {
+            prompt: model.tokenizer().encode(&self.render(model)?)?,
+            max_tokens,
+            sampling: SamplingParams {
+                logit_bias: model
+                    .tokenizer()
+                    .stop_ids()
+                    .iter()
+                    .map(|&t| (t, -100.0))
+                    .collect(),
+                ..SamplingParams::greedy()
+            },
+            stop: vec![],
+        })
     }
 }
 

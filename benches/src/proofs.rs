@@ -8,9 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use forge_engine::{
-    Backend, GenerateRequest, Generation, Model, SamplingParams, TraceSink, generate,
-};
+use forge_engine::{Backend, GenerateRequest, Generation, Model, TraceSink, generate};
 use forge_proofs::{
     Commitment, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker, SpotOpenings,
     TrustAnchor, attach_self_audit, challenge_cells, open_cells, verify_openings,
@@ -125,21 +123,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     let mut prove = Vec::new();
     let mut verify = Vec::new();
     for p in prompt_set() {
-        let req = GenerateRequest {
-            prompt: model.tokenizer().encode(&p.render(&model)?)?,
-            max_tokens: args.max_tokens,
-            // Penalise the stop token away so every prompt decodes the full length.
-            sampling: SamplingParams {
-                logit_bias: model
-                    .tokenizer()
-                    .stop_ids()
-                    .iter()
-                    .map(|&t| (t, -100.0))
-                    .collect(),
-                ..SamplingParams::greedy()
-            },
-            stop: vec![],
-        };
+        let req = p.full_length_request(&model, args.max_tokens)?;
         let (mut off, mut on, mut fin, mut gen_cpu) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The prompt alone (and one sampled token), with and without a

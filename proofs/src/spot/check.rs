@@ -122,7 +122,14 @@ impl<'a> SpotChecker<'a> {
             .filter(|c| samples_token(receipt, c))
             .collect();
         let (tokens_checked, results) = rayon::join(
-            || self.check_tokens(receipt, &openings.output, &token_cells, exact),
+            || {
+                token_cells
+                    .chunks(TOKEN_BATCH)
+                    .flat_map(|batch| {
+                        self.check_token_batch(receipt, &openings.output, batch, exact)
+                    })
+                    .collect::<Vec<_>>()
+            },
             || {
                 openings
                     .cells
@@ -241,25 +248,11 @@ impl<'a> SpotChecker<'a> {
     }
 
     /// Re-derives the tokens that last-layer cells' committed output rows
-    /// sampled (final norm, LM head, sampler), [`TOKEN_BATCH`] rows per LM
-    /// head pass, and compares each with the output; returns each cell's
-    /// generation step, in order. Meaningful only once the cells' rows
-    /// passed [`Self::check_cell`], which the caller checks first (here a
-    /// missing row or step reads as a mismatch of token 0).
-    fn check_tokens(
-        &self,
-        receipt: &Receipt,
-        output: &[u32],
-        cells: &[&CellOpening],
-        exact: bool,
-    ) -> Vec<Result<u32, SpotError>> {
-        cells
-            .chunks(TOKEN_BATCH)
-            .flat_map(|batch| self.check_token_batch(receipt, output, batch, exact))
-            .collect()
-    }
-
-    /// [`Self::check_tokens`] for one LM head pass.
+    /// sampled (final norm, LM head, sampler) in one LM head pass, and
+    /// compares each with the output; returns each cell's generation step,
+    /// in order. Meaningful only once the cells' rows passed
+    /// [`Self::check_cell`], which the caller checks first (here a missing
+    /// row or step reads as a mismatch of token 0).
     fn check_token_batch(
         &self,
         receipt: &Receipt,
