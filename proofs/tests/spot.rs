@@ -293,6 +293,31 @@ fn token_checks_drawn_together_report_the_first_forged_step() {
 }
 
 #[test]
+fn cells_a_caller_names_outside_the_trace_are_malformed() {
+    // `check_cells` takes its cells from the caller: a layer or position
+    // at the end of u32's range is an error naming the cell, before or
+    // beside any token check (whose step it would overflow).
+    let (model, _dir) = common::tiny_model(1);
+    let req = request(&model);
+    let (generation, c) = commit(&model, &req);
+    let r = build(&model, &req, &generation, &c);
+    let last = LAYERS as u32 - 1;
+    let honest = open_cells(&c, &req.prompt, &generation.tokens, &[(last, 0)]).unwrap();
+    for cell in [(last, u32::MAX), (u32::MAX, 0), (u32::MAX, u32::MAX)] {
+        let mut openings = honest.clone();
+        openings.cells[0].layer = cell.0;
+        openings.cells[0].pos = cell.1;
+        let e = SpotChecker::new(&model)
+            .check_cells(&r, &[cell], &openings)
+            .unwrap_err();
+        assert!(
+            matches!(e, SpotError::MalformedOpening { layer, pos, .. } if (layer, pos) == cell),
+            "{cell:?}: {e:?}"
+        );
+    }
+}
+
+#[test]
 fn tampered_or_mismatched_openings_are_rejected() {
     let (model, _dir) = common::tiny_model(1);
     let req = request(&model);

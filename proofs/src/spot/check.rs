@@ -119,7 +119,7 @@ impl<'a> SpotChecker<'a> {
         let token_cells: Vec<&CellOpening> = openings
             .cells
             .iter()
-            .filter(|c| samples_token(receipt, c))
+            .filter(|c| token_step(receipt, c).is_some())
             .collect();
         let (tokens_checked, results) = rayon::join(
             || {
@@ -143,7 +143,7 @@ impl<'a> SpotChecker<'a> {
         // row: its failure is the first in challenge order now.
         let mut checked = tokens_checked.into_iter();
         for (cell, c) in cells.iter_mut().zip(&openings.cells) {
-            if samples_token(receipt, c)
+            if token_step(receipt, c).is_some()
                 && let Some(step) = checked.next()
             {
                 cell.token_step = Some(step?);
@@ -262,7 +262,8 @@ impl<'a> SpotChecker<'a> {
     ) -> Vec<Result<u32, SpotError>> {
         let numerics = if exact { Numerics::Int8 } else { Numerics::F32 };
         let d = self.model.config().d_model;
-        let step_of = |c: &CellOpening| c.pos + 1 - receipt.request.n_prompt;
+        // The caller passes only cells with a step.
+        let step_of = |c: &CellOpening| token_step(receipt, c).unwrap_or(u32::MAX);
         let usable = |c: &CellOpening| {
             opened(&c.output, c.pos).len() == d && (step_of(c) as usize) < output.len()
         };
@@ -316,11 +317,17 @@ impl<'a> SpotChecker<'a> {
 /// a vocabulary's logits for this many rows at a time, not for all of them.
 const TOKEN_BATCH: usize = 8;
 
-/// Whether `c` is a last-layer cell at a position whose row sampled a
-/// generated token: the last layer's row at position p samples the token
-/// at p + 1, a generated one from p = n_prompt - 1 on.
-fn samples_token(receipt: &Receipt, c: &CellOpening) -> bool {
-    c.layer + 1 == receipt.trace.layers && c.pos + 1 >= receipt.request.n_prompt
+/// The generation step whose token `c`'s row sampled, if `c` is a
+/// last-layer cell at such a position: the last layer's row at position p
+/// samples the token at p + 1, a generated one from p = n_prompt - 1 on.
+/// Checked arithmetic: it runs before the cell's rows are verified, on
+/// whatever layer and position a caller names.
+fn token_step(receipt: &Receipt, c: &CellOpening) -> Option<u32> {
+    if c.layer.checked_add(1) != Some(receipt.trace.layers) {
+        return None;
+    }
+    let step = (u64::from(c.pos) + 1).checked_sub(u64::from(receipt.request.n_prompt))?;
+    u32::try_from(step).ok()
 }
 
 /// The error [`SpotChecker`] compares with its tolerance: ‖a − b‖ / ‖b‖ in
