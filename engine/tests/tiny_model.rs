@@ -549,3 +549,27 @@ fn batched_sequences_match_each_alone() {
         }
     }
 }
+
+#[test]
+fn logits_of_rows_in_a_batch_have_the_bits_of_each_alone() {
+    // A verifier re-derives several sampled tokens in one LM head pass:
+    // every row's logits must be those it gets alone, in both arithmetics
+    // (the 8-bit kernels a `cpu-i8` receipt replays on, the float reference
+    // a burn backend's receipt replays on), for batches of 1 to 9 rows.
+    let m = model();
+    let d = m.config().d_model;
+    let rows: Vec<f32> = (0..9 * d)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+        .collect();
+    for numerics in [Numerics::Int8, Numerics::F32] {
+        let alone: Vec<Vec<f32>> = rows
+            .chunks_exact(d)
+            .map(|r| m.logits_in(numerics, r))
+            .collect();
+        for n in 1..=9 {
+            let batch = m.logits_in(numerics, &rows[..n * d]);
+            let want: Vec<f32> = alone[..n].concat();
+            assert_eq!(bits(&batch), bits(&want), "{numerics:?}, {n} rows");
+        }
+    }
+}

@@ -239,8 +239,8 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
     // 16 keys' accumulators and the running maximum stay in registers.
     // Every head of the group per key needed 16 x G accumulators, more
     // than the 32 registers: the compiler built them in a closure called
-    // out of line for each key, a quarter of attention's time, and this
-    // order is 1.05x to 1.10x faster on a 512-token prefill
+    // out of line for each key, a quarter of attention's time; this order
+    // runs one layer's 512-token prefill attention 1.03x to 1.09x faster
     // (papers/results/attention-hbh-ab.md). Later heads read the keys'
     // rows from the cache the first one brought them into.
     for (h, max) in max.iter_mut().enumerate().take(G) {
