@@ -116,10 +116,12 @@ impl<'a> SpotChecker<'a> {
         // `TOKEN_BATCH` (the LM head, 30 MB on SmolLM2, is the largest
         // thing a draw reads, and each row's logits have the bits they
         // have alone).
-        let token_cells: Vec<&CellOpening> = openings
+        // (index in the draw, generation step, cell) of each token check.
+        let token_cells: Vec<(usize, u32, &CellOpening)> = openings
             .cells
             .iter()
-            .filter(|c| token_step(receipt, c).is_some())
+            .enumerate()
+            .filter_map(|(i, c)| token_step(receipt, c).map(|step| (i, step, c)))
             .collect();
         let (tokens_checked, results) = rayon::join(
             || {
@@ -141,13 +143,8 @@ impl<'a> SpotChecker<'a> {
         let mut cells = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         // Every cell's rows passed, so each token check read a committed
         // row: its failure is the first in challenge order now.
-        let mut checked = tokens_checked.into_iter();
-        for (cell, c) in cells.iter_mut().zip(&openings.cells) {
-            if token_step(receipt, c).is_some()
-                && let Some(step) = checked.next()
-            {
-                cell.token_step = Some(step?);
-            }
+        for (i, checked) in tokens_checked {
+            cells[i].token_step = Some(checked?);
         }
         Ok(SpotReport { exact, cells })
     }
@@ -249,55 +246,51 @@ impl<'a> SpotChecker<'a> {
 
     /// Re-derives the tokens that last-layer cells' committed output rows
     /// sampled (final norm, LM head, sampler) in one LM head pass, and
-    /// compares each with the output; returns each cell's generation step,
-    /// in order. Meaningful only once the cells' rows passed
-    /// [`Self::check_cell`], which the caller checks first (here a missing
-    /// row or step reads as a mismatch of token 0).
+    /// compares each with the output at its step; returns each cell's
+    /// index with its step, in order. Meaningful only once the cells' rows
+    /// passed [`Self::check_cell`], which the caller checks first (here a
+    /// missing row or step reads as a mismatch of token 0).
     fn check_token_batch(
         &self,
         receipt: &Receipt,
         output: &[u32],
-        cells: &[&CellOpening],
+        cells: &[(usize, u32, &CellOpening)],
         exact: bool,
-    ) -> Vec<Result<u32, SpotError>> {
+    ) -> Vec<(usize, Result<u32, SpotError>)> {
         let numerics = if exact { Numerics::Int8 } else { Numerics::F32 };
-        let d = self.model.config().d_model;
-        // The caller passes only cells with a step.
-        let step_of = |c: &CellOpening| token_step(receipt, c).unwrap_or(u32::MAX);
-        let usable = |c: &CellOpening| {
-            opened(&c.output, c.pos).len() == d && (step_of(c) as usize) < output.len()
-        };
-        let rows: Vec<f32> = cells
+        let cfg = self.model.config();
+        // Each cell's committed row, if it is one and its step is in the output.
+        let rows: Vec<Option<&[f32]>> = cells
             .iter()
-            .filter(|c| usable(c))
-            .flat_map(|c| opened(&c.output, c.pos).iter().copied())
+            .map(|&(_, step, c)| {
+                let row = opened(&c.output, c.pos);
+                (row.len() == cfg.d_model && (step as usize) < output.len()).then_some(row)
+            })
             .collect();
-        let logits = if rows.is_empty() {
+        let batch: Vec<f32> = rows
+            .iter()
+            .flatten()
+            .flat_map(|r| r.iter().copied())
+            .collect();
+        let logits = if batch.is_empty() {
             Vec::new()
         } else {
-            self.model.logits_in(numerics, &rows)
+            self.model.logits_in(numerics, &batch)
         };
-        let vocab = logits.len() / (rows.len() / d).max(1);
-        let mut next = logits.chunks_exact(vocab.max(1));
+        let mut next = logits.chunks_exact(cfg.vocab.max(1));
         let sampling = receipt.request.sampling.to_engine();
         cells
             .iter()
-            .map(|c| {
-                let step = step_of(c);
+            .zip(&rows)
+            .map(|(&(i, step, _), row)| {
                 let received = output.get(step as usize).copied().unwrap_or(0);
-                // Unusable rows have no logits: they take no chunk.
-                let logits = if usable(c) { next.next() } else { None };
-                let expected = match logits {
-                    Some(l) => sample(l, &sampling, &output[..step as usize], step.into()),
-                    None => {
-                        return Err(SpotError::TokenMismatch {
-                            step,
-                            expected: 0,
-                            received,
-                        });
-                    }
-                };
-                if expected == received {
+                // Cells without a row have no logits (they take no chunk)
+                // and fail with token 0 expected.
+                let logits = row.and_then(|_| next.next());
+                let expected = logits.map_or(0, |l| {
+                    sample(l, &sampling, &output[..step as usize], step.into())
+                });
+                let checked = if logits.is_some() && expected == received {
                     Ok(step)
                 } else {
                     Err(SpotError::TokenMismatch {
@@ -305,7 +298,8 @@ impl<'a> SpotChecker<'a> {
                         expected,
                         received,
                     })
-                }
+                };
+                (i, checked)
             })
             .collect()
     }
