@@ -235,33 +235,34 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
     let sv = _mm512_set1_ps(scale);
     let full = n / LANES * LANES;
     let mut max = [f32::NEG_INFINITY; MAX_GROUP];
-    // Head by head over all the keys, 16 at a time: the head's query, the
-    // 16 keys' accumulators and the running maximum stay in registers.
-    // Every head of the group per key needed 16 x G accumulators, more
-    // than the 32 registers: the compiler built them in a closure called
-    // out of line for each key, a quarter of attention's time; this order
-    // runs one layer's 512-token prefill attention 1.03x to 1.09x faster
-    // (papers/results/attention-hbh-ab.md). Later heads read the keys'
-    // rows from the cache the first one brought them into.
-    for (h, max) in max.iter_mut().enumerate().take(G) {
-        // `max(s, m)` returns m when s is NaN, as `f32::max` ignores NaN.
-        let mut maxv = _mm512_set1_ps(f32::NEG_INFINITY);
-        for j0 in (0..full).step_by(LANES) {
-            for j in j0 + PREFETCH_KEYS..j0 + PREFETCH_KEYS + LANES {
-                prefetch_row::<V>(k, at, j);
-            }
-            let mut acc = [_mm512_setzero_ps(); LANES];
-            for (i, a) in acc.iter_mut().enumerate() {
-                // SAFETY: key j0 + i < full <= n is a row of `k` (`fits`).
-                let kr = unsafe { row::<V>(k, at, j0 + i) };
-                *a = lanes(&qv[h], &kr);
-            }
-            let s = _mm512_mul_ps(hsum16(&acc), sv);
-            maxv = _mm512_max_ps(s, maxv);
+    // `max(s, m)` returns m when s is NaN, as `f32::max` ignores NaN.
+    let mut maxv = [_mm512_set1_ps(f32::NEG_INFINITY); G];
+    // 16 keys at a time, every head of the group on them while their rows
+    // are in the first-level cache. One head over all the keys and then the
+    // next (stop 23's order) read every row from the second level once per
+    // head: one layer's 512-token prefill attention ran 1.20x to 1.25x
+    // slower (papers/results/attention-chunks-ab.md).
+    for j0 in (0..full).step_by(LANES) {
+        for j in j0 + PREFETCH_KEYS..j0 + PREFETCH_KEYS + LANES {
+            prefetch_row::<V>(k, at, j);
+        }
+        for (h, (qh, maxh)) in qv.iter().zip(&mut maxv).enumerate() {
+            // SAFETY: keys j0..j0 + 16 < full <= n are rows of `k` (`fits`).
+            let sums = unsafe {
+                if G == 1 {
+                    chunk_sums_inline(qh, k, at, j0)
+                } else {
+                    chunk_sums(qh, k, at, j0)
+                }
+            };
+            let s = _mm512_mul_ps(sums, sv);
+            *maxh = _mm512_max_ps(s, *maxh);
             // SAFETY: `h * n + j0 + 16 <= h * n + n <= scores.len()`.
             unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(h * n + j0), s) };
         }
-        *max = _mm512_reduce_max_ps(maxv);
+    }
+    for (m, v) in max.iter_mut().zip(maxv) {
+        *m = _mm512_reduce_max_ps(v);
     }
     for j in full..n {
         // SAFETY: key j < n is a row of `k` (`fits`).
@@ -273,6 +274,59 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
         }
     }
     max
+}
+
+/// Lane i: `hsum(lanes(q, k_{j0 + i}))`, key j0 + i's unscaled score, for
+/// the 16 keys from j0 (lane i of `hsum16` is `hsum512` of its vector i).
+///
+/// Not inlined: inlined into the loop over a group's heads, the compiler
+/// hoisted the 16 rows' loads out of it and copied every row to the stack
+/// once per chunk. A lone head (`G = 1`, a decode step's attention on one
+/// sequence) has no such loop and takes [`chunk_sums_inline`] without the
+/// call.
+///
+/// # Safety
+/// AVX-512F; rows j0..j0 + 16 lie within `k` (`fits`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn chunk_sums<const V: usize>(
+    q: &[__m512; V],
+    k: &[f32],
+    at: HeadRows,
+    j0: usize,
+) -> __m512 {
+    // SAFETY: the caller's contract.
+    unsafe { chunk_sums_inline(q, k, at, j0) }
+}
+
+/// [`chunk_sums`], inlined.
+///
+/// # Safety
+/// As [`chunk_sums`]'.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn chunk_sums_inline<const V: usize>(
+    q: &[__m512; V],
+    k: &[f32],
+    at: HeadRows,
+    j0: usize,
+) -> __m512 {
+    let mut acc = [_mm512_setzero_ps(); LANES];
+    // Vector c of every key, then vector c + 1: each accumulator still adds
+    // its products c by c in order, as `lanes` does, and the rows are read
+    // as operands of the multiplies rather than into registers first.
+    for (c, qc) in q.iter().enumerate() {
+        for (i, a) in acc.iter_mut().enumerate() {
+            // SAFETY: row j0 + i lies within `k` (caller), c < V vectors in it.
+            let kc = unsafe {
+                _mm512_loadu_ps(k.as_ptr().add(at.offset + (j0 + i) * at.stride + c * LANES))
+            };
+            *a = _mm512_add_ps(*a, _mm512_mul_ps(*qc, kc));
+        }
+    }
+    hsum16(&acc)
 }
 
 /// Row j's `V` vectors.
