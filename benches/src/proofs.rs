@@ -55,9 +55,10 @@ pub struct ProofsRow {
     commit_overhead_iqr_pct: [f64; 2],
     /// Every pair's figure, percent.
     commit_overhead_pairs_pct: Vec<f64>,
-    /// CPU time of the commitment per decoded token (hashing jobs plus
-    /// the engine thread's hand-over), over the CPU time of a decode step
-    /// without a sink, percent.
+    /// CPU time of committing one decode step's rows (the decode rows'
+    /// share of the hashing jobs plus the engine thread's one-position
+    /// hand-overs), over the CPU time of a decode step without a sink,
+    /// percent.
     commit_cpu_pct_of_decode: f64,
     /// The engine thread's hand-over per decoded token over the wall time
     /// of a decode step without a sink, percent (the critical path).
@@ -124,19 +125,8 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     let mut verify = Vec::new();
     for p in prompt_set() {
         let req = p.full_length_request(&model, args.max_tokens)?;
-        let (mut off, mut on, mut fin, mut gen_cpu) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // The prompt alone (and one sampled token), with and without a
-        // sink: subtracting it leaves what each decode step costs.
-        let prefill_req = GenerateRequest {
-            max_tokens: 1,
-            ..req.clone()
-        };
-        let (mut pre_cpu, mut pre_cost) = (Vec::new(), Vec::new());
-        for _ in 0..args.runs {
-            pre_cpu.push(untraced(&pool, &model, &prefill_req)?.1);
-            pre_cost.push(cost_secs(&traced(&pool, &model, &prefill_req)?.1));
-        }
+        let (mut off, mut on, mut fin, mut gen_cpu, mut dec_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut full_cost = Vec::new();
         let mut last = None;
         for run in 0..args.runs {
@@ -144,7 +134,8 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             // ones, so that neither side always runs second.
             let mut untraced_run = || -> Result<()> {
                 let (g, cpu) = untraced(&pool, &model, &req)?;
-                gen_cpu.push(cpu);
+                gen_cpu.push(cpu.whole);
+                dec_cpu.push(cpu.decode);
                 off.push(g.decode_tps());
                 Ok(())
             };
@@ -154,7 +145,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             let (g, c) = traced(&pool, &model, &req)?;
             fin.push(c.cost().finish.as_secs_f64() * 1e3);
             on.push(g.decode_tps());
-            full_cost.push(cost_secs(&c));
+            full_cost.push(decode_cost_secs(&c));
             last = Some((g, c));
             if run % 2 == 1 {
                 untraced_run()?;
@@ -253,17 +244,10 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
             .collect();
         let (off, on) = (median(&off).unwrap_or(0.0), median(&on).unwrap_or(0.0));
         let steps = g.tokens.len().saturating_sub(1).max(1) as f64;
-        let per_step = |full: &[f64], pre: &[f64]| {
-            (median(full).unwrap_or(0.0) - median(pre).unwrap_or(0.0)).max(0.0) / steps
-        };
-        let decode_cpu = per_step(&gen_cpu, &pre_cpu);
-        let pick =
-            |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).collect::<Vec<_>>();
-        let commit_cpu = per_step(
-            &pick(&full_cost, |c| c.0 + c.1),
-            &pick(&pre_cost, |c| c.0 + c.1),
-        );
-        let commit_engine = per_step(&pick(&full_cost, |c| c.0), &pick(&pre_cost, |c| c.0));
+        let per_step = |v: &[f64]| median(v).unwrap_or(0.0) / steps;
+        let decode_cpu = per_step(&dec_cpu);
+        let commit_cpu = per_step(&pick(&full_cost, |c| c.0 + c.1));
+        let commit_engine = per_step(&pick(&full_cost, |c| c.0));
         rows.push(ProofsRow {
             prompt: p.name.to_string(),
             prompt_tokens: req.prompt.len(),
@@ -323,13 +307,24 @@ fn iqr(xs: &[f64]) -> [f64; 2] {
 
 /// (seconds on the engine thread, seconds of hashing elsewhere) of one
 /// traced run: its time in `record`, absorbing included, and the rest.
-fn cost_secs(c: &Commitment) -> (f64, f64) {
+fn decode_cost_secs(c: &Commitment) -> (f64, f64) {
     let cost = c.cost();
-    let inline = cost.hashing_inline.min(cost.hashing);
     (
-        (cost.engine_thread + inline).as_secs_f64(),
-        (cost.hashing - inline).as_secs_f64(),
+        cost.decode_engine_thread.as_secs_f64(),
+        cost.decode_hashing.as_secs_f64(),
     )
+}
+
+/// `v`'s `f` of each element.
+fn pick(v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64) -> Vec<f64> {
+    v.iter().map(f).collect()
+}
+
+/// CPU seconds of a generation (all of the process's threads).
+struct GenerationCpu {
+    whole: f64,
+    /// From the first token on: the decode steps'.
+    decode: f64,
 }
 
 /// `req` generated without a sink, and the CPU seconds it took.
@@ -337,11 +332,22 @@ fn untraced(
     pool: &rayon::ThreadPool,
     model: &Model,
     req: &GenerateRequest,
-) -> Result<(Generation, f64)> {
-    let (g, cpu) = util::cpu_timed(|| {
-        pool.install(|| generate(model, req, None, |_| ControlFlow::Continue(())))
+) -> Result<(Generation, GenerationCpu)> {
+    let mut first_token = None;
+    let (g, whole) = util::cpu_timed(|| {
+        pool.install(|| {
+            generate(model, req, None, |_| {
+                if first_token.is_none() {
+                    first_token = util::process_cpu_secs();
+                }
+                ControlFlow::Continue(())
+            })
+        })
     });
-    Ok((g?, cpu))
+    let decode = first_token
+        .zip(util::process_cpu_secs())
+        .map_or(0.0, |(a, b)| (b - a).max(0.0));
+    Ok((g?, GenerationCpu { whole, decode }))
 }
 
 /// `req` generated with a `CommitmentSink` attached, and its commitment
@@ -424,7 +430,7 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.commit_overhead_all_pairs_iqr_pct[1]
     );
     md += "Commitment overhead (wall) = per run pair (one generation without a sink, one with forge-proofs' `CommitmentSink` attached; the two alternate which runs first), decode tok/s without over decode tok/s with, minus 1; the median over pairs, and its interquartile range (wall time on a shared machine: noisy). ";
-    md += "Commitment CPU / decode CPU = what the commitment costs per decoded token in CPU time (its hashing jobs' run time on the engine's rayon pool, plus the engine thread's time in the sink's `record` calls), over the CPU time of a decode step without a sink (all threads of the process); both per step are (full generation - prompt-only generation) / (generated - 1), medians over runs. It measures the commitment's own work rather than a difference of two noisy wall times. Engine thread / decode = the engine thread's time in `record` (copying rows, and hashing them itself when more than 64 groups wait for the pool) per decoded token over a decode step's wall time. ";
+    md += "Commitment CPU / decode CPU = what committing a decode step's rows costs in CPU time (the engine thread's time in the sink's `record` calls that handed over one position, plus the decode rows' share of the hashing jobs: each block's hashing time in the proportion of its rows that came one position at a time; the sink's `CommitCost::decode_*`), over the CPU time of a decode step without a sink (all threads of the process, from the first token's callback to the end of the generation); both per step are medians over runs divided by (generated - 1). It measures the commitment's own work rather than a difference of two noisy wall times, and the decode steps' apart from the prompt's. Engine thread / decode = the engine thread's time in those one-position `record` calls (copying rows and queueing blocks; a backlog it hashes itself, only when more than 64 groups wait for the pool, counts as hashing) per decoded token over a decode step's wall time. ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink). \

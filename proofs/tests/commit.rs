@@ -171,6 +171,41 @@ fn the_commitment_reports_what_it_cost() {
 }
 
 #[test]
+fn the_decode_rows_cost_is_kept_apart_from_the_prompts() {
+    let zero = std::time::Duration::ZERO;
+    let commit = |prompt: usize, decode: usize| {
+        let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+        let (rows, kv) = (vec![0.25f32; prompt * D_MODEL], vec![0.75f32; prompt * 8]);
+        for l in 0..LAYERS {
+            sink.record_kv(l, 0, 8, &kv);
+            sink.record(l, 0, &rows);
+        }
+        let (row, kv) = (vec![0.5f32; D_MODEL], vec![1.5f32; 8]);
+        for t in prompt..prompt + decode {
+            for l in 0..LAYERS {
+                sink.record_kv(l, t, 8, &kv);
+                sink.record(l, t, &row);
+            }
+        }
+        sink.finish().unwrap().cost()
+    };
+    // A prompt alone (one call per layer): nothing is decode.
+    let cost = commit(3 * ROW_BLOCK, 0);
+    assert!(cost.hashing > zero && cost.engine_thread > zero, "{cost:?}");
+    assert_eq!(
+        (cost.decode_hashing, cost.decode_engine_thread),
+        (zero, zero)
+    );
+    // Rows one position at a time: each part is counted, and is a part of
+    // the whole.
+    let cost = commit(ROW_BLOCK + 3, 2 * ROW_BLOCK);
+    assert!(cost.decode_hashing > zero, "{cost:?}");
+    assert!(cost.decode_engine_thread > zero, "{cost:?}");
+    assert!(cost.decode_hashing <= cost.hashing, "{cost:?}");
+    assert!(cost.decode_engine_thread <= cost.engine_thread, "{cost:?}");
+}
+
+#[test]
 fn a_one_thread_pool_commits_the_same_root() {
     // The hashing jobs go to the recording thread's rayon pool. With one
     // thread, that thread is the engine's, busy generating and then in

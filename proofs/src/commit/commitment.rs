@@ -62,6 +62,14 @@ pub struct CommitCost {
     /// Wall time of `CommitmentSink::finish`: absorbing what the jobs had
     /// not and building the Merkle tree, after the generation.
     pub finish: Duration,
+    /// Of `engine_thread`, the calls that handed over one position's rows
+    /// (a decode step's, where a prompt comes in one call per layer).
+    pub decode_engine_thread: Duration,
+    /// Of `hashing`, the decode rows' share: each block's hashing time in
+    /// the proportion of its rows handed over one position at a time.
+    /// With `decode_engine_thread`, what committing the decode steps cost,
+    /// measured apart from the prompt's rows.
+    pub decode_hashing: Duration,
 }
 
 impl Commitment {

@@ -80,6 +80,8 @@ pub struct CommitmentSink {
     engine_time: Duration,
     /// Time `record` and `record_kv` spent absorbing a backlog.
     inline_time: Duration,
+    /// Of `engine_time`, the calls that handed over one position's rows.
+    decode_engine_time: Duration,
 }
 
 /// One layer's row group while recording: the positions it has received,
@@ -91,6 +93,8 @@ struct OpenGroup {
     /// One past the last position received.
     next: usize,
     block: Vec<f32>,
+    /// Rows of `block` that came one position at a time.
+    decode_rows: usize,
 }
 
 /// What the sink and its hashing jobs share.
@@ -102,6 +106,8 @@ struct Shared {
     absorber: Mutex<Option<Absorber>>,
     /// Nanoseconds spent absorbing, on whichever thread ran it.
     hashing_ns: AtomicU64,
+    /// Of `hashing_ns`, the decode rows' share (`Absorber::absorb`).
+    decode_hashing_ns: AtomicU64,
     /// Set when the sink is dropped unfinished: jobs stop absorbing.
     abandoned: AtomicBool,
 }
@@ -126,11 +132,15 @@ impl Shared {
             return true;
         }
         let started = Instant::now();
-        if catch_unwind(AssertUnwindSafe(|| a.absorb(group))).is_err() {
-            a.poison();
+        match catch_unwind(AssertUnwindSafe(|| a.absorb(group))) {
+            Ok(decode) => {
+                self.decode_hashing_ns
+                    .fetch_add(nanos(decode), Ordering::Relaxed);
+            }
+            Err(_) => a.poison(),
         }
-        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.hashing_ns.fetch_add(ns, Ordering::Relaxed);
+        self.hashing_ns
+            .fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
         true
     }
 
@@ -152,6 +162,11 @@ impl Shared {
     }
 }
 
+/// `d` in whole nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl CommitmentSink {
     /// A sink for rows of `d_model` floats, with default options.
     pub fn new(d_model: usize) -> Result<Self, CommitError> {
@@ -167,6 +182,7 @@ impl CommitmentSink {
                 queue: Mutex::new(Queue::default()),
                 absorber: Mutex::new(Some(Absorber::new(DType::F32, store))),
                 hashing_ns: AtomicU64::new(0),
+                decode_hashing_ns: AtomicU64::new(0),
                 abandoned: AtomicBool::new(false),
             }),
             outputs: Vec::new(),
@@ -177,6 +193,7 @@ impl CommitmentSink {
             capacity: opts.channel_capacity.max(1),
             engine_time: Duration::ZERO,
             inline_time: Duration::ZERO,
+            decode_engine_time: Duration::ZERO,
         })
     }
 
@@ -228,6 +245,10 @@ impl CommitmentSink {
             hashing,
             hashing_inline: self.inline_time,
             finish: started.elapsed(),
+            decode_engine_thread: self.decode_engine_time,
+            decode_hashing: Duration::from_nanos(
+                self.shared.decode_hashing_ns.load(Ordering::Relaxed),
+            ),
         });
         Ok(commitment)
     }
@@ -317,7 +338,11 @@ impl CommitmentSink {
             Duration::ZERO
         };
         self.inline_time += inline;
-        self.engine_time += started.elapsed().saturating_sub(inline);
+        let spent = started.elapsed().saturating_sub(inline);
+        self.engine_time += spent;
+        if rows.len() == width {
+            self.decode_engine_time += spent;
+        }
     }
 
     /// Copies `rows` into `layer`'s open block of `group`, moving each block
@@ -376,6 +401,9 @@ impl CommitmentSink {
             let room = ROW_BLOCK - g.block.len() / expected;
             let now = room.min(n - done);
             rows.append(expected, done, now, &mut g.block);
+            if n == 1 {
+                g.decode_rows += 1;
+            }
             g.next += now;
             done += now;
             if g.block.len() == ROW_BLOCK * expected {
@@ -397,6 +425,7 @@ fn take_block(group: RowGroup, layer: usize, g: &mut OpenGroup, width: usize) ->
         first_pos: (g.next - count) as u32,
         width,
         rows,
+        decode_rows: std::mem::take(&mut g.decode_rows),
     }
 }
 

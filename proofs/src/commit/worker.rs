@@ -2,6 +2,8 @@
 //! the sink completed the blocks (run by the sink's hashing jobs, off the
 //! decode path).
 
+use std::time::{Duration, Instant};
+
 use super::CommitError;
 use super::store::{BlockStore, StoredBlock};
 use crate::merkle::{DType, Hash, RowGroup, leaf_hash};
@@ -16,6 +18,9 @@ pub(crate) struct Block {
     pub(crate) width: usize,
     /// The rows, one after the other.
     pub(crate) rows: Vec<f32>,
+    /// How many of them were recorded one position at a time (a decode
+    /// step's rows), for [`super::CommitCost`]'s decode shares.
+    pub(crate) decode_rows: usize,
 }
 
 /// One layer's row group, as hashed so far: a leaf and a stored block per
@@ -60,13 +65,18 @@ impl Absorber {
     }
 
     /// Hashes and stores `blocks`, the next ones in completion order (each
-    /// row group's blocks arrive in position order).
-    pub(crate) fn absorb(&mut self, blocks: Vec<Block>) {
+    /// row group's blocks arrive in position order). Returns the decode
+    /// rows' share of the time it took: each block's time in the
+    /// proportion of its rows recorded one position at a time.
+    pub(crate) fn absorb(&mut self, blocks: Vec<Block>) -> Duration {
+        let mut decode = Duration::ZERO;
         for block in blocks {
             if self.out.error.is_some() {
-                return;
+                break;
             }
+            let started = Instant::now();
             let count = block.rows.len() / block.width.max(1);
+            let decode_rows = block.decode_rows.min(count);
             // At most ROW_BLOCK rows.
             let leaf = leaf_hash(
                 block.group,
@@ -91,7 +101,12 @@ impl Absorber {
                 }
                 Err(e) => self.out.error = Some(CommitError::Spill(e)),
             }
+            if decode_rows > 0 {
+                // At most ROW_BLOCK rows: the factors fit in u32.
+                decode += started.elapsed() * decode_rows as u32 / count as u32;
+            }
         }
+        decode
     }
 
     /// Records that absorbing panicked; nothing after it is absorbed.
