@@ -240,7 +240,7 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
     // 16 keys at a time, every head of the group on them while their rows
     // are in the first-level cache. One head over all the keys and then the
     // next (stop 23's order) read every row from the second level once per
-    // head: one layer's 512-token prefill attention ran 1.20x to 1.25x
+    // head: one layer's 512-token prefill attention ran 1.05x to 1.26x
     // slower (papers/results/attention-chunks-ab.md).
     for j0 in (0..full).step_by(LANES) {
         for j in j0 + PREFETCH_KEYS..j0 + PREFETCH_KEYS + LANES {
