@@ -62,8 +62,10 @@ pub struct CommitCost {
     /// Wall time of `CommitmentSink::finish`: absorbing what the jobs had
     /// not and building the Merkle tree, after the generation.
     pub finish: Duration,
-    /// Of `engine_thread`, the calls that handed over one position's rows
-    /// (a decode step's, where a prompt comes in one call per layer).
+    /// Of `engine_thread`, the calls that handed over one position's rows:
+    /// a decode step's. A prompt comes in one call per layer (per layer
+    /// and chunk when a server splits it), so only a one-position prompt,
+    /// or chunk, counts here too.
     pub decode_engine_thread: Duration,
     /// Of `hashing`, the decode rows' share: each block's hashing time in
     /// the proportion of its rows handed over one position at a time.
