@@ -305,8 +305,8 @@ fn iqr(xs: &[f64]) -> [f64; 2] {
     [0.25, 0.75].map(|q| quantile(xs, q).unwrap_or(0.0))
 }
 
-/// (seconds on the engine thread, seconds of hashing elsewhere) of one
-/// traced run: its time in `record`, absorbing included, and the rest.
+/// (seconds on the engine thread, seconds of hashing) of one traced run's
+/// decode steps: `CommitCost::decode_engine_thread` and `decode_hashing`.
 fn decode_cost_secs(c: &Commitment) -> (f64, f64) {
     let cost = c.cost();
     (

@@ -41,6 +41,13 @@ fn commit(model: &Model, req: &GenerateRequest) -> (Generation, Commitment) {
     (generation, sink.finish().unwrap())
 }
 
+/// `req` generated and committed on `model`, and its honest receipt.
+fn honest_run(model: &Model, req: &GenerateRequest) -> (Generation, Commitment, Receipt) {
+    let (generation, c) = commit(model, req);
+    let r = build(model, req, &generation, &c);
+    (generation, c, r)
+}
+
 fn build(
     claimed: &Model,
     req: &GenerateRequest,
@@ -67,8 +74,21 @@ fn failing_cells(
     req: &GenerateRequest,
     output: &[u32],
 ) -> Vec<((u32, u32), SpotError)> {
-    all_cells(r)
-        .into_iter()
+    failing_among(checker, r, c, req, output, &all_cells(r))
+}
+
+/// Checks each of `cells` on its own; returns the failures, in order.
+fn failing_among(
+    checker: &SpotChecker<'_>,
+    r: &Receipt,
+    c: &Commitment,
+    req: &GenerateRequest,
+    output: &[u32],
+    cells: &[(u32, u32)],
+) -> Vec<((u32, u32), SpotError)> {
+    cells
+        .iter()
+        .copied()
         .filter_map(|cell| {
             let openings = open_cells(c, &req.prompt, output, &[cell]).unwrap();
             checker
@@ -83,8 +103,7 @@ fn failing_cells(
 fn every_cell_of_an_honest_run_replays_bit_exactly() {
     let (model, _dir) = common::tiny_model(1);
     let req = request(&model);
-    let (generation, c) = commit(&model, &req);
-    let r = build(&model, &req, &generation, &c);
+    let (generation, c, r) = honest_run(&model, &req);
     let cells = all_cells(&r);
     let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
     let report = SpotChecker::new(&model)
@@ -269,22 +288,18 @@ fn token_checks_drawn_together_report_the_first_forged_step() {
     let SpotError::TokenMismatch { step, .. } = e else {
         panic!("{e:?}");
     };
-    let alone: Vec<u32> = cells
-        .iter()
-        .filter_map(|&cell| {
-            let o = open_cells(&c, &req.prompt, &generation.tokens, &[cell]).unwrap();
-            match checker.check_cells(&r, &[cell], &o) {
-                Err(SpotError::TokenMismatch { step, .. }) => Some(step),
-                _ => None,
-            }
+    let alone: Vec<u32> = failing_among(&checker, &r, &c, &req, &generation.tokens, &cells)
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            SpotError::TokenMismatch { step, .. } => Some(step),
+            _ => None,
         })
         .collect();
     assert!(alone.contains(&(forged as u32)), "{alone:?}");
     assert_eq!(step, alone[0], "the first failure in challenge order");
 
     // Honest tokens: every step re-sampled, each reported on its own cell.
-    let (generation, c) = commit(&model, &req);
-    let r = build(&model, &req, &generation, &c);
+    let (generation, c, r) = honest_run(&model, &req);
     let openings = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();
     let report = checker.check_cells(&r, &cells, &openings).unwrap();
     for (cell, (_, t)) in report.cells.iter().zip(&cells) {
@@ -299,8 +314,7 @@ fn cells_a_caller_names_outside_the_trace_are_malformed() {
     // beside any token check (whose step it would overflow).
     let (model, _dir) = common::tiny_model(1);
     let req = request(&model);
-    let (generation, c) = commit(&model, &req);
-    let r = build(&model, &req, &generation, &c);
+    let (generation, c, r) = honest_run(&model, &req);
     let last = LAYERS as u32 - 1;
     let honest = open_cells(&c, &req.prompt, &generation.tokens, &[(last, 0)]).unwrap();
     for cell in [(last, u32::MAX), (u32::MAX, 0), (u32::MAX, u32::MAX)] {
@@ -321,8 +335,7 @@ fn cells_a_caller_names_outside_the_trace_are_malformed() {
 fn tampered_or_mismatched_openings_are_rejected() {
     let (model, _dir) = common::tiny_model(1);
     let req = request(&model);
-    let (generation, c) = commit(&model, &req);
-    let r = build(&model, &req, &generation, &c);
+    let (generation, c, r) = honest_run(&model, &req);
     let checker = SpotChecker::new(&model);
     let cells = vec![(2, 3), (0, 1)];
     let honest = open_cells(&c, &req.prompt, &generation.tokens, &cells).unwrap();

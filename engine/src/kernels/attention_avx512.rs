@@ -234,7 +234,6 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
     });
     let sv = _mm512_set1_ps(scale);
     let full = n / LANES * LANES;
-    let mut max = [f32::NEG_INFINITY; MAX_GROUP];
     // `max(s, m)` returns m when s is NaN, as `f32::max` ignores NaN.
     let mut maxv = [_mm512_set1_ps(f32::NEG_INFINITY); G];
     // 16 keys at a time, every head of the group on them while their rows
@@ -261,6 +260,7 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
             unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(h * n + j0), s) };
         }
     }
+    let mut max = [f32::NEG_INFINITY; MAX_GROUP];
     for (m, v) in max.iter_mut().zip(maxv) {
         *m = _mm512_reduce_max_ps(v);
     }

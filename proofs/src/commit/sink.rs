@@ -327,11 +327,15 @@ impl CommitmentSink {
         rows: Rows<'_>,
     ) {
         let started = Instant::now();
-        if self.error.is_none()
-            && let Err(e) = self.take_rows(group, layer, first_pos, width, rows)
-        {
-            self.error = Some(e);
-        }
+        let taken = if self.error.is_some() {
+            0
+        } else {
+            self.take_rows(group, layer, first_pos, width, rows)
+                .unwrap_or_else(|e| {
+                    self.error = Some(e);
+                    0
+                })
+        };
         let inline = if self.ready.len() >= FLUSH_BLOCKS {
             self.flush()
         } else {
@@ -340,13 +344,13 @@ impl CommitmentSink {
         self.inline_time += inline;
         let spent = started.elapsed().saturating_sub(inline);
         self.engine_time += spent;
-        if rows.len() == width {
+        if taken == 1 {
             self.decode_engine_time += spent;
         }
     }
 
     /// Copies `rows` into `layer`'s open block of `group`, moving each block
-    /// that fills to `ready`.
+    /// that fills to `ready`; returns how many rows it took.
     fn take_rows(
         &mut self,
         group: RowGroup,
@@ -354,7 +358,7 @@ impl CommitmentSink {
         first_pos: usize,
         width: usize,
         rows: Rows<'_>,
-    ) -> Result<(), CommitError> {
+    ) -> Result<usize, CommitError> {
         let (expected, open) = match group {
             RowGroup::Output => (self.d_model, &mut self.outputs),
             RowGroup::KeyValue => (*self.kv_width.get_or_insert(width), &mut self.key_values),
@@ -410,7 +414,7 @@ impl CommitmentSink {
                 self.ready.push(take_block(group, layer, g, expected));
             }
         }
-        Ok(())
+        Ok(n)
     }
 }
 

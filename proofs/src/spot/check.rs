@@ -192,13 +192,8 @@ impl<'a> SpotChecker<'a> {
         c: &CellOpening,
         exact: bool,
     ) -> Result<CellResult, SpotError> {
-        // Exact receipts replay on the kernels that made them; the burn
-        // backends' on the float reference, which does their arithmetic.
-        let (numerics, tolerance) = if exact {
-            (Numerics::Int8, 0.0)
-        } else {
-            (Numerics::F32, self.tolerance)
-        };
+        let numerics = replay_numerics(exact);
+        let tolerance = if exact { 0.0 } else { self.tolerance };
         let (layer, pos) = (c.layer, c.pos);
         verify_cell_rows(receipt, c)?;
         // `verify_cell_rows` checked that the openings hold row t.
@@ -257,7 +252,7 @@ impl<'a> SpotChecker<'a> {
         cells: &[(usize, u32, &CellOpening)],
         exact: bool,
     ) -> Vec<(usize, Result<u32, SpotError>)> {
-        let numerics = if exact { Numerics::Int8 } else { Numerics::F32 };
+        let numerics = replay_numerics(exact);
         let cfg = self.model.config();
         // Each cell's committed row, if it is one and its step is in the output.
         let rows: Vec<Option<&[f32]>> = cells
@@ -303,6 +298,13 @@ impl<'a> SpotChecker<'a> {
             })
             .collect()
     }
+}
+
+/// The arithmetic a receipt is re-executed in: exact receipts on the
+/// kernels that made them; the burn backends' on the float reference,
+/// which does their arithmetic.
+fn replay_numerics(exact: bool) -> Numerics {
+    if exact { Numerics::Int8 } else { Numerics::F32 }
 }
 
 /// Rows of one LM head pass of the token checks: the activation rows the
