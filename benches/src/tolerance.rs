@@ -218,7 +218,7 @@ fn write(args: &ToleranceArgs, r: &ToleranceReport) -> Result<()> {
         r.backend
     );
     md += &format!(
-        "SmolLM2-135M-Instruct (Q4_1), greedy, every cell (layer, position) of every prompt re-executed as a spot check of this backend's receipts does, on `Numerics::F32` (f32 activations times the dequantised weights, in the float kernels' fixed order; the exact kernels' 8-bit activations are for `cpu-i8` receipts). {}\n\n",
+        "SmolLM2-135M-Instruct (Q4_1), greedy, every cell (layer, position) of every prompt re-executed as a spot check of this backend's receipts does, on `Numerics::F32` (f32 activations times the dequantised weights, in the float kernels' fixed order; the exact kernels' 8-bit activations are for `cpu-i8-kv16` receipts). {}\n\n",
         r.date
     );
     md += "| prompt | positions | cells | output: bit-exact | median | p99 | max | keys/values: bit-exact | median | p99 | max |\n";

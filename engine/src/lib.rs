@@ -65,9 +65,12 @@ pub use generate::{
     FinishReason, GenerateRequest, Generation, Sequence, StepEvent, TokenEvent, generate, step,
     validate,
 };
-pub use kernels::{Isa, Numerics};
+/// IEEE binary16, the element type of the CPU engine's key/value cache (from
+/// the `half` crate), as [`TraceSink::record_keys_values`] hands it.
+pub use half::f16;
+pub use kernels::{Isa, Numerics, narrow_f16_exact, widen_f16};
 pub use logprobs::TokenLogprobs;
 pub use model::{Backend, BatchItem, CellReplay, Model, Session};
 pub use sampling::{SamplingParams, argmax, sample, uniform};
 pub use tokenizer::Tokenizer;
-pub use trace::{TRACE_DTYPE, TraceRecorder, TraceSink, push_kv_rows};
+pub use trace::{TraceRecorder, TraceSink, push_kv_rows};

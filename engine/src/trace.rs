@@ -1,8 +1,7 @@
 //! The trace hook: what the engine hands to a commitment scheme.
 
-/// Element type of traced rows. The CPU backend computes in f32, so rows are
-/// f32 little-endian.
-pub const TRACE_DTYPE: &str = "f32";
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// Receives the residual stream after every layer at every forwarded
 /// position, and the keys and values each layer's attention used.
@@ -29,17 +28,18 @@ pub trait TraceSink: Send {
     }
 
     /// [`TraceSink::record_kv`] with the keys and the values in two arrays
-    /// of `kv_dim`-wide rows, as the engine's cache holds them: the rows are
-    /// `[keys[i] | values[i]]`. The default builds them and calls
-    /// `record_kv`; a sink that copies rows anyway takes them from the two
-    /// arrays and saves the engine a buffer per layer and step.
+    /// of `kv_dim`-wide rows, as the CPU engine's cache holds them (f16,
+    /// which widens to f32 exactly): the rows are `[keys[i] | values[i]]`
+    /// widened. The default builds them and calls `record_kv`; a sink that
+    /// copies rows anyway takes them from the two arrays and saves the
+    /// engine a buffer per layer and step.
     fn record_keys_values(
         &mut self,
         layer: usize,
         first_pos: usize,
         kv_dim: usize,
-        keys: &[f32],
-        values: &[f32],
+        keys: &[f16],
+        values: &[f16],
     ) {
         let mut rows = Vec::with_capacity(keys.len() + values.len());
         push_kv_rows(keys, values, kv_dim, &mut rows);
@@ -61,20 +61,25 @@ impl<T: TraceSink + ?Sized> TraceSink for &mut T {
         layer: usize,
         first_pos: usize,
         kv_dim: usize,
-        keys: &[f32],
-        values: &[f32],
+        keys: &[f16],
+        values: &[f16],
     ) {
         (**self).record_keys_values(layer, first_pos, kv_dim, keys, values);
     }
 }
 
 /// Appends the key/value rows `[keys[i] | values[i]]` of two arrays of
-/// `kv_dim`-wide rows to `out`: the one definition of the layout that
-/// [`TraceSink::record_kv`] receives.
-pub fn push_kv_rows(keys: &[f32], values: &[f32], kv_dim: usize, out: &mut Vec<f32>) {
+/// `kv_dim`-wide rows to `out`, widened to f32: the one definition of the
+/// layout that [`TraceSink::record_kv`] receives.
+pub fn push_kv_rows(keys: &[f16], values: &[f16], kv_dim: usize, out: &mut Vec<f32>) {
     for (k, v) in keys.chunks(kv_dim.max(1)).zip(values.chunks(kv_dim.max(1))) {
-        out.extend_from_slice(k);
-        out.extend_from_slice(v);
+        for half_row in [k, v] {
+            // The slice conversion goes 8 at a time (F16C where the CPU has
+            // it); one element at a time asks which CPU this is per element.
+            let at = out.len();
+            out.resize(at + half_row.len(), 0.0);
+            half_row.convert_to_f32_slice(&mut out[at..]);
+        }
     }
 }
 

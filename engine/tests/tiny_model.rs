@@ -554,7 +554,7 @@ fn batched_sequences_match_each_alone() {
 fn logits_of_rows_in_a_batch_have_the_bits_of_each_alone() {
     // A verifier re-derives several sampled tokens in one LM head pass:
     // every row's logits must be those it gets alone, in both arithmetics
-    // (the 8-bit kernels a `cpu-i8` receipt replays on, the float reference
+    // (the 8-bit kernels a `cpu-i8-kv16` receipt replays on, the float reference
     // a burn backend's receipt replays on), for batches of 1 to 9 rows.
     let m = model();
     let d = m.config().d_model;

@@ -3,7 +3,7 @@
 use std::ops::ControlFlow;
 
 use forge_engine::{
-    GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate,
+    GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, f16, generate,
 };
 use forge_proofs::{
     CommitError, Commitment, CommitmentSink, DType, MerkleError, MerkleTree, ROW_BLOCK, RowGroup,
@@ -41,8 +41,8 @@ fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
 }
 
 /// The root by the definition, from a recorder's rows (already layer-major):
-/// every layer's output rows, then every layer's key/value rows, in blocks
-/// of `ROW_BLOCK` positions.
+/// every layer's output rows, then every layer's key/value rows (kept in
+/// f16, the CPU engine's trace), in blocks of `ROW_BLOCK` positions.
 fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
     let blocks = |group, rows: Vec<((usize, usize), &[f32])>| {
         rows.chunk_by(|a, b| a.0.0 == b.0.0)
@@ -51,7 +51,7 @@ fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
                 let ((l, t), _) = block[0];
                 let rows: Vec<f32> = block.iter().flat_map(|(_, row)| row.to_vec()).collect();
                 let n = block.len() as u32;
-                leaf_hash(group, l as u32, t as u32, n, DType::F32, &rows)
+                leaf_hash(group, l as u32, t as u32, n, DType::F32KvF16, &rows).unwrap()
             })
             .collect::<Vec<_>>()
     };
@@ -128,7 +128,13 @@ fn one_flipped_bit_in_one_row_changes_the_root() {
                 && (fkv, fl, fp) == (kv, l, p)
             {
                 let i = bit % row.len();
-                row[i] = f32::from_bits(row[i].to_bits() ^ (1 << (bit % 32)));
+                row[i] = if kv {
+                    // Key/value rows are kept in f16: flip a bit of the f16.
+                    let h = f16::from_f32(row[i]).to_bits() ^ (1 << (bit % 16));
+                    f16::from_bits(h).to_f32()
+                } else {
+                    f32::from_bits(row[i].to_bits() ^ (1 << (bit % 32)))
+                };
             }
             row
         };
@@ -274,15 +280,19 @@ fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
         memory_limit: ROW_BLOCK * D_MODEL * 4,
         spill_dir: Some(spill_dir.path().to_path_buf()),
         channel_capacity: 1,
+        ..SinkOptions::default()
     };
     let (_, spilled) = committed(&model, small);
     let (_, in_memory) = committed(&model, SinkOptions::default());
     assert_eq!(in_memory.spilled_rows(), 0);
-    // The tiny model's [k | v] rows are d_model wide too: one block fits.
+    // The tiny model's [k | v] rows are d_model wide too, kept in f16: the
+    // bound holds one block of output rows or two of keys and values. Layer
+    // 0's key/values fit, its outputs do not, layer 1's key/values fit, and
+    // nothing after them.
     assert_eq!(spilled.kv_width(), D_MODEL);
     assert_eq!(
         spilled.spilled_rows() as usize,
-        2 * LAYERS * spilled.positions() - ROW_BLOCK
+        2 * LAYERS * spilled.positions() - 2 * ROW_BLOCK
     );
     assert_eq!(spilled.root(), in_memory.root());
     for l in 0..LAYERS {
@@ -301,14 +311,14 @@ fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
         LAYERS as u32,
         0,
         spilled.positions() as u32,
-        DType::F32,
+        spilled.dtype(),
     )
     .unwrap();
     let t = spilled.positions() as u32;
     let opening = spilled.open_range(1, 0, 4).unwrap();
     assert_eq!(opening, in_memory.open_range(1, 0, 4).unwrap());
     opening
-        .verify(&spilled.root(), LAYERS as u32, 0, t, DType::F32)
+        .verify(&spilled.root(), LAYERS as u32, 0, t, spilled.dtype())
         .unwrap();
 }
 
@@ -328,7 +338,7 @@ fn openings_verify_and_tampered_openings_do_not() {
                         "{a}..={b} is inside"
                     );
                     assert_eq!(o.row_at(a as u32).unwrap(), &o.rows[a - first][..]);
-                    o.verify(&root, l, 0, t, DType::F32).unwrap();
+                    o.verify(&root, l, 0, t, c.dtype()).unwrap();
                 }
             }
         }
@@ -344,35 +354,35 @@ fn openings_verify_and_tampered_openings_do_not() {
     let mut bad = o.clone();
     bad.rows[1][5] += 1e-6;
     assert!(
-        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "changed value"
     );
     let mut bad = o.clone();
     bad.layer = 1;
     assert!(
-        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "claimed for another layer"
     );
     let mut bad = o.clone();
     bad.first_pos = ROW_BLOCK as u32;
     bad.rows.truncate(t as usize - ROW_BLOCK);
     assert!(
-        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "claimed for other positions"
     );
     let mut bad = o.clone();
     bad.rows.pop();
     assert!(
-        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "a row dropped"
     );
     assert!(
-        o.verify(&root, l, 0, t + ROW_BLOCK as u32, DType::F32)
+        o.verify(&root, l, 0, t + ROW_BLOCK as u32, c.dtype())
             .is_err(),
         "another trace shape"
     );
     assert!(
-        o.verify(&root, 2, 0, t, DType::F32).is_err(),
+        o.verify(&root, 2, 0, t, c.dtype()).is_err(),
         "layer outside the trace"
     );
     let kv = c.open_kv_range(2, 1, 3).unwrap();
@@ -382,23 +392,23 @@ fn openings_verify_and_tampered_openings_do_not() {
         (0, ROW_BLOCK),
         "widened to the whole first block"
     );
-    kv.verify(&root, l, 0, t, DType::F32).unwrap();
+    kv.verify(&root, l, 0, t, c.dtype()).unwrap();
     // A range in the last, partial block ends at the trace's end.
     let tail = c.open_kv_range(1, ROW_BLOCK + 1, ROW_BLOCK + 1).unwrap();
     assert_eq!(
         (tail.first_pos as usize, tail.rows.len()),
         (ROW_BLOCK, t as usize - ROW_BLOCK)
     );
-    tail.verify(&root, l, 0, t, DType::F32).unwrap();
+    tail.verify(&root, l, 0, t, c.dtype()).unwrap();
     let both = c.open_kv_range(1, 3, ROW_BLOCK).unwrap();
     assert_eq!((both.first_pos, both.rows.len()), (0, t as usize));
-    both.verify(&root, l, 0, t, DType::F32).unwrap();
+    both.verify(&root, l, 0, t, c.dtype()).unwrap();
     let mut bad = kv.clone();
     bad.rows.remove(0);
     bad.first_pos = 1;
     assert!(
         matches!(
-            bad.verify(&root, l, 0, t, DType::F32),
+            bad.verify(&root, l, 0, t, c.dtype()),
             Err(MerkleError::Unaligned { first: 1, .. })
         ),
         "a block opened from its middle"
@@ -407,34 +417,58 @@ fn openings_verify_and_tampered_openings_do_not() {
     bad.rows.pop();
     assert!(
         matches!(
-            bad.verify(&root, l, 0, t, DType::F32),
+            bad.verify(&root, l, 0, t, c.dtype()),
             Err(MerkleError::Unaligned { .. })
         ),
         "a block cut short"
     );
     let mut bad = kv.clone();
-    bad.rows[ROW_BLOCK - 1][0] += 1.0;
+    // Negated (an f16 still, as key/value rows must be; -0.0 for 0.0).
+    bad.rows[ROW_BLOCK - 1][0] = -bad.rows[ROW_BLOCK - 1][0];
     assert!(
         matches!(
-            bad.verify(&root, l, 0, t, DType::F32),
+            bad.verify(&root, l, 0, t, c.dtype()),
             Err(MerkleError::RootMismatch { .. })
         ),
         "every row of a block is bound, not only those up to the asked position"
     );
+    assert_eq!(c.dtype(), DType::F32KvF16, "the CPU engine's trace");
+    let mut bad = kv.clone();
+    bad.rows[2][1] = f32::from_bits(bad.rows[2][1].to_bits() ^ 1);
+    assert!(
+        matches!(
+            bad.verify(&root, l, 0, t, c.dtype()),
+            Err(MerkleError::NotF16 { .. })
+        ),
+        "a key/value value between two f16s is refused, not rounded"
+    );
+    let mut bad = kv.clone();
+    bad.elem = forge_proofs::Elem::F32;
+    assert!(
+        matches!(
+            bad.verify(&root, l, 0, t, c.dtype()),
+            Err(MerkleError::WrongElem { .. })
+        ),
+        "key/value rows opened as f32 in a trace that keeps them in f16"
+    );
+    assert!(
+        kv.verify(&root, l, 0, t, DType::F32).is_err(),
+        "the receipt's dtype is bound"
+    );
     let mut bad = kv.clone();
     bad.layer = 2;
     assert!(
-        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "key/value rows claimed as output rows"
     );
     let mut bad = o.clone();
     bad.layer = l + 2;
     assert!(
-        bad.verify(&root, l, 0, t, DType::F32).is_err(),
+        bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "output rows claimed as key/value rows"
     );
     assert!(
-        kv.verify(&root, l + 1, 0, t, DType::F32).is_err(),
+        kv.verify(&root, l + 1, 0, t, c.dtype()).is_err(),
         "another layer count moves the groups"
     );
     assert!(matches!(
@@ -559,9 +593,10 @@ fn malformed_recordings_are_typed_errors() {
     assert_eq!(c.kv_row(1, 7).unwrap(), kv);
 }
 
-/// Keys and values handed over in two arrays (as the engine's cache holds
-/// them) commit exactly as their interleaved `[k | v]` rows do, across a
-/// block boundary; halves of different lengths are ragged rows.
+/// Keys and values handed over in two arrays of f16 (as the engine's cache
+/// holds them) commit exactly as their interleaved `[k | v]` rows widened
+/// to f32 do, across a block boundary; halves of different lengths are
+/// ragged rows.
 #[test]
 fn split_keys_and_values_commit_as_their_interleaved_rows() {
     let (kv_dim, n, cut) = (8, ROW_BLOCK + 5, 3);
@@ -572,6 +607,9 @@ fn split_keys_and_values_commit_as_their_interleaved_rows() {
         .zip(values.chunks(kv_dim))
         .flat_map(|(k, v)| [k, v].concat())
         .collect();
+    // Every value is an f16 (multiples of 0.5 below 256).
+    let half = |xs: &[f32]| xs.iter().map(|&x| f16::from_f32(x)).collect::<Vec<f16>>();
+    let (keys, values) = (half(&keys), half(&values));
     let outputs = vec![0.5f32; n * D_MODEL];
     let commit = |kv: &dyn Fn(&mut CommitmentSink)| {
         let mut s = CommitmentSink::new(D_MODEL).unwrap();
@@ -590,7 +628,7 @@ fn split_keys_and_values_commit_as_their_interleaved_rows() {
     });
     assert_eq!(split.root(), whole.root());
     let mut flipped = values.clone();
-    flipped[ROW_BLOCK * kv_dim + 1] += 1.0;
+    flipped[ROW_BLOCK * kv_dim + 1] += f16::ONE;
     let other = commit(&|s| s.record_keys_values(0, 0, kv_dim, &keys, &flipped));
     assert_ne!(
         other.root(),

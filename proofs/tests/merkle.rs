@@ -15,6 +15,7 @@ fn leaves(n: usize) -> Vec<Hash> {
                 DType::F32,
                 &[i as f32, 1.5],
             )
+            .unwrap()
         })
         .collect()
 }
@@ -217,12 +218,57 @@ fn degenerate_inputs_are_typed_errors() {
     assert_ne!(MerkleTree::from_leaves(vec![]).root(), [0; 32]);
 }
 
+/// Under `F32KvF16` a key/value leaf hashes its rows as f16 (half the
+/// bytes) and the dtype tag 2, an output leaf its rows as f32 with tag 2;
+/// a value that is not an f16 is refused, not rounded.
+#[test]
+fn f16_key_value_leaves_hash_the_documented_bytes() {
+    use forge_proofs::Elem;
+    let rows = [1.0f32, -2.0, 3.5, 0.25, 65504.0, -0.0];
+    let kv = leaf_hash(RowGroup::KeyValue, 3, 16, 1, DType::F32KvF16, &rows).unwrap();
+    let mut bytes = vec![];
+    for v in rows {
+        bytes.extend_from_slice(&forge_engine::f16::from_f32(v).to_bits().to_le_bytes());
+    }
+    for field in [3u32, 16, 1] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    bytes.push(2);
+    let kv_key = blake3::derive_key("forge.kv.v3", b"");
+    assert_eq!(kv, *blake3::keyed_hash(&kv_key, &bytes).as_bytes());
+    assert_ne!(
+        kv,
+        leaf_hash(RowGroup::KeyValue, 3, 16, 1, DType::F32, &rows).unwrap(),
+        "the dtype is bound"
+    );
+    let out = leaf_hash(RowGroup::Output, 3, 16, 1, DType::F32KvF16, &rows).unwrap();
+    let mut bytes = vec![];
+    rows.iter()
+        .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+    for field in [3u32, 16, 1] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    bytes.push(2);
+    let key = blake3::derive_key("forge.act.v3", b"");
+    assert_eq!(out, *blake3::keyed_hash(&key, &bytes).as_bytes());
+    assert_eq!(DType::F32KvF16.elem(RowGroup::KeyValue), Elem::F16);
+    assert_eq!(DType::F32KvF16.elem(RowGroup::Output), Elem::F32);
+    // 1 + 2^-12 lies between two f16s: not a value of an f16 row.
+    let mut off = rows;
+    off[2] = 1.0 + 1.0 / 4096.0;
+    assert_eq!(
+        leaf_hash(RowGroup::KeyValue, 3, 16, 1, DType::F32KvF16, &off),
+        Err(MerkleError::NotF16 { index: 2 })
+    );
+    assert!(leaf_hash(RowGroup::Output, 3, 16, 1, DType::F32KvF16, &off).is_ok());
+}
+
 #[test]
 fn leaves_and_nodes_are_domain_separated() {
     use RowGroup::{KeyValue, Output};
     let rows = [1.0f32, -2.0, 3.5, 0.25];
     let leaf = |group, layer, first, count, rows: &[f32]| {
-        leaf_hash(group, layer, first, count, DType::F32, rows)
+        leaf_hash(group, layer, first, count, DType::F32, rows).unwrap()
     };
     let base = leaf(Output, 1, 2, 2, &rows);
     assert_ne!(

@@ -100,7 +100,7 @@ fn an_honest_receipt_describes_the_run_and_verifies() {
     } = run("<|im_start|>user\nhi<|im_end|>");
     let key = provider();
     assert_eq!(r.request.model_id, model.model_id());
-    assert_eq!(r.request.backend, "cpu-i8");
+    assert_eq!(r.request.backend, "cpu-i8-kv16");
     assert_eq!(r.request.prompt_hash, prompt_hash(&req.prompt));
     assert_eq!(r.output.tokens_hash, output_hash(&generation.tokens));
     assert_eq!(r.request.n_prompt as usize, req.prompt.len());
@@ -111,7 +111,7 @@ fn an_honest_receipt_describes_the_run_and_verifies() {
     );
     assert_eq!(
         (r.trace.layers, r.trace.positions, r.trace.dtype),
-        (LAYERS as u32, r.request.forwarded.end, DType::F32)
+        (LAYERS as u32, r.request.forwarded.end, DType::F32KvF16)
     );
     assert_eq!(r.cost.flops, generation.flops);
     assert_eq!(r.request.sampling.to_engine(), req.sampling);
@@ -191,7 +191,7 @@ fn encoding_round_trips_with_the_documented_layout() {
     let json: serde_json::Value = serde_json::to_value(&r).unwrap();
     assert_eq!(json["version"], 1);
     assert_eq!(json["cost"]["flops"], r.cost.flops.to_string());
-    assert_eq!(json["trace"]["dtype"], "f32");
+    assert_eq!(json["trace"]["dtype"], "f32_kv_f16");
     assert_eq!(json["request"]["id"], "09".repeat(16));
     assert_eq!(json["cu_proof"].as_str().unwrap().len(), 256);
     assert_eq!(json["provider"]["signature"].as_str().unwrap().len(), 128);
@@ -564,7 +564,7 @@ fn strict_decoding_rejects_malformed_input_with_typed_errors() {
     ));
     // Unknown dtype tag: the byte before cost.flops.
     let dtype_at = at + 4 + 8 * r.request.sampling.logit_bias.len() + 32 + 16 + 32 + 32 + 8;
-    assert_eq!(bytes[dtype_at], 1);
+    assert_eq!(bytes[dtype_at], 2);
     let mut bad = bytes.clone();
     bad[dtype_at] = 9;
     assert!(matches!(

@@ -3,11 +3,12 @@
 use std::ops::ControlFlow;
 
 use forge_engine::{
-    GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, generate,
+    GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, f16, generate,
 };
 use forge_proofs::{
-    AuditEntry, Check, Commitment, CommitmentSink, NodeKey, Receipt, ReceiptBuilder, SpotChecker,
-    SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells, open_cells,
+    AuditEntry, Check, Commitment, CommitmentSink, DecodeError, EncodeError, NodeKey, Receipt,
+    ReceiptBuilder, SpotChecker, SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells,
+    open_cells,
 };
 
 use crate::common::{self, D_MODEL, LAYERS};
@@ -36,7 +37,7 @@ fn generate_into(model: &Model, req: &GenerateRequest, sink: &mut dyn TraceSink)
 }
 
 fn commit(model: &Model, req: &GenerateRequest) -> (Generation, Commitment) {
-    let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+    let mut sink = CommitmentSink::for_model(model).unwrap();
     let generation = generate_into(model, req, &mut sink);
     (generation, sink.finish().unwrap())
 }
@@ -447,6 +448,35 @@ fn tampered_or_mismatched_openings_are_rejected() {
         );
     }
     assert!(SpotOpenings::from_bytes(&[bytes.clone(), vec![0]].concat()).is_err());
+
+    // Key/value rows travel as f16 (the CPU engine's trace): a value that
+    // is not an f16 does not encode, and f16 bits that would not come back
+    // from their widened value (a signaling NaN) do not decode.
+    assert_eq!(honest.cells[0].kv.elem, forge_proofs::Elem::F16);
+    let mut odd = honest.clone();
+    odd.cells[0].kv.rows[0][0] = 1.0 + 1.0 / 4096.0;
+    assert!(matches!(
+        odd.to_bytes(),
+        Err(EncodeError::Inconsistent {
+            field: "opening.rows",
+            ..
+        })
+    ));
+    let marker = f16::from_bits(0x7BFE); // 65472, the largest f16 but one
+    odd.cells[0].kv.rows[0][0] = marker.to_f32();
+    let mut bytes = odd.to_bytes().unwrap();
+    let at: Vec<usize> = (0..bytes.len() - 1)
+        .filter(|&i| bytes[i..i + 2] == [0xFE, 0x7B])
+        .collect();
+    assert_eq!(at.len(), 1, "the marker's bytes occur once");
+    bytes[at[0]..at[0] + 2].copy_from_slice(&0x7C01u16.to_le_bytes());
+    assert!(matches!(
+        SpotOpenings::from_bytes(&bytes),
+        Err(DecodeError::InvalidValue {
+            field: "opening.rows",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -460,7 +490,7 @@ fn a_flex_receipt_replays_within_the_published_tolerance_and_a_nudged_row_does_n
     let (generation, c) = commit(&flex, &req);
     let r = build(&flex, &req, &generation, &c);
     assert_ne!(
-        r.request.backend, "cpu-i8",
+        r.request.backend, "cpu-i8-kv16",
         "the receipt names the inexact backend"
     );
     let checker = SpotChecker::new(&exact);
@@ -484,7 +514,7 @@ fn a_flex_receipt_replays_within_the_published_tolerance_and_a_nudged_row_does_n
         .iter()
         .map(|x| x * (1.0 + 5e-4))
         .collect();
-    let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+    let mut sink = CommitmentSink::for_model(&flex).unwrap();
     let mut rec = TraceRecorder::new(D_MODEL);
     generate_into(&flex, &req, &mut rec);
     for ((kl, kt), kv) in rec.kv_rows() {

@@ -85,11 +85,34 @@ fn logits_match_independent_references() {
             worst = worst.max((f64::from(logits[id as usize]) - want).abs());
         }
         assert!(worst < 1.0, "max |ours - numpy| over the top 40 = {worst}");
-        // The ranking is the sharper test: the five most likely tokens, in order.
+        // The ranking is the sharper test: the five most likely tokens, in
+        // numpy's order wherever numpy puts them more than RANK_GAP apart.
+        // Closer pairs may swap: stop 25's f16 key/value cache (llama.cpp's
+        // default too) swapped the second case's fifth and sixth, 0.117
+        // apart in numpy, with every logit still within 1.0.
+        const RANK_GAP: f64 = 0.25;
         let mut ours_top: Vec<u32> = (0..logits.len() as u32).collect();
         ours_top.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        let numpy_top: Vec<u32> = case.numpy_top.iter().map(|&(id, _)| id).collect();
-        assert_eq!(ours_top[..5], numpy_top[..5], "top 5 against numpy's");
+        let top = &case.numpy_top;
+        for (i, &(a, la)) in top.iter().enumerate().take(6) {
+            for &(b, lb) in &top[i + 1..7] {
+                if la - lb > RANK_GAP {
+                    assert!(
+                        logits[a as usize] > logits[b as usize],
+                        "numpy ranks {a} {:.3} above {b}; ours do not",
+                        la - lb
+                    );
+                }
+            }
+        }
+        let fifth = top[4].1;
+        for t in &ours_top[..5] {
+            assert!(
+                top.iter().any(|&(id, l)| id == *t && l > fifth - RANK_GAP),
+                "our top 5 {:?} holds {t}, not within {RANK_GAP} of numpy's top 5",
+                &ours_top[..5]
+            );
+        }
         let ours = forge_engine::argmax(&logits);
         assert_eq!(ours, case.numpy_top[0].0);
         assert_eq!(ours, case.llama_cpp_top[0], "llama.cpp's greedy token");

@@ -107,7 +107,7 @@ pub(crate) async fn run(
             sampling: params.choice_sampling(index),
             ..req.clone()
         };
-        let sink = CommitmentSink::new(cfg.d_model)
+        let sink = CommitmentSink::for_model(&ready.model)
             .map_err(|e| ApiError::internal(format!("trace commitment: {e}")))?;
         let mut seq = Sequence::new(&ready.model, choice, Some(sink))
             .map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;

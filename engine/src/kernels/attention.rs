@@ -4,12 +4,16 @@
 //! The output row of position p and head h depends only on its query and the
 //! cache rows 0..=p, each reduced in a fixed order, so it has the same bits
 //! whether p was computed in a prefill block, a one-token decode step or a
-//! verifier's replay, and whichever heads share its task.
+//! verifier's replay, and whichever heads share its task. The cache holds
+//! f16 or f32 ([`KvElem`]); each element is widened to f32 exactly before
+//! it is used, so the element type changes what is stored, not how it is
+//! summed.
 
 use rayon::prelude::*;
 
 use super::attention_avx512::{HeadRows, MAX_GROUP, scores as scores_avx512, weighted_sum};
 use super::isa::{Isa, multiversion};
+use super::kv_elem::KvElem;
 use super::{dot, exp_f32};
 
 /// Shapes for one attention call.
@@ -20,10 +24,10 @@ pub(crate) struct AttnShape {
     pub(crate) head_dim: usize,
 }
 
-struct Job<'a> {
+struct Job<'a, T> {
     q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+    k: &'a [T],
+    v: &'a [T],
     shape: AttnShape,
     first_pos: usize,
     /// Whether the AVX-512 inner loops may run (same bits either way).
@@ -33,20 +37,20 @@ struct Job<'a> {
 /// One sequence's part of [`attention_many`]: `q` holds its new rows (for
 /// positions `first_pos..`), `k`/`v` its cache rows `0..first_pos + n`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct AttnSeq<'a> {
+pub(crate) struct AttnSeq<'a, T> {
     pub(crate) q: &'a [f32],
-    pub(crate) k: &'a [f32],
-    pub(crate) v: &'a [f32],
+    pub(crate) k: &'a [T],
+    pub(crate) v: &'a [T],
     pub(crate) first_pos: usize,
 }
 
 /// `q` holds `n` rows of `heads * head_dim` for positions `first_pos..first_pos+n`;
 /// `k`/`v` hold the cache rows `0..first_pos+n` of `kv_heads * head_dim`.
 /// Returns `n` rows of `heads * head_dim`.
-pub(crate) fn attention(
+pub(crate) fn attention<T: KvElem>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[T],
+    v: &[T],
     shape: AttnShape,
     first_pos: usize,
 ) -> Vec<f32> {
@@ -58,7 +62,7 @@ pub(crate) fn attention(
 /// [`attention`] computes for that sequence alone, so the bits are the
 /// same; one loop instead of one per sequence saves a batched decode step a
 /// fork and join of the pool per sequence and layer.
-pub(crate) fn attention_many(seqs: &[AttnSeq<'_>], shape: AttnShape) -> Vec<f32> {
+pub(crate) fn attention_many<T: KvElem>(seqs: &[AttnSeq<'_, T>], shape: AttnShape) -> Vec<f32> {
     let dh = shape.head_dim;
     let positions: usize = seqs
         .iter()
@@ -66,7 +70,7 @@ pub(crate) fn attention_many(seqs: &[AttnSeq<'_>], shape: AttnShape) -> Vec<f32>
         .sum();
     let group = head_group(shape, positions, rayon::current_num_threads());
     let isa = Isa::detect();
-    let jobs: Vec<Job<'_>> = seqs
+    let jobs: Vec<Job<'_, T>> = seqs
         .iter()
         .map(|s| Job {
             q: s.q,
@@ -119,12 +123,12 @@ fn head_group(shape: AttnShape, positions: usize, threads: usize) -> usize {
     }
 }
 
-multiversion!(fn group_kernel / group_kernel_with(job: &Job<'_>, group: usize, task: usize, out: &mut [f32]) => group_body);
+multiversion!(fn group_kernel<T: KvElem> / group_kernel_with(job: &Job<'_, T>, group: usize, task: usize, out: &mut [f32]) => group_body);
 
 /// Task `task` of `job`: `group` heads of one position, their rows side by
 /// side in `out`.
 #[inline(always)]
-fn group_body(job: &Job<'_>, group: usize, task: usize, out: &mut [f32]) {
+fn group_body<T: KvElem>(job: &Job<'_, T>, group: usize, task: usize, out: &mut [f32]) {
     let AttnShape {
         heads,
         kv_heads,
@@ -166,7 +170,7 @@ fn group_body(job: &Job<'_>, group: usize, task: usize, out: &mut [f32]) {
 
 /// One head's row, on the portable loops.
 #[inline(always)]
-fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
+fn head_body<T: KvElem>(job: &Job<'_, T>, task: usize, out: &mut [f32]) {
     let AttnShape {
         heads,
         kv_heads,
@@ -181,9 +185,13 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
     // A loop, not a closure: closures are not inlined into the
     // `target_feature` kernels (this one ran as baseline SSE).
     let mut scores = vec![0.0f32; pos + 1];
+    let mut kr = vec![0.0f32; dh];
     for (j, s) in scores.iter_mut().enumerate() {
-        let kr = &job.k[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh];
-        *s = dot(q, kr) * scale;
+        let cached = &job.k[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh];
+        for (w, x) in kr.iter_mut().zip(cached) {
+            *w = x.widen();
+        }
+        *s = dot(q, &kr) * scale;
     }
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for s in &mut scores {
@@ -198,7 +206,7 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
     for (j, p) in scores.iter().enumerate() {
         let vr = &job.v[j * kv_dim + kvh * dh..j * kv_dim + (kvh + 1) * dh];
         for (o, x) in out.iter_mut().zip(vr) {
-            *o += p * x;
+            *o += p * x.widen();
         }
     }
     for o in out.iter_mut() {
@@ -209,6 +217,7 @@ fn head_body(job: &Job<'_>, task: usize, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::{narrowed, widen_into};
 
     #[test]
     fn matches_reference_and_every_isa_gives_the_same_bits() {
@@ -220,7 +229,8 @@ mod tests {
         for (heads, kv_heads) in [(4, 2), (6, 2), (8, 1), (2, 2)] {
             for dh in [32, 48, 64] {
                 for (n, first) in [(3, 5), (2, 14), (4, 37)] {
-                    check_head_dim(heads, kv_heads, dh, n, first);
+                    check_head_dim::<f32>(heads, kv_heads, dh, n, first);
+                    check_head_dim::<half::f16>(heads, kv_heads, dh, n, first);
                 }
             }
         }
@@ -246,7 +256,9 @@ mod tests {
         assert_eq!(group(9, 3, 2), 3);
     }
 
-    fn check_head_dim(heads: usize, kv_heads: usize, dh: usize, n: usize, first: usize) {
+    /// Attention over a cache of `T` against an f64 reference on the cached
+    /// values (widened), and every ISA and group size bit for bit.
+    fn check_head_dim<T: KvElem>(heads: usize, kv_heads: usize, dh: usize, n: usize, first: usize) {
         let shape = AttnShape {
             heads,
             kv_heads,
@@ -256,9 +268,13 @@ mod tests {
         let kv = shape.kv_heads * shape.head_dim;
         let val = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
         let q: Vec<f32> = (0..n * heads * dh).map(val).collect();
-        let k: Vec<f32> = (0..(first + n) * kv).map(|i| val(i + 17)).collect();
-        let v: Vec<f32> = (0..(first + n) * kv).map(|i| val(i + 91)).collect();
+        let k32: Vec<f32> = (0..(first + n) * kv).map(|i| val(i + 17)).collect();
+        let v32: Vec<f32> = (0..(first + n) * kv).map(|i| val(i + 91)).collect();
+        let (k, v) = (narrowed::<T>(&k32), narrowed::<T>(&v32));
         let out = attention(&q, &k, &v, shape, first);
+        let (mut kw, mut vw) = (Vec::new(), Vec::new());
+        widen_into(&k, &mut kw);
+        widen_into(&v, &mut vw);
         for i in 0..n {
             for h in 0..heads {
                 let kvh = h / share;
@@ -266,7 +282,7 @@ mod tests {
                 let s: Vec<f64> = (0..=first + i)
                     .map(|j| {
                         (0..dh)
-                            .map(|e| f64::from(qh[e]) * f64::from(k[j * kv + kvh * dh + e]))
+                            .map(|e| f64::from(qh[e]) * f64::from(kw[j * kv + kvh * dh + e]))
                             .sum::<f64>()
                             / (dh as f64).sqrt()
                     })
@@ -278,7 +294,7 @@ mod tests {
                     let want: f64 = w
                         .iter()
                         .enumerate()
-                        .map(|(j, p)| p * f64::from(v[j * kv + kvh * dh + e]))
+                        .map(|(j, p)| p * f64::from(vw[j * kv + kvh * dh + e]))
                         .sum::<f64>()
                         / z;
                     let got = f64::from(out[(i * heads + h) * dh + e]);

@@ -16,30 +16,36 @@
 //! depend on the order it is taken in), and the weighted sum adds up the
 //! probabilities in key order, a chain of scalar adds that runs in the
 //! shadow of the row's vector work instead of in a loop of its own.
+//!
+//! The cache's rows are f32 or f16 ([`KvElem`]); f16 rows are widened to
+//! f32 as they are loaded (exactly), so both give the portable kernel's
+//! bits on the same widened values.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m512, _mm512_add_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_permutexvar_ps,
-    _mm512_reduce_max_ps, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
-    _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps,
+    __m256i, __m512, _mm256_loadu_si256, _mm512_add_ps, _mm512_cvtph_ps, _mm512_loadu_ps,
+    _mm512_max_ps, _mm512_mul_ps, _mm512_permutexvar_ps, _mm512_reduce_max_ps, _mm512_set1_ps,
+    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps,
+    _mm512_storeu_ps,
 };
 
 use super::LANES;
 #[cfg(target_arch = "x86_64")]
 use super::hsum512 as hsum;
+use super::kv_elem::KvElem;
 
 /// How many keys ahead of the ones being read both loops ask for the
 /// cache's rows. A decode step's attention streams every cached key and
 /// value of its sequences (f32: at 8 sequences of 250 positions about as
-/// many bytes as SmolLM2's weights), rows a stride apart that the
-/// hardware's prefetchers did not run ahead of.
+/// many bytes as SmolLM2's weights; half that in f16), rows a stride apart
+/// that the hardware's prefetchers did not run ahead of.
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_KEYS: usize = 16;
 
 /// Asks for row `j`'s `V` vectors to be brought into the cache.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn prefetch_row<const V: usize>(rows: &[f32], at: HeadRows, j: usize) {
+fn prefetch_row<const V: usize, T>(rows: &[T], at: HeadRows, j: usize) {
     super::prefetch(rows, at.offset + j * at.stride, V * LANES);
 }
 
@@ -65,10 +71,10 @@ macro_rules! by_shape {
         macro_rules! by_group {
             ($v:literal) => {
                 match $g {
-                    1 => $f::<$v, 1>($($arg),*),
-                    2 => $f::<$v, 2>($($arg),*),
-                    3 => $f::<$v, 3>($($arg),*),
-                    _ => $f::<$v, 4>($($arg),*),
+                    1 => $f::<$v, 1, _>($($arg),*),
+                    2 => $f::<$v, 2, _>($($arg),*),
+                    3 => $f::<$v, 3, _>($($arg),*),
+                    _ => $f::<$v, 4, _>($($arg),*),
                 }
             };
         }
@@ -91,10 +97,10 @@ macro_rules! by_shape {
 /// as `fold(-inf, f32::max)` gives it (NaN scores ignored). `None` (nothing
 /// written) unless this CPU has AVX-512F, `dh` is a multiple of 16 up to
 /// 128, `g` is 1 to [`MAX_GROUP`] and `k` holds every row.
-pub(super) fn scores(
+pub(super) fn scores<T: KvElem>(
     q: &[f32],
     g: usize,
-    k: &[f32],
+    k: &[T],
     at: HeadRows,
     scale: f32,
     scores: &mut [f32],
@@ -117,10 +123,10 @@ pub(super) fn scores(
 /// the heads' rows side by side); returns each head's `Σ_j p[h * n + j]`
 /// added in key order from 0. `None` (nothing written) under the same
 /// conditions as [`scores`].
-pub(super) fn weighted_sum(
+pub(super) fn weighted_sum<T: KvElem>(
     p: &[f32],
     g: usize,
-    v: &[f32],
+    v: &[T],
     at: HeadRows,
     out: &mut [f32],
 ) -> Option<[f32; MAX_GROUP]> {
@@ -220,9 +226,9 @@ fn hsum16(v: &[__m512; 16]) -> __m512 {
 /// `G` rows of `16 V` floats, `scores` `G` runs of keys).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn scores_avx512<const V: usize, const G: usize>(
+unsafe fn scores_avx512<const V: usize, const G: usize, T: KvElem>(
     q: &[f32],
-    k: &[f32],
+    k: &[T],
     at: HeadRows,
     scale: f32,
     scores: &mut [f32],
@@ -243,7 +249,7 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
     // slower (papers/results/attention-chunks-ab.md).
     for j0 in (0..full).step_by(LANES) {
         for j in j0 + PREFETCH_KEYS..j0 + PREFETCH_KEYS + LANES {
-            prefetch_row::<V>(k, at, j);
+            prefetch_row::<V, T>(k, at, j);
         }
         for (h, (qh, maxh)) in qv.iter().zip(&mut maxv).enumerate() {
             // SAFETY: keys j0..j0 + 16 < full <= n are rows of `k` (`fits`).
@@ -266,7 +272,7 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
     }
     for j in full..n {
         // SAFETY: key j < n is a row of `k` (`fits`).
-        let kr = unsafe { row::<V>(k, at, j) };
+        let kr = unsafe { row::<V, T>(k, at, j) };
         for h in 0..G {
             let s = hsum(lanes(&qv[h], &kr)) * scale;
             scores[h * n + j] = s;
@@ -290,9 +296,9 @@ unsafe fn scores_avx512<const V: usize, const G: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
-unsafe fn chunk_sums<const V: usize>(
+unsafe fn chunk_sums<const V: usize, T: KvElem>(
     q: &[__m512; V],
-    k: &[f32],
+    k: &[T],
     at: HeadRows,
     j0: usize,
 ) -> __m512 {
@@ -307,9 +313,9 @@ unsafe fn chunk_sums<const V: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn chunk_sums_inline<const V: usize>(
+unsafe fn chunk_sums_inline<const V: usize, T: KvElem>(
     q: &[__m512; V],
-    k: &[f32],
+    k: &[T],
     at: HeadRows,
     j0: usize,
 ) -> __m512 {
@@ -320,9 +326,8 @@ unsafe fn chunk_sums_inline<const V: usize>(
     for (c, qc) in q.iter().enumerate() {
         for (i, a) in acc.iter_mut().enumerate() {
             // SAFETY: row j0 + i lies within `k` (caller), c < V vectors in it.
-            let kc = unsafe {
-                _mm512_loadu_ps(k.as_ptr().add(at.offset + (j0 + i) * at.stride + c * LANES))
-            };
+            let kc =
+                unsafe { load16(k.as_ptr().add(at.offset + (j0 + i) * at.stride + c * LANES)) };
             *a = _mm512_add_ps(*a, _mm512_mul_ps(*qc, kc));
         }
     }
@@ -336,10 +341,30 @@ unsafe fn chunk_sums_inline<const V: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn row<const V: usize>(rows: &[f32], at: HeadRows, j: usize) -> [__m512; V] {
+unsafe fn row<const V: usize, T: KvElem>(rows: &[T], at: HeadRows, j: usize) -> [__m512; V] {
     let start = at.offset + j * at.stride;
     // SAFETY: `start + c * 16 + 16 <= start + dh <= rows.len()` (caller).
-    std::array::from_fn(|c| unsafe { _mm512_loadu_ps(rows.as_ptr().add(start + c * LANES)) })
+    std::array::from_fn(|c| unsafe { load16(rows.as_ptr().add(start + c * LANES)) })
+}
+
+/// 16 cache elements from `p` as f32 lanes: loaded as they are, or (f16)
+/// widened, exactly, by `vcvtph2ps`.
+///
+/// # Safety
+/// AVX-512F; `p..p + 16` lies within one slice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load16<T: KvElem>(p: *const T) -> __m512 {
+    // SAFETY: 16 elements from `p` are readable (caller): 32 bytes of f16
+    // or 64 of f32; both loads are unaligned.
+    unsafe {
+        if T::HALF {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>()))
+        } else {
+            _mm512_loadu_ps(p.cast::<f32>())
+        }
+    }
 }
 
 /// # Safety
@@ -347,9 +372,9 @@ unsafe fn row<const V: usize>(rows: &[f32], at: HeadRows, j: usize) -> [__m512; 
 /// `G` rows of `16 V` floats, `p` `G` runs of keys).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn weighted_sum_avx512<const V: usize, const G: usize>(
+unsafe fn weighted_sum_avx512<const V: usize, const G: usize, T: KvElem>(
     p: &[f32],
-    v: &[f32],
+    v: &[T],
     at: HeadRows,
     out: &mut [f32],
 ) -> [f32; MAX_GROUP] {
@@ -361,9 +386,9 @@ unsafe fn weighted_sum_avx512<const V: usize, const G: usize>(
     let mut o = [[_mm512_setzero_ps(); V]; G];
     let mut sum = [0.0f32; MAX_GROUP];
     for j in 0..n {
-        prefetch_row::<V>(v, at, j + PREFETCH_KEYS);
+        prefetch_row::<V, T>(v, at, j + PREFETCH_KEYS);
         // SAFETY: key j < n is a row of `v` (`fits`).
-        let vr = unsafe { row::<V>(v, at, j) };
+        let vr = unsafe { row::<V, T>(v, at, j) };
         for h in 0..G {
             let pj = p[h * n + j];
             sum[h] += pj;

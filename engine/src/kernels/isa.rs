@@ -83,5 +83,37 @@ macro_rules! multiversion {
             $body($($arg),*)
         }
     };
+    // The same, generic over one type parameter.
+    ($vis:vis fn $name:ident<$g:ident: $bound:path> / $with:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        #[allow(dead_code)]
+        $vis fn $name<$g: $bound>($($arg: $ty),*) $(-> $ret)? {
+            $with($crate::kernels::Isa::detect(), $($arg),*)
+        }
+
+        #[allow(dead_code)]
+        $vis fn $with<$g: $bound>(isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                fn avx512<$g: $bound>($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2<$g: $bound>($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
+                let fma = std::arch::is_x86_feature_detected!("fma");
+                match isa {
+                    $crate::kernels::Isa::Avx512 if fma && std::arch::is_x86_feature_detected!("avx512f") => {
+                        // SAFETY: the guard just checked that this CPU has AVX-512F and FMA.
+                        return unsafe { avx512($($arg),*) };
+                    }
+                    $crate::kernels::Isa::Avx2 if fma && std::arch::is_x86_feature_detected!("avx2") => {
+                        // SAFETY: the guard just checked that this CPU has AVX2 and FMA.
+                        return unsafe { avx2($($arg),*) };
+                    }
+                    _ => {}
+                }
+            }
+            let _ = isa;
+            $body($($arg),*)
+        }
+    };
 }
 pub(crate) use multiversion;

@@ -45,7 +45,8 @@ pub(crate) struct QMatrix {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Numerics {
     /// The exact kernels: 8-bit activations and integer block sums for
-    /// quantised matrices (receipts tagged `cpu-i8`). What the engine runs.
+    /// quantised matrices, over an f16 key/value cache (receipts tagged
+    /// `cpu-i8-kv16`). What the engine runs.
     Int8,
     /// The float reference: f32 activations times the dequantised weights,
     /// each product reduced in the float kernels' fixed order. The burn

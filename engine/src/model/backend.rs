@@ -37,11 +37,22 @@ impl Backend {
 
     /// Tag written into receipts: backend and compute dtype. The CPU
     /// kernels multiply 8-bit activations by the quantised weights in
-    /// integers (`cpu-i8`); the burn backends multiply f32 tensors.
+    /// integers, over an f16 key/value cache (`cpu-i8-kv16`); the burn
+    /// backends multiply f32 tensors over f32 caches.
     pub fn tag(self) -> String {
         match self {
-            Self::Cpu => "cpu-i8".into(),
+            Self::Cpu => "cpu-i8-kv16".into(),
             other => format!("{}-f32", other.name()),
+        }
+    }
+
+    /// The element types of this backend's trace, by name: `f32-kv-f16`
+    /// for the CPU kernels (f32 rows, keys and values as their f16 cache
+    /// holds them), `f32` for the burn backends (whose caches are f32).
+    pub fn trace_dtype(self) -> &'static str {
+        match self {
+            Self::Cpu => "f32-kv-f16",
+            _ => "f32",
         }
     }
 

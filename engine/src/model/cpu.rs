@@ -1,24 +1,30 @@
 //! The forward pass on Forge's batch-invariant CPU kernels.
 
+use half::f16;
+
 use super::aligned_rows::AlignedRows;
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
 use crate::kernels::{
-    AttnSeq, AttnShape, Numerics, QMatrix, RopeTable, add_in_place, attention, attention_many,
-    rms_norm, rope_in_place, silu_mul,
+    AttnSeq, AttnShape, KvElem, Numerics, QMatrix, RopeTable, add_in_place, attention,
+    attention_many, narrowed, rms_norm, rope_in_place, silu_mul, widen_into,
 };
-use crate::trace::{TraceSink, push_kv_rows};
+use crate::trace::TraceSink;
+
+/// Keys and values of every layer for positions `0..len`, as the exact
+/// kernels keep them: f16 (see `kernels::kv_elem`).
+pub(crate) type KvCache = Cache<f16>;
 
 /// Keys and values of every layer for positions `0..len`.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct KvCache {
-    pub(crate) k: Vec<AlignedRows>,
-    pub(crate) v: Vec<AlignedRows>,
+pub(crate) struct Cache<T> {
+    pub(crate) k: Vec<AlignedRows<T>>,
+    pub(crate) v: Vec<AlignedRows<T>>,
     pub(crate) len: usize,
     kv_dim: usize,
 }
 
-impl KvCache {
+impl<T: KvElem> Cache<T> {
     pub(crate) fn new(layers: usize, kv_dim: usize) -> Self {
         Self {
             k: vec![AlignedRows::default(); layers],
@@ -52,11 +58,11 @@ pub(crate) struct Segment<'c> {
 }
 
 /// A segment's view of one layer's cache.
-struct LayerSlot<'c> {
+struct LayerSlot<'c, T> {
     first: usize,
     n: usize,
-    k: &'c mut AlignedRows,
-    v: &'c mut AlignedRows,
+    k: &'c mut AlignedRows<T>,
+    v: &'c mut AlignedRows<T>,
 }
 
 impl CpuForward<'_> {
@@ -75,7 +81,7 @@ impl CpuForward<'_> {
             self.w.embed.row_f32(t as usize, row);
         }
         for (l, lw) in self.w.layers.iter().enumerate() {
-            let mut slots: Vec<LayerSlot<'_>> = segs
+            let mut slots: Vec<LayerSlot<'_, f16>> = segs
                 .iter_mut()
                 .map(|s| LayerSlot {
                     first: s.cache.len,
@@ -116,8 +122,15 @@ impl CpuForward<'_> {
     /// Layer `lw` alone over `inputs` (rows for positions `0..`), with a
     /// fresh cache: a verifier's re-execution.
     pub(crate) fn replay(&self, lw: &LayerWeights, inputs: &[f32]) -> Vec<f32> {
+        match self.numerics {
+            Numerics::Int8 => self.replay_with::<f16>(lw, inputs),
+            Numerics::F32 => self.replay_with::<f32>(lw, inputs),
+        }
+    }
+
+    fn replay_with<T: KvElem>(&self, lw: &LayerWeights, inputs: &[f32]) -> Vec<f32> {
         let mut x = inputs.to_vec();
-        let (mut k, mut v) = (AlignedRows::default(), AlignedRows::default());
+        let (mut k, mut v) = (AlignedRows::<T>::default(), AlignedRows::<T>::default());
         let n = inputs.len() / self.cfg.d_model;
         self.layer(
             lw,
@@ -137,6 +150,13 @@ impl CpuForward<'_> {
     /// The same operations on the same row values as in [`Self::layer`], so
     /// the same bits.
     pub(crate) fn replay_last(&self, lw: &LayerWeights, inputs: &[f32]) -> Vec<f32> {
+        match self.numerics {
+            Numerics::Int8 => self.replay_last_with::<f16>(lw, inputs),
+            Numerics::F32 => self.replay_last_with::<f32>(lw, inputs),
+        }
+    }
+
+    fn replay_last_with<T: KvElem>(&self, lw: &LayerWeights, inputs: &[f32]) -> Vec<f32> {
         let cfg = self.cfg;
         let (d, dh, kvdim) = (cfg.d_model, cfg.head_dim, cfg.kv_dim());
         let t = inputs.len() / d - 1;
@@ -151,6 +171,7 @@ impl CpuForward<'_> {
             kv_heads: cfg.kv_heads,
             head_dim: dh,
         };
+        let (k, v) = (narrowed::<T>(&k), narrowed::<T>(&v));
         let a = attention(&q, &k, &v, shape, t);
         let mut x = inputs[t * d..].to_vec();
         add_in_place(&mut x, &self.mm(&lw.wo, &a));
@@ -169,7 +190,26 @@ impl CpuForward<'_> {
     /// bits, at the cost of one row plus attention. The cache is made at
     /// its final size: grown row by row, a long prefix was zeroed and
     /// copied several times over.
+    ///
+    /// The prefix enters the cache as the forward pass puts rows there:
+    /// rounded to the cache's element type. An honest trace's rows are
+    /// already rounded (they are what attention read), so this changes
+    /// nothing in them; a row whose values are not (which no honest run
+    /// commits) is checked, as itself, by the cell at its own position,
+    /// whose replay gives a rounded row that cannot equal it.
     pub(crate) fn replay_cell<R: AsRef<[f32]>>(
+        &self,
+        lw: &LayerWeights,
+        input: &[f32],
+        kv_prefix: &[R],
+    ) -> (Vec<f32>, Vec<f32>) {
+        match self.numerics {
+            Numerics::Int8 => self.replay_cell_with::<f16, R>(lw, input, kv_prefix),
+            Numerics::F32 => self.replay_cell_with::<f32, R>(lw, input, kv_prefix),
+        }
+    }
+
+    fn replay_cell_with<T: KvElem, R: AsRef<[f32]>>(
         &self,
         lw: &LayerWeights,
         input: &[f32],
@@ -177,12 +217,12 @@ impl CpuForward<'_> {
     ) -> (Vec<f32>, Vec<f32>) {
         let kvdim = self.cfg.kv_dim();
         let t = kv_prefix.len();
-        let mut k = AlignedRows::with_capacity((t + 1) * kvdim);
-        let mut v = AlignedRows::with_capacity((t + 1) * kvdim);
+        let mut k = AlignedRows::<T>::with_capacity((t + 1) * kvdim);
+        let mut v = AlignedRows::<T>::with_capacity((t + 1) * kvdim);
         for row in kv_prefix {
             let (kr, vr) = row.as_ref().split_at(kvdim);
-            k.extend_from_slice(kr);
-            v.extend_from_slice(vr);
+            k.extend_with(kvdim, |dst| T::narrow_into(kr, dst));
+            v.extend_with(kvdim, |dst| T::narrow_into(vr, dst));
         }
         let mut x = input.to_vec();
         self.layer(
@@ -196,17 +236,13 @@ impl CpuForward<'_> {
             }],
         );
         let mut kv = Vec::with_capacity(2 * kvdim);
-        push_kv_rows(
-            &k.as_slice()[t * kvdim..],
-            &v.as_slice()[t * kvdim..],
-            kvdim,
-            &mut kv,
-        );
+        widen_into(&k.as_slice()[t * kvdim..], &mut kv);
+        widen_into(&v.as_slice()[t * kvdim..], &mut kv);
         (kv, x)
     }
 
     /// One transformer block over the rows `x` of all slots, in slot order.
-    fn layer(&self, lw: &LayerWeights, x: &mut [f32], slots: &mut [LayerSlot<'_>]) {
+    fn layer<T: KvElem>(&self, lw: &LayerWeights, x: &mut [f32], slots: &mut [LayerSlot<'_, T>]) {
         let cfg = self.cfg;
         let (dh, qdim, kvdim) = (cfg.head_dim, cfg.d_model, cfg.kv_dim());
         let h = rms_norm(x, &lw.attn_norm, cfg.rms_eps);
@@ -227,12 +263,13 @@ impl CpuForward<'_> {
             rope_in_place(&mut kn[ks.clone()], dh, kvdim, slot.first, self.rope);
             slot.k.truncate(slot.first * kvdim);
             slot.v.truncate(slot.first * kvdim);
-            slot.k.extend_from_slice(&kn[ks.clone()]);
-            slot.v.extend_from_slice(&vn[ks]);
+            let (kr, vr) = (&kn[ks.clone()], &vn[ks]);
+            slot.k.extend_with(kr.len(), |dst| T::narrow_into(kr, dst));
+            slot.v.extend_with(vr.len(), |dst| T::narrow_into(vr, dst));
             row += slot.n;
         }
         let mut row = 0;
-        let seqs: Vec<AttnSeq<'_>> = slots
+        let seqs: Vec<AttnSeq<'_, T>> = slots
             .iter()
             .map(|slot| {
                 let seq = AttnSeq {

@@ -97,9 +97,9 @@ pub(crate) fn generate(args: GenerateArgs) -> Result<()> {
     };
     let json = args.json;
     let mut sink = match &args.receipt {
-        Some(_) => Some(
-            CommitmentSink::new(model.config().d_model).context("starting the trace commitment")?,
-        ),
+        Some(_) => {
+            Some(CommitmentSink::for_model(&model).context("starting the trace commitment")?)
+        }
         None => None,
     };
     let out = run(

@@ -91,6 +91,22 @@ impl<'a> Reader<'a> {
             .collect())
     }
 
+    /// `n` little-endian `u16`s, read in one slice (f16 rows of openings).
+    pub fn u16s(&mut self, field: &'static str, n: usize) -> Result<Vec<u16>, DecodeError> {
+        let raw = self.take(
+            field,
+            n.checked_mul(2).ok_or(DecodeError::Truncated {
+                field,
+                needed: u64::MAX,
+                available: self.remaining() as u64,
+            })?,
+        )?;
+        Ok(raw
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect())
+    }
+
     /// A list's element count, at most `max`; each element must take at least
     /// `min_elem_bytes`, so a count the input cannot hold is refused before the
     /// caller allocates for it.

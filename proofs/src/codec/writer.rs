@@ -109,6 +109,17 @@ impl Writer {
         }
     }
 
+    /// `u16`s little-endian, raw (the count is the caller's).
+    pub fn u16s(&mut self, v: &[u16]) {
+        let mut chunk = [0u8; 4096];
+        for part in v.chunks(chunk.len() / 2) {
+            for (dst, x) in chunk.chunks_exact_mut(2).zip(part) {
+                dst.copy_from_slice(&x.to_le_bytes());
+            }
+            self.put(&chunk[..part.len() * 2]);
+        }
+    }
+
     /// A fixed-size byte array, raw.
     pub fn array<const N: usize>(&mut self, v: &[u8; N]) {
         self.put(v);

@@ -6,7 +6,9 @@ use super::recycle;
 use super::store::{BlockStore, StoredBlock};
 use super::worker::{HashedGroup, Recorded};
 use super::{CommitError, RangeOpening};
-use crate::merkle::{DType, Hash, MerkleTree, ROW_BLOCK, row_blocks, rows_covering};
+use crate::merkle::{
+    DType, Elem, Hash, MerkleTree, ROW_BLOCK, RowGroup, row_blocks, rows_covering, unpack_f16,
+};
 
 /// A Merkle commitment to every layer's output rows and every layer's key
 /// and value rows at every forwarded position.
@@ -255,12 +257,31 @@ impl Commitment {
         group * row_blocks(self.positions) + (pos - self.start) / ROW_BLOCK
     }
 
-    fn width(&self, group: usize) -> usize {
+    /// Group `group`'s row width and element type.
+    fn shape(&self, group: usize) -> (usize, Elem) {
         if group < self.layers {
-            self.d_model
+            (self.d_model, self.dtype.elem(RowGroup::Output))
         } else {
-            self.kv_width
+            (self.kv_width, self.dtype.elem(RowGroup::KeyValue))
         }
+    }
+
+    /// Rows `range` of `block` (of group `group`), as f32 values.
+    fn read_rows(
+        &self,
+        group: usize,
+        block: &StoredBlock,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<Vec<f32>>, CommitError> {
+        let (width, elem) = self.shape(group);
+        let rows = self
+            .store
+            .read(block, elem.words(width), range)
+            .map_err(CommitError::Spill)?;
+        Ok(match elem {
+            Elem::F32 => rows,
+            Elem::F16 => rows.iter().map(|words| unpack_f16(words)).collect(),
+        })
     }
 
     /// The whole blocks of row group `group` around rows `first..=last`;
@@ -278,22 +299,18 @@ impl Commitment {
             self.block_index(group, last),
         );
         let proof = self.tree.prove_range(a, b)?;
-        let width = self.width(group);
         let mut rows = Vec::with_capacity(last - first + 1);
         for (i, block) in self.blocks[a..=b].iter().enumerate() {
             let block_first = first + i * ROW_BLOCK;
             let n = (last + 1 - block_first).min(ROW_BLOCK);
-            rows.extend(
-                self.store
-                    .read(block, width, 0..n)
-                    .map_err(CommitError::Spill)?,
-            );
+            rows.extend(self.read_rows(group, block, 0..n)?);
         }
         // `check` bounded layer and positions by the committed ones, which
         // fit in u32, and groups are fewer than 2 L.
         Ok(RangeOpening {
             layer: group as u32,
             first_pos: first as u32,
+            elem: self.shape(group).1,
             rows,
             proof,
         })
@@ -303,10 +320,7 @@ impl Commitment {
     fn read_row(&self, group: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
         let at = (pos - self.start) % ROW_BLOCK;
         let block = &self.blocks[self.block_index(group, pos)];
-        let mut rows = self
-            .store
-            .read(block, self.width(group), at..at + 1)
-            .map_err(CommitError::Spill)?;
+        let mut rows = self.read_rows(group, block, at..at + 1)?;
         rows.pop()
             .ok_or(CommitError::Spill(std::io::Error::other("empty block")))
     }

@@ -34,6 +34,18 @@ pub enum CommitError {
         /// The first position handed over.
         got: usize,
     },
+    /// Key/value rows of a trace kept in f16 ([`crate::DType::F32KvF16`])
+    /// came as f32 values that are not f16 values (a backend whose cache is
+    /// f32 needs a sink of [`crate::DType::F32`]).
+    #[error("layer {layer} position {pos}: key/value rows kept in f16: {source}")]
+    NotF16 {
+        /// The layer.
+        layer: usize,
+        /// Position of the first row of the call's rows that did not fit.
+        pos: usize,
+        /// Which value.
+        source: crate::MerkleError,
+    },
     /// A layer or position does not fit the receipt's `u32` fields.
     #[error("layer {layer} position {pos} does not fit in u32")]
     TooLarge {

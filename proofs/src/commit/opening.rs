@@ -4,7 +4,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::merkle::{
-    DType, Hash, MerkleError, ROW_BLOCK, RangeProof, RowGroup, leaf_hash, row_blocks, verify_range,
+    DType, Elem, Hash, MerkleError, ROW_BLOCK, RangeProof, RowGroup, leaf_hash, row_blocks,
+    verify_range,
 };
 
 /// Rows `first_pos..first_pos + rows.len()` of one row group, with the
@@ -16,7 +17,10 @@ pub struct RangeOpening {
     pub layer: u32,
     /// Position of the first row.
     pub first_pos: u32,
-    /// The rows, in position order.
+    /// The element type the group's rows are kept and hashed in (the
+    /// receipt's dtype decides it; [`RangeOpening::verify`] checks).
+    pub elem: Elem,
+    /// The rows, in position order, as f32 values (f16 rows widened).
     pub rows: Vec<Vec<f32>>,
     /// Sibling hashes from these leaves to the root.
     pub proof: RangeProof,
@@ -75,6 +79,12 @@ impl RangeOpening {
             None => (RowGroup::Output, self.layer),
             Some(kv_layer) => (RowGroup::KeyValue, kv_layer),
         };
+        if self.elem != dtype.elem(kind) {
+            return Err(MerkleError::WrongElem {
+                expected: dtype.elem(kind),
+                received: self.elem,
+            });
+        }
         // A spot check's key/value openings run to hundreds of rows:
         // hashing them is most of an offline verification, and the blocks
         // hash in parallel.
@@ -88,7 +98,7 @@ impl RangeOpening {
                 let pos = self.first_pos + (b * ROW_BLOCK) as u32;
                 leaf_hash(kind, layer, pos, rows.len() as u32, dtype, &flat)
             })
-            .collect::<Vec<Hash>>();
+            .collect::<Result<Vec<Hash>, MerkleError>>()?;
         let index = group * blocks + (first - start) / block;
         let index = usize::try_from(index).map_err(|_| out_of_bounds.clone())?;
         let n_leaves = usize::try_from(n_leaves).map_err(|_| out_of_bounds)?;

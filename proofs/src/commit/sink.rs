@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use forge_engine::{TraceSink, push_kv_rows};
+use forge_engine::{TraceSink, f16, push_kv_rows};
+use half::slice::HalfFloatSliceExt;
 
 use super::commitment::Shape;
 use super::store::BlockStore;
 use super::worker::{Absorber, Block};
 use super::{CommitCost, CommitError, Commitment, lock, recycle};
-use crate::merkle::{DType, ROW_BLOCK, RowGroup};
+use crate::merkle::{DType, Elem, ROW_BLOCK, RowGroup, pack_f16};
 
 /// How a [`CommitmentSink`] buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,10 @@ pub struct SinkOptions {
     /// Groups of blocks that may wait for a hashing job; past it, the
     /// recording thread hashes the waiting groups itself.
     pub channel_capacity: usize,
+    /// Element types of the rows: the engine backend's trace dtype
+    /// (`DType::from_name(backend.trace_dtype())`). The default is the CPU
+    /// engine's, [`DType::F32KvF16`].
+    pub dtype: DType,
 }
 
 impl Default for SinkOptions {
@@ -35,6 +40,7 @@ impl Default for SinkOptions {
             memory_limit: 256 << 20,
             spill_dir: None,
             channel_capacity: 64,
+            dtype: DType::F32KvF16,
         }
     }
 }
@@ -62,6 +68,7 @@ const FLUSH_BLOCKS: usize = 4;
 #[derive(Debug)]
 pub struct CommitmentSink {
     d_model: usize,
+    dtype: DType,
     shared: Arc<Shared>,
     /// Each layer's output rows.
     outputs: Vec<OpenGroup>,
@@ -168,9 +175,20 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl CommitmentSink {
-    /// A sink for rows of `d_model` floats, with default options.
+    /// A sink for rows of `d_model` floats, with default options (the CPU
+    /// engine's element types).
     pub fn new(d_model: usize) -> Result<Self, CommitError> {
         Self::with_options(d_model, SinkOptions::default())
+    }
+
+    /// A sink for `model`'s trace, with default options but the element
+    /// types of its backend's trace ([`DType::of_backend`]).
+    pub fn for_model(model: &forge_engine::Model) -> Result<Self, CommitError> {
+        let opts = SinkOptions {
+            dtype: DType::of_backend(model.backend()),
+            ..SinkOptions::default()
+        };
+        Self::with_options(model.config().d_model, opts)
     }
 
     /// A sink for rows of `d_model` floats.
@@ -178,9 +196,10 @@ impl CommitmentSink {
         let store = BlockStore::new(opts.memory_limit, opts.spill_dir);
         Ok(Self {
             d_model,
+            dtype: opts.dtype,
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::default()),
-                absorber: Mutex::new(Some(Absorber::new(DType::F32, store))),
+                absorber: Mutex::new(Some(Absorber::new(opts.dtype, store))),
                 hashing_ns: AtomicU64::new(0),
                 decode_hashing_ns: AtomicU64::new(0),
                 abandoned: AtomicBool::new(false),
@@ -239,7 +258,7 @@ impl CommitmentSink {
             outputs: spans(&self.outputs),
             key_values: spans(&self.key_values),
         };
-        let mut commitment = Commitment::build(shape, DType::F32, recorded)?;
+        let mut commitment = Commitment::build(shape, self.dtype, recorded)?;
         commitment.set_cost(CommitCost {
             engine_thread: self.engine_time,
             hashing,
@@ -301,13 +320,13 @@ impl CommitmentSink {
 
     /// Closes every open block (the trace's last, shorter blocks).
     fn close_blocks(&mut self) {
+        let kv_words = self
+            .dtype
+            .elem(RowGroup::KeyValue)
+            .words(self.kv_width.unwrap_or(0));
         let groups = [
             (RowGroup::Output, &mut self.outputs, self.d_model),
-            (
-                RowGroup::KeyValue,
-                &mut self.key_values,
-                self.kv_width.unwrap_or(0),
-            ),
+            (RowGroup::KeyValue, &mut self.key_values, kv_words),
         ];
         for (group, open, width) in groups {
             for (layer, g) in open.iter_mut().enumerate() {
@@ -349,8 +368,9 @@ impl CommitmentSink {
         }
     }
 
-    /// Copies `rows` into `layer`'s open block of `group`, moving each block
-    /// that fills to `ready`; returns how many rows it took.
+    /// Copies `rows` into `layer`'s open block of `group` (as the group's
+    /// element type: see [`Rows::append`]), moving each block that fills to
+    /// `ready`; returns how many rows it took.
     fn take_rows(
         &mut self,
         group: RowGroup,
@@ -363,8 +383,9 @@ impl CommitmentSink {
             RowGroup::Output => (self.d_model, &mut self.outputs),
             RowGroup::KeyValue => (*self.kv_width.get_or_insert(width), &mut self.key_values),
         };
+        let elem = self.dtype.elem(group);
         let n = match rows.count(expected) {
-            Some(n) if width == expected => n,
+            Some(n) if width == expected && elem.words(expected) * 4 == expected * elem.size() => n,
             _ => {
                 return Err(CommitError::RaggedRows {
                     layer,
@@ -386,6 +407,8 @@ impl CommitmentSink {
         if open.len() <= layer {
             open.resize_with(layer + 1, OpenGroup::default);
         }
+        // Each row takes `words` 32-bit words in its block.
+        let words = elem.words(expected);
         let g = &mut open[layer];
         if g.start.is_none() {
             g.start = Some(first_pos);
@@ -400,25 +423,32 @@ impl CommitmentSink {
         let mut done = 0;
         while done < n {
             if g.block.capacity() == 0 {
-                g.block = recycle::take(ROW_BLOCK * expected);
+                g.block = recycle::take(ROW_BLOCK * words);
             }
-            let room = ROW_BLOCK - g.block.len() / expected;
+            let room = ROW_BLOCK - g.block.len() / words;
             let now = room.min(n - done);
-            rows.append(expected, done, now, &mut g.block);
+            if let Err(e) = rows.append(expected, elem, done, now, &mut g.block) {
+                return Err(CommitError::NotF16 {
+                    layer,
+                    pos: first_pos + done,
+                    source: e,
+                });
+            }
             if n == 1 {
                 g.decode_rows += 1;
             }
             g.next += now;
             done += now;
-            if g.block.len() == ROW_BLOCK * expected {
-                self.ready.push(take_block(group, layer, g, expected));
+            if g.block.len() == ROW_BLOCK * words {
+                self.ready.push(take_block(group, layer, g, words));
             }
         }
         Ok(n)
     }
 }
 
-/// Moves `g`'s open block out as a [`Block`] of `layer`'s `group`.
+/// Moves `g`'s open block (rows of `width` words) out as a [`Block`] of
+/// `layer`'s `group`.
 fn take_block(group: RowGroup, layer: usize, g: &mut OpenGroup, width: usize) -> Block {
     let rows = std::mem::take(&mut g.block);
     let count = rows.len() / width.max(1);
@@ -439,7 +469,7 @@ fn take_block(group: RowGroup, layer: usize, g: &mut OpenGroup, width: usize) ->
 #[derive(Clone, Copy)]
 enum Rows<'a> {
     Whole(&'a [f32]),
-    Split { keys: &'a [f32], values: &'a [f32] },
+    Split { keys: &'a [f16], values: &'a [f16] },
 }
 
 impl Rows<'_> {
@@ -468,17 +498,49 @@ impl Rows<'_> {
         }
     }
 
-    /// Appends rows `from..from + n`, `width` floats each (as `count`
-    /// checked), to `block`.
-    fn append(self, width: usize, from: usize, n: usize, block: &mut Vec<f32>) {
-        match self {
-            Self::Whole(rows) => block.extend_from_slice(&rows[from * width..(from + n) * width]),
-            Self::Split { keys, values } => {
+    /// Appends rows `from..from + n`, `width` values each (as `count`
+    /// checked), to `block` as `elem`s: f32 values one to a word, or f16
+    /// two to a word (the engine's f16 keys and values copied as they are;
+    /// f32 rows narrowed, failing on a value that is not an f16).
+    fn append(
+        self,
+        width: usize,
+        elem: Elem,
+        from: usize,
+        n: usize,
+        block: &mut Vec<f32>,
+    ) -> Result<(), crate::MerkleError> {
+        match (self, elem) {
+            (Self::Whole(rows), Elem::F32) => {
+                block.extend_from_slice(&rows[from * width..(from + n) * width]);
+            }
+            (Self::Whole(rows), Elem::F16) => {
+                block.extend(pack_f16(&rows[from * width..(from + n) * width])?);
+            }
+            (Self::Split { keys, values }, Elem::F32) => {
                 let half = width / 2;
                 let range = from * half..(from + n) * half;
                 push_kv_rows(&keys[range.clone()], &values[range], half, block);
             }
+            (Self::Split { keys, values }, Elem::F16) => {
+                let half = width / 2;
+                let at = block.len();
+                block.resize(at + n * half, 0.0);
+                let dst: &mut [u16] = bytemuck::cast_slice_mut(&mut block[at..]);
+                let rows = keys[from * half..(from + n) * half]
+                    .chunks_exact(half)
+                    .zip(values[from * half..(from + n) * half].chunks_exact(half));
+                // Plain copies of the f16 bits (an element loop over a
+                // chain of the two halves did not vectorise: 10 us more per
+                // SmolLM2 decode step on the engine thread).
+                for (row, (k, v)) in dst.chunks_exact_mut(width).zip(rows) {
+                    let (dk, dv) = row.split_at_mut(half);
+                    dk.copy_from_slice(k.reinterpret_cast());
+                    dv.copy_from_slice(v.reinterpret_cast());
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -508,8 +570,8 @@ impl TraceSink for CommitmentSink {
         layer: usize,
         first_pos: usize,
         kv_dim: usize,
-        keys: &[f32],
-        values: &[f32],
+        keys: &[f16],
+        values: &[f16],
     ) {
         let rows = Rows::Split { keys, values };
         self.push(RowGroup::KeyValue, layer, first_pos, 2 * kv_dim, rows);

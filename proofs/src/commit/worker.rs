@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::CommitError;
 use super::store::{BlockStore, StoredBlock};
-use crate::merkle::{DType, Hash, RowGroup, leaf_hash};
+use crate::merkle::{DType, Hash, RowGroup, leaf_hash_words};
 
 /// A full block of [`crate::ROW_BLOCK`] rows of one layer's row group, or
 /// the shorter last block of a trace: what one leaf hashes.
@@ -15,8 +15,10 @@ pub(crate) struct Block {
     pub(crate) group: RowGroup,
     pub(crate) layer: u32,
     pub(crate) first_pos: u32,
+    /// 32-bit words per row (f16 rows take half their width).
     pub(crate) width: usize,
-    /// The rows, one after the other.
+    /// The rows, one after the other, as the group's element type keeps
+    /// them (f32 values, or f16 two to a word).
     pub(crate) rows: Vec<f32>,
     /// How many of them were recorded one position at a time (a decode
     /// step's rows), for [`super::CommitCost`]'s decode shares.
@@ -78,7 +80,7 @@ impl Absorber {
             let count = block.rows.len() / block.width.max(1);
             let decode_rows = block.decode_rows.min(count);
             // At most ROW_BLOCK rows.
-            let leaf = leaf_hash(
+            let leaf = leaf_hash_words(
                 block.group,
                 block.layer,
                 block.first_pos,

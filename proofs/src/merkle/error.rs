@@ -47,6 +47,21 @@ pub enum MerkleError {
         /// Siblings left over.
         extra: u64,
     },
+    /// The opening's element type is not the one the receipt's dtype keeps
+    /// its row group in.
+    #[error("rows opened as {received:?}, the trace keeps this group as {expected:?}")]
+    WrongElem {
+        /// The dtype's element type for the group.
+        expected: super::Elem,
+        /// The opening's.
+        received: super::Elem,
+    },
+    /// A row of a group kept in f16 holds a value that no f16 widens to.
+    #[error("element {index} of the rows is not an f16 value (the group is kept in f16)")]
+    NotF16 {
+        /// Index of the element among the rows' values.
+        index: u64,
+    },
     /// The recomputed root differs from the expected one.
     #[error(
         "root mismatch: expected {}, computed {}",

@@ -2,7 +2,11 @@
 
 use std::sync::LazyLock;
 
+use forge_engine::{f16, narrow_f16_exact, widen_f16};
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use serde::Serialize;
+
+use super::MerkleError;
 
 /// A 32-byte blake3 digest.
 pub type Hash = [u8; 32];
@@ -51,12 +55,17 @@ pub enum RowGroup {
 /// blake3 key of internal nodes: `derive_key("forge.node.v1", b"")`.
 static NODE_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.node.v1", b""));
 
-/// Element type of committed rows; its tag byte enters every leaf hash.
+/// Element types of committed rows; its tag byte enters every leaf hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum DType {
-    /// 32-bit IEEE float, little-endian (the CPU engine's compute dtype).
+    /// Every row 32-bit IEEE floats, little-endian (the burn backends,
+    /// whose key/value caches are f32).
     F32,
+    /// Output rows f32, key/value rows IEEE binary16, both little-endian:
+    /// the CPU engine's trace, whose cache holds keys and values in f16.
+    /// Half the key/value bytes to copy, hash, keep and open.
+    F32KvF16,
 }
 
 impl DType {
@@ -64,6 +73,7 @@ impl DType {
     pub fn tag(self) -> u8 {
         match self {
             Self::F32 => 1,
+            Self::F32KvF16 => 2,
         }
     }
 
@@ -71,28 +81,89 @@ impl DType {
     pub fn from_tag(tag: u8) -> Option<Self> {
         match tag {
             1 => Some(Self::F32),
+            2 => Some(Self::F32KvF16),
             _ => None,
         }
     }
 
-    /// The dtype of an engine trace dtype name (`forge_engine::TRACE_DTYPE`).
+    /// The dtype of an engine trace dtype name (`forge_engine::Backend::trace_dtype`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "f32" => Some(Self::F32),
+            "f32-kv-f16" => Some(Self::F32KvF16),
             _ => None,
         }
+    }
+
+    /// The dtype of `backend`'s trace ([`forge_engine::Backend::trace_dtype`]).
+    pub fn of_backend(backend: forge_engine::Backend) -> Self {
+        Self::from_name(backend.trace_dtype()).unwrap_or(Self::F32)
+    }
+
+    /// How `group`'s rows are stored and hashed.
+    pub fn elem(self, group: RowGroup) -> Elem {
+        match (self, group) {
+            (Self::F32KvF16, RowGroup::KeyValue) => Elem::F16,
+            _ => Elem::F32,
+        }
+    }
+}
+
+/// The element type of one row group's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Elem {
+    /// 32-bit IEEE floats.
+    F32,
+    /// IEEE binary16 (rows in memory and in openings hold them widened to
+    /// f32, which is exact; a value that no f16 widens to is not a row).
+    F16,
+}
+
+impl Elem {
+    /// The tag byte of openings (`FRGO` v5).
+    pub fn tag(self) -> u8 {
+        match self {
+            Self::F32 => 1,
+            Self::F16 => 2,
+        }
+    }
+
+    /// The element type of a tag byte.
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        match tag {
+            1 => Some(Self::F32),
+            2 => Some(Self::F16),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+
+    /// 32-bit words a row of `width` elements takes where rows are kept
+    /// (two f16 to a word; f16 rows are an even number wide).
+    pub(crate) fn words(self, width: usize) -> usize {
+        width * self.size() / 4
     }
 }
 
 /// The leaf of one block of rows: rows `first_pos..first_pos + count` of
 /// `layer`'s `group`, `rows` holding them one after the other (a whole
-/// [`ROW_BLOCK`], or the shorter last block of a trace).
+/// [`ROW_BLOCK`], or the shorter last block of a trace) as f32 values.
 ///
 /// blake3 keyed with `forge.act.v3` (output rows) or `forge.kv.v3`
-/// (key/value rows) over `the rows as little-endian f32 || layer u32 LE ||
-/// first_pos u32 LE || count u32 LE || dtype tag`. The rows come first, so
-/// that their bytes start on a blake3 chunk boundary and every whole chunk
-/// hashes side by side (13 bytes in front cost a third more time).
+/// (key/value rows) over `the rows' elements little-endian (f32, or f16
+/// where `dtype` keeps the group so) || layer u32 LE || first_pos u32 LE
+/// || count u32 LE || dtype tag`. The rows come first, so that their bytes
+/// start on a blake3 chunk boundary and every whole chunk hashes side by
+/// side (13 bytes in front cost a third more time). Fails when a group kept
+/// in f16 has a value that is not an f16 widened.
 pub fn leaf_hash(
     group: RowGroup,
     layer: u32,
@@ -100,13 +171,75 @@ pub fn leaf_hash(
     count: u32,
     dtype: DType,
     rows: &[f32],
+) -> Result<Hash, MerkleError> {
+    match dtype.elem(group) {
+        Elem::F32 => Ok(leaf_hash_words(group, layer, first_pos, count, dtype, rows)),
+        Elem::F16 => {
+            let mut halves = vec![f16::ZERO; rows.len()];
+            narrow_f16_exact(rows, &mut halves)
+                .map_err(|i| MerkleError::NotF16 { index: i as u64 })?;
+            let bits: &[u16] = halves.reinterpret_cast();
+            let mut h = leaf_hasher(group);
+            update_u16s(&mut h, bits);
+            Ok(leaf_tail(h, layer, first_pos, count, dtype))
+        }
+    }
+}
+
+/// `rows` (f16 values widened) as f16 two to a 32-bit word, the way the
+/// sink keeps them: the words' bytes are the f16s' little-endian bytes on a
+/// little-endian machine.
+pub(crate) fn pack_f16(rows: &[f32]) -> Result<Vec<f32>, MerkleError> {
+    if !rows.len().is_multiple_of(2) {
+        return Err(MerkleError::NotF16 {
+            index: rows.len() as u64,
+        });
+    }
+    // A spot check's key/value openings run to hundreds of thousands of
+    // values: the engine's vector conversion, not one value at a time.
+    let mut halves = vec![f16::ZERO; rows.len()];
+    narrow_f16_exact(rows, &mut halves).map_err(|i| MerkleError::NotF16 { index: i as u64 })?;
+    let mut words = vec![0.0f32; rows.len() / 2];
+    bytemuck::cast_slice_mut::<f32, u16>(&mut words).copy_from_slice(halves.reinterpret_cast());
+    Ok(words)
+}
+
+/// The f16 values of words that [`pack_f16`] (or the sink) filled, widened.
+pub(crate) fn unpack_f16(words: &[f32]) -> Vec<f32> {
+    let bits: &[u16] = bytemuck::cast_slice(words);
+    let mut out = vec![0.0f32; bits.len()];
+    widen_f16(bits.reinterpret_cast(), &mut out);
+    out
+}
+
+/// [`leaf_hash`] over rows as the sink keeps them: 32-bit words, f32
+/// values or (a group kept in f16) two f16 each.
+pub(crate) fn leaf_hash_words(
+    group: RowGroup,
+    layer: u32,
+    first_pos: u32,
+    count: u32,
+    dtype: DType,
+    words: &[f32],
 ) -> Hash {
-    let key = match group {
+    let mut h = leaf_hasher(group);
+    match dtype.elem(group) {
+        Elem::F32 => update_f32s(&mut h, words),
+        Elem::F16 => update_u16s(&mut h, bytemuck::cast_slice(words)),
+    }
+    leaf_tail(h, layer, first_pos, count, dtype)
+}
+
+/// A leaf's hasher: keyed by its row group.
+fn leaf_hasher(group: RowGroup) -> blake3::Hasher {
+    blake3::Hasher::new_keyed(match group {
         RowGroup::Output => &OUTPUT_LEAF_KEY,
         RowGroup::KeyValue => &KV_LEAF_KEY,
-    };
-    let mut h = blake3::Hasher::new_keyed(key);
-    update_f32s(&mut h, rows);
+    })
+}
+
+/// The fields after a leaf's rows, and the hash.
+fn leaf_tail(mut h: blake3::Hasher, layer: u32, first_pos: u32, count: u32, dtype: DType) -> Hash {
     h.update(&layer.to_le_bytes());
     h.update(&first_pos.to_le_bytes());
     h.update(&count.to_le_bytes());
@@ -114,22 +247,40 @@ pub fn leaf_hash(
     h.finalize().into()
 }
 
-/// Feeds `rows` to `h` as little-endian bytes: the floats' own bytes on a
+/// Feeds `v` to `h` as little-endian bytes: the values' own bytes on a
 /// little-endian machine (one large input, which blake3 hashes fastest).
 #[cfg(target_endian = "little")]
-fn update_f32s(h: &mut blake3::Hasher, rows: &[f32]) {
-    h.update(bytemuck::cast_slice(rows));
+fn update_f32s(h: &mut blake3::Hasher, v: &[f32]) {
+    h.update(bytemuck::cast_slice(v));
 }
 
-/// Feeds `rows` to `h` as little-endian bytes, through a buffer.
+/// [`update_f32s`] for f16 bits.
+#[cfg(target_endian = "little")]
+fn update_u16s(h: &mut blake3::Hasher, v: &[u16]) {
+    h.update(bytemuck::cast_slice(v));
+}
+
+/// Feeds `v` to `h` as little-endian bytes, through a buffer.
 #[cfg(not(target_endian = "little"))]
-fn update_f32s(h: &mut blake3::Hasher, rows: &[f32]) {
+fn update_f32s(h: &mut blake3::Hasher, v: &[f32]) {
     let mut buf = [0u8; 16384];
-    for part in rows.chunks(buf.len() / 4) {
-        for (dst, v) in buf.chunks_exact_mut(4).zip(part) {
-            dst.copy_from_slice(&v.to_le_bytes());
+    for part in v.chunks(buf.len() / 4) {
+        for (dst, x) in buf.chunks_exact_mut(4).zip(part) {
+            dst.copy_from_slice(&x.to_le_bytes());
         }
         h.update(&buf[..4 * part.len()]);
+    }
+}
+
+/// [`update_f32s`] for f16 bits.
+#[cfg(not(target_endian = "little"))]
+fn update_u16s(h: &mut blake3::Hasher, v: &[u16]) {
+    let mut buf = [0u8; 16384];
+    for part in v.chunks(buf.len() / 2) {
+        for (dst, x) in buf.chunks_exact_mut(2).zip(part) {
+            dst.copy_from_slice(&x.to_le_bytes());
+        }
+        h.update(&buf[..2 * part.len()]);
     }
 }
 

@@ -11,8 +11,10 @@ mod range;
 mod tree;
 
 pub use error::MerkleError;
-pub(crate) use hash::rows_covering;
-pub use hash::{DType, Hash, ROW_BLOCK, RowGroup, empty_root, leaf_hash, node_hash, row_blocks};
+pub use hash::{
+    DType, Elem, Hash, ROW_BLOCK, RowGroup, empty_root, leaf_hash, node_hash, row_blocks,
+};
+pub(crate) use hash::{leaf_hash_words, pack_f16, rows_covering, unpack_f16};
 pub use range::{RangeProof, verify_range};
 pub use tree::MerkleTree;
 

@@ -1,19 +1,23 @@
 //! A provider's answer to a challenge, and its canonical encoding.
 
+use forge_engine::{f16, narrow_f16_exact, widen_f16};
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use serde::Serialize;
 
 use crate::codec::{DecodeError, EncodeError, Reader, Writer};
 use crate::commit::RangeOpening;
-use crate::merkle::RangeProof;
+use crate::merkle::{Elem, RangeProof};
 use crate::receipt::MAX_AUDIT_CELLS;
 
 const MAGIC: [u8; 4] = *b"FRGO";
-/// Version 4: output rows too are opened in whole blocks of
+/// Version 5: each opening says its rows' element type, and f16 rows (the
+/// CPU engine's keys and values) travel as f16. Version 4: output rows too
+/// are opened in whole blocks of
 /// [`crate::ROW_BLOCK`] positions, one leaf each (`forge.act.v3`,
 /// `forge.kv.v3`). Version 3 had one leaf per output row and blocks of
 /// key/value rows; version 2 one leaf per key/value row; version 1 opened
 /// every input row of the prefix and had no keys/values.
-const VERSION: u16 = 4;
+const VERSION: u16 = 5;
 /// Most tokens in the prompt or the output.
 const MAX_TOKENS: u32 = 1 << 24;
 /// Widest row.
@@ -55,7 +59,7 @@ pub struct SpotOpenings {
 }
 
 impl SpotOpenings {
-    /// Canonical encoding: magic `FRGO`, u16 version 4, then the fields.
+    /// Canonical encoding: magic `FRGO`, u16 version 5, then the fields.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer::new();
         w.array(&MAGIC);
@@ -130,8 +134,9 @@ fn decode_tokens(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u32>, De
     (0..n).map(|_| r.u32(field)).collect()
 }
 
-/// layer u32, first_pos u32, row width u32, row count u32, the rows as f32
-/// bits, sibling count u32, the siblings.
+/// layer u32, first_pos u32, element tag u8 (1 f32, 2 f16), row width u32
+/// (elements), row count u32, the rows' elements little-endian, sibling
+/// count u32, the siblings.
 fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
     let d = o.rows.first().map_or(0, Vec::len);
     if o.rows.iter().any(|r| r.len() != d) {
@@ -142,17 +147,64 @@ fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
     }
     w.u32(o.layer);
     w.u32(o.first_pos);
+    w.u8(o.elem.tag());
     w.count("opening.row_width", d, MAX_ROW)?;
     w.count("opening.rows", o.rows.len(), MAX_ROWS)?;
-    o.rows.iter().for_each(|row| w.f32s(row));
+    match o.elem {
+        Elem::F32 => o.rows.iter().for_each(|row| w.f32s(row)),
+        Elem::F16 => {
+            for row in &o.rows {
+                let halves = narrow_exactly(row).ok_or(EncodeError::Inconsistent {
+                    field: "opening.rows",
+                    problem: "a value of f16 rows is not an f16",
+                })?;
+                w.u16s(halves.reinterpret_cast());
+            }
+        }
+    }
     w.count("opening.siblings", o.proof.siblings.len(), MAX_SIBLINGS)?;
     o.proof.siblings.iter().for_each(|s| w.array(s));
     Ok(())
 }
 
+/// `row` as f16 values, if every value is one.
+fn narrow_exactly(row: &[f32]) -> Option<Vec<f16>> {
+    let mut halves = vec![f16::ZERO; row.len()];
+    narrow_f16_exact(row, &mut halves).ok()?;
+    Some(halves)
+}
+
+/// A row of `d` f16 elements, widened. A signaling NaN (exponent all ones,
+/// a payload without the quiet bit) is refused: it widens to a quiet NaN,
+/// which would encode to other bytes, and a decoded opening must re-encode
+/// to its own bytes. Every other f16 comes back from its widened value.
+fn decode_f16_row(r: &mut Reader<'_>, d: usize) -> Result<Vec<f32>, DecodeError> {
+    let bits = r.u16s("opening.rows", d)?;
+    let signaling = |b: u16| b & 0x7C00 == 0x7C00 && b & 0x03FF != 0 && b & 0x0200 == 0;
+    // A fold without an early exit vectorises (a `find` went element by
+    // element: decoding a 2.5 MB opening took twice as long as its f32
+    // twice the size); the search runs only on a rejected row.
+    if bits.iter().fold(false, |any, &b| any | signaling(b))
+        && let Some(b) = bits.iter().copied().find(|&b| signaling(b))
+    {
+        return Err(DecodeError::InvalidValue {
+            field: "opening.rows",
+            problem: format!("f16 bits {b:#06x} are a signaling NaN"),
+        });
+    }
+    let mut row = vec![0.0f32; d];
+    widen_f16(bits.reinterpret_cast(), &mut row);
+    Ok(row)
+}
+
 fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
     let layer = r.u32("opening.layer")?;
     let first_pos = r.u32("opening.first_pos")?;
+    let tag = r.u8("opening.elem")?;
+    let elem = Elem::from_tag(tag).ok_or_else(|| DecodeError::InvalidValue {
+        field: "opening.elem",
+        problem: format!("unknown element tag {tag}"),
+    })?;
     let d = r.u32("opening.row_width")?;
     if d == 0 || d > MAX_ROW {
         return Err(DecodeError::Oversize {
@@ -162,9 +214,12 @@ fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
         });
     }
     let d = d as usize;
-    let n = r.count("opening.rows", MAX_ROWS, d * 4)?;
+    let n = r.count("opening.rows", MAX_ROWS, d * elem.size())?;
     let rows = (0..n)
-        .map(|_| r.f32s("opening.rows", d))
+        .map(|_| match elem {
+            Elem::F32 => r.f32s("opening.rows", d),
+            Elem::F16 => decode_f16_row(r, d),
+        })
         .collect::<Result<Vec<Vec<f32>>, _>>()?;
     let n = r.count("opening.siblings", MAX_SIBLINGS, 32)?;
     let siblings = (0..n)
@@ -173,6 +228,7 @@ fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
     Ok(RangeOpening {
         layer,
         first_pos,
+        elem,
         rows,
         proof: RangeProof { siblings },
     })
