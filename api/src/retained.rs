@@ -26,11 +26,10 @@ pub(crate) struct Retained {
 }
 
 impl Retained {
-    /// Bytes of committed rows (output and key/value rows of every layer).
+    /// Bytes of committed rows (output and key/value rows of every layer),
+    /// as the commitment keeps them.
     fn bytes(&self) -> u64 {
-        let c = &self.commitment;
-        let rows = (c.layers() * c.positions()) as u64;
-        rows * (c.d_model() + c.kv_width()) as u64 * 4
+        self.commitment.row_bytes()
     }
 }
 

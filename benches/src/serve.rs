@@ -1174,7 +1174,7 @@ pub fn render_markdown(r: &ServeReport) -> String {
                 "- Audit store: before measuring, {} wave(s) of {} streams ({} requests, {:.1} s) filled forge-node's \
                  store of commitments kept for auditors (`--audit-retain-mib`) {}: {:.0} of {:.0} MiB held. A server \
                  that has run a while is in this state: a new commitment takes the memory of the oldest it drops, \
-                 where until the bound every committed row (about 115 KB per position of SmolLM2) takes memory the \
+                 where until the bound every committed row (about 92 KB per position of SmolLM2) takes memory the \
                  process never had, page by page. `--cold` measures a freshly started server.",
                 f.waves,
                 f.streams,

@@ -35,7 +35,8 @@
 //!     sampling: SamplingParams::greedy(),
 //!     stop: vec![],
 //! };
-//! let mut sink = CommitmentSink::new(model.config().d_model)?;
+//! // The element types of the backend's trace (f16 keys and values on the CPU).
+//! let mut sink = CommitmentSink::for_model(&model)?;
 //! let generation = generate(&model, &req, Some(&mut sink), |_| ControlFlow::Continue(()))?;
 //! let commitment = sink.finish()?;
 //!

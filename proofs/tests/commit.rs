@@ -272,6 +272,35 @@ fn dropping_an_unfinished_sink_leaves_its_jobs_harmless() {
     assert_eq!(a.root(), b.root());
 }
 
+/// The same run committed with f16 key/value rows (the CPU engine's
+/// trace) and with every row f32: the same rows widened, other roots, and
+/// the kept bytes a store of commitments counts are the element types'.
+#[test]
+fn key_values_kept_in_f16_take_half_their_bytes() {
+    let (model, _dir) = common::tiny_model(1);
+    let (_, half) = committed(&model, SinkOptions::default());
+    let f32_opts = SinkOptions {
+        dtype: DType::F32,
+        ..SinkOptions::default()
+    };
+    let (_, full) = committed(&model, f32_opts);
+    assert_eq!((half.dtype(), full.dtype()), (DType::F32KvF16, DType::F32));
+    assert_ne!(half.root(), full.root(), "the dtype is bound");
+    let rows = (LAYERS * half.positions()) as u64;
+    // The tiny model's [k | v] rows are d_model wide.
+    assert_eq!(
+        half.row_bytes(),
+        rows * (D_MODEL as u64 * 4 + D_MODEL as u64 * 2)
+    );
+    assert_eq!(full.row_bytes(), rows * D_MODEL as u64 * 8);
+    for l in 0..LAYERS {
+        for p in 0..half.positions() {
+            assert_eq!(half.kv_row(l, p).unwrap(), full.kv_row(l, p).unwrap());
+            assert_eq!(half.row(l, p).unwrap(), full.row(l, p).unwrap());
+        }
+    }
+}
+
 #[test]
 fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
     let (model, _dir) = common::tiny_model(1);

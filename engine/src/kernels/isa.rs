@@ -51,53 +51,22 @@ impl Isa {
 /// function with the same signature) compiled for the best [`Isa`], and
 /// `$with` that runs it for a given one (falling back to generic code when
 /// this CPU lacks it), so tests can compare the variants bit for bit.
+/// Optionally generic over one type parameter (`fn name<T: Bound> / ...`).
 macro_rules! multiversion {
-    ($vis:vis fn $name:ident / $with:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+    ($vis:vis fn $name:ident $(<$g:ident: $bound:path>)? / $with:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
         #[allow(dead_code)]
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name $(<$g: $bound>)? ($($arg: $ty),*) $(-> $ret)? {
             $with($crate::kernels::Isa::detect(), $($arg),*)
         }
 
         #[allow(dead_code)]
-        $vis fn $with(isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
+        $vis fn $with $(<$g: $bound>)? (isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,fma")]
-                fn avx512($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
+                fn avx512 $(<$g: $bound>)? ($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
-                let fma = std::arch::is_x86_feature_detected!("fma");
-                match isa {
-                    $crate::kernels::Isa::Avx512 if fma && std::arch::is_x86_feature_detected!("avx512f") => {
-                        // SAFETY: the guard just checked that this CPU has AVX-512F and FMA.
-                        return unsafe { avx512($($arg),*) };
-                    }
-                    $crate::kernels::Isa::Avx2 if fma && std::arch::is_x86_feature_detected!("avx2") => {
-                        // SAFETY: the guard just checked that this CPU has AVX2 and FMA.
-                        return unsafe { avx2($($arg),*) };
-                    }
-                    _ => {}
-                }
-            }
-            let _ = isa;
-            $body($($arg),*)
-        }
-    };
-    // The same, generic over one type parameter.
-    ($vis:vis fn $name:ident<$g:ident: $bound:path> / $with:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
-        #[allow(dead_code)]
-        $vis fn $name<$g: $bound>($($arg: $ty),*) $(-> $ret)? {
-            $with($crate::kernels::Isa::detect(), $($arg),*)
-        }
-
-        #[allow(dead_code)]
-        $vis fn $with<$g: $bound>(isa: $crate::kernels::Isa, $($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,fma")]
-                fn avx512<$g: $bound>($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2<$g: $bound>($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
+                fn avx2 $(<$g: $bound>)? ($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
                 let fma = std::arch::is_x86_feature_detected!("fma");
                 match isa {
                     $crate::kernels::Isa::Avx512 if fma && std::arch::is_x86_feature_detected!("avx512f") => {

@@ -77,15 +77,8 @@ impl<'a> Reader<'a> {
     /// `n` little-endian `f32`s (bit patterns kept, NaNs included), read in
     /// one slice: openings carry megabytes of them.
     pub fn f32s(&mut self, field: &'static str, n: usize) -> Result<Vec<f32>, DecodeError> {
-        let raw = self.take(
-            field,
-            n.checked_mul(4).ok_or(DecodeError::Truncated {
-                field,
-                needed: u64::MAX,
-                available: self.remaining() as u64,
-            })?,
-        )?;
-        Ok(raw
+        Ok(self
+            .take_elems(field, n, 4)?
             .chunks_exact(4)
             .map(|b| f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             .collect())
@@ -93,18 +86,26 @@ impl<'a> Reader<'a> {
 
     /// `n` little-endian `u16`s, read in one slice (f16 rows of openings).
     pub fn u16s(&mut self, field: &'static str, n: usize) -> Result<Vec<u16>, DecodeError> {
-        let raw = self.take(
-            field,
-            n.checked_mul(2).ok_or(DecodeError::Truncated {
-                field,
-                needed: u64::MAX,
-                available: self.remaining() as u64,
-            })?,
-        )?;
-        Ok(raw
+        Ok(self
+            .take_elems(field, n, 2)?
             .chunks_exact(2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .collect())
+    }
+
+    /// The bytes of `n` elements of `size` bytes.
+    fn take_elems(
+        &mut self,
+        field: &'static str,
+        n: usize,
+        size: usize,
+    ) -> Result<&'a [u8], DecodeError> {
+        let len = n.checked_mul(size).ok_or(DecodeError::Truncated {
+            field,
+            needed: u64::MAX,
+            available: self.remaining() as u64,
+        })?;
+        self.take(field, len)
     }
 
     /// A list's element count, at most `max`; each element must take at least

@@ -187,6 +187,18 @@ impl Commitment {
         self.kv_width
     }
 
+    /// Bytes the committed rows take as kept (output rows and key/value
+    /// rows of every layer at every position, each in its element type):
+    /// what a store of commitments for auditors holds per commitment.
+    pub fn row_bytes(&self) -> u64 {
+        let (out, kv) = (
+            self.dtype.elem(RowGroup::Output),
+            self.dtype.elem(RowGroup::KeyValue),
+        );
+        let per_position = self.d_model * out.size() + self.kv_width * kv.size();
+        (self.layers * self.positions * per_position) as u64
+    }
+
     /// Element type of the rows.
     pub fn dtype(&self) -> DType {
         self.dtype

@@ -29,8 +29,10 @@ pub struct SinkOptions {
     /// recording thread hashes the waiting groups itself.
     pub channel_capacity: usize,
     /// Element types of the rows: the engine backend's trace dtype
-    /// (`DType::from_name(backend.trace_dtype())`). The default is the CPU
-    /// engine's, [`DType::F32KvF16`].
+    /// ([`DType::of_backend`]; [`CommitmentSink::for_model`] sets it). The
+    /// default is the CPU engine's, [`DType::F32KvF16`]: key/value rows
+    /// that come as f32 ([`TraceSink::record_kv`]) must then be f16 values,
+    /// or `finish` fails with [`CommitError::NotF16`].
     pub dtype: DType,
 }
 
