@@ -59,7 +59,14 @@ async fn a_fresh_seed_gets_openings_that_re_execute() {
     assert_eq!(SpotOpenings::from_bytes(&r.body).unwrap().cells.len(), 8);
     let m = get(&app.router, "/metrics").await.text();
     assert_eq!(metric(&m, "forge_audit_commitments_retained"), 1.0);
-    assert!(metric(&m, "forge_audit_retained_bytes") > 0.0);
+    // The rows as the commitment keeps them: output rows f32, key/value
+    // rows f16 (the store had counted those as f32 too).
+    let (t, c) = (&receipt.trace, &receipt.config);
+    let kv_width = 2 * u64::from(c.kv_heads) * u64::from(c.head_dim);
+    assert_eq!(
+        metric(&m, "forge_audit_retained_bytes") as u64,
+        u64::from(t.layers) * u64::from(t.positions) * (u64::from(c.d_model) * 4 + kv_width * 2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
