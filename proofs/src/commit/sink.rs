@@ -60,7 +60,7 @@ const FLUSH_BLOCKS: usize = 4;
 /// (blocks of [`ROW_BLOCK`] positions, one leaf each; block buffers come
 /// from a pool that dropped commitments refill, so that their pages are
 /// already faulted in). Every
-/// [`FLUSH_BLOCKS`] full blocks it queues them as a group and, unless one is
+/// `FLUSH_BLOCKS` (4) full blocks it queues them as a group and, unless one is
 /// pending, spawns a hashing job on the current rayon pool (the engine's,
 /// so hashing shares its threads instead of preempting them). A job absorbs
 /// one group in order (leaf hashes; the blocks are kept for later openings)
