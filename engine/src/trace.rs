@@ -1,7 +1,8 @@
 //! The trace hook: what the engine hands to a commitment scheme.
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
+
+use crate::kernels::widen_into;
 
 /// Receives the residual stream after every layer at every forwarded
 /// position, and the keys and values each layer's attention used.
@@ -73,13 +74,8 @@ impl<T: TraceSink + ?Sized> TraceSink for &mut T {
 /// layout that [`TraceSink::record_kv`] receives.
 pub fn push_kv_rows(keys: &[f16], values: &[f16], kv_dim: usize, out: &mut Vec<f32>) {
     for (k, v) in keys.chunks(kv_dim.max(1)).zip(values.chunks(kv_dim.max(1))) {
-        for half_row in [k, v] {
-            // The slice conversion goes 8 at a time (F16C where the CPU has
-            // it); one element at a time asks which CPU this is per element.
-            let at = out.len();
-            out.resize(at + half_row.len(), 0.0);
-            half_row.convert_to_f32_slice(&mut out[at..]);
-        }
+        widen_into(k, out);
+        widen_into(v, out);
     }
 }
 

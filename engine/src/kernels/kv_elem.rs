@@ -26,6 +26,9 @@ pub(crate) trait KvElem: Copy + Default + Send + Sync + std::fmt::Debug + 'stati
 
     /// Writes `src` rounded to this type into `dst` (the same length).
     fn narrow_into(src: &[f32], dst: &mut [Self]);
+
+    /// Writes `src` widened to f32, exactly, into `dst` (the same length).
+    fn widen_slice(src: &[Self], dst: &mut [f32]);
 }
 
 impl KvElem for f32 {
@@ -37,6 +40,10 @@ impl KvElem for f32 {
     }
 
     fn narrow_into(src: &[f32], dst: &mut [Self]) {
+        dst.copy_from_slice(src);
+    }
+
+    fn widen_slice(src: &[Self], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
 }
@@ -62,6 +69,10 @@ impl KvElem for f16 {
             return unsafe { x86::narrow_avx512(src, dst) };
         }
         dst.convert_from_f32_slice(src);
+    }
+
+    fn widen_slice(src: &[Self], dst: &mut [f32]) {
+        widen_f16(src, dst);
     }
 }
 
@@ -178,9 +189,11 @@ pub(crate) fn narrowed<T: KvElem>(src: &[f32]) -> Vec<T> {
     out
 }
 
-/// `src` widened to f32, appended to `out`.
+/// `src` widened to f32, appended to `out` (16 at a time with AVX-512).
 pub(crate) fn widen_into<T: KvElem>(src: &[T], out: &mut Vec<f32>) {
-    out.extend(src.iter().map(|x| x.widen()));
+    let at = out.len();
+    out.resize(at + src.len(), 0.0);
+    T::widen_slice(src, &mut out[at..]);
 }
 
 #[cfg(test)]

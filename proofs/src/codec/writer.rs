@@ -100,23 +100,23 @@ impl Writer {
 
     /// `f32`s as little-endian bit patterns, raw (the count is the caller's).
     pub fn f32s(&mut self, v: &[f32]) {
-        let mut chunk = [0u8; 4096];
-        for part in v.chunks(chunk.len() / 4) {
-            for (dst, x) in chunk.chunks_exact_mut(4).zip(part) {
-                dst.copy_from_slice(&x.to_bits().to_le_bytes());
-            }
-            self.put(&chunk[..part.len() * 4]);
-        }
+        self.les(v, |x| x.to_bits().to_le_bytes());
     }
 
     /// `u16`s little-endian, raw (the count is the caller's).
     pub fn u16s(&mut self, v: &[u16]) {
+        self.les(v, u16::to_le_bytes);
+    }
+
+    /// Each of `v` as its `N` little-endian bytes, through a 4 KiB buffer
+    /// (openings carry megabytes of values).
+    fn les<T: Copy, const N: usize>(&mut self, v: &[T], le: fn(T) -> [u8; N]) {
         let mut chunk = [0u8; 4096];
-        for part in v.chunks(chunk.len() / 2) {
-            for (dst, x) in chunk.chunks_exact_mut(2).zip(part) {
-                dst.copy_from_slice(&x.to_le_bytes());
+        for part in v.chunks(chunk.len() / N) {
+            for (dst, x) in chunk.chunks_exact_mut(N).zip(part) {
+                dst.copy_from_slice(&le(*x));
             }
-            self.put(&chunk[..part.len() * 2]);
+            self.put(&chunk[..part.len() * N]);
         }
     }
 

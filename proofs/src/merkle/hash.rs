@@ -175,9 +175,7 @@ pub fn leaf_hash(
     match dtype.elem(group) {
         Elem::F32 => Ok(leaf_hash_words(group, layer, first_pos, count, dtype, rows)),
         Elem::F16 => {
-            let mut halves = vec![f16::ZERO; rows.len()];
-            narrow_f16_exact(rows, &mut halves)
-                .map_err(|i| MerkleError::NotF16 { index: i as u64 })?;
+            let halves = f16_values(rows)?;
             let bits: &[u16] = halves.reinterpret_cast();
             let mut h = leaf_hasher(group);
             update_u16s(&mut h, bits);
@@ -195,13 +193,20 @@ pub(crate) fn pack_f16(rows: &[f32]) -> Result<Vec<f32>, MerkleError> {
             index: rows.len() as u64,
         });
     }
-    // A spot check's key/value openings run to hundreds of thousands of
-    // values: the engine's vector conversion, not one value at a time.
-    let mut halves = vec![f16::ZERO; rows.len()];
-    narrow_f16_exact(rows, &mut halves).map_err(|i| MerkleError::NotF16 { index: i as u64 })?;
+    let halves = f16_values(rows)?;
     let mut words = vec![0.0f32; rows.len() / 2];
     bytemuck::cast_slice_mut::<f32, u16>(&mut words).copy_from_slice(halves.reinterpret_cast());
     Ok(words)
+}
+
+/// `rows` as the f16 values they are, or the index of the first value that
+/// is not an f16 widened. A spot check's key/value openings run to hundreds
+/// of thousands of values: the engine's vector conversion, not one value at
+/// a time.
+pub(crate) fn f16_values(rows: &[f32]) -> Result<Vec<f16>, MerkleError> {
+    let mut halves = vec![f16::ZERO; rows.len()];
+    narrow_f16_exact(rows, &mut halves).map_err(|i| MerkleError::NotF16 { index: i as u64 })?;
+    Ok(halves)
 }
 
 /// The f16 values of words that [`pack_f16`] (or the sink) filled, widened.

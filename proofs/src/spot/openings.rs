@@ -1,12 +1,12 @@
 //! A provider's answer to a challenge, and its canonical encoding.
 
-use forge_engine::{f16, narrow_f16_exact, widen_f16};
+use forge_engine::widen_f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use serde::Serialize;
 
 use crate::codec::{DecodeError, EncodeError, Reader, Writer};
 use crate::commit::RangeOpening;
-use crate::merkle::{Elem, RangeProof};
+use crate::merkle::{Elem, RangeProof, f16_values};
 use crate::receipt::MAX_AUDIT_CELLS;
 
 const MAGIC: [u8; 4] = *b"FRGO";
@@ -154,7 +154,7 @@ fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
         Elem::F32 => o.rows.iter().for_each(|row| w.f32s(row)),
         Elem::F16 => {
             for row in &o.rows {
-                let halves = narrow_exactly(row).ok_or(EncodeError::Inconsistent {
+                let halves = f16_values(row).map_err(|_| EncodeError::Inconsistent {
                     field: "opening.rows",
                     problem: "a value of f16 rows is not an f16",
                 })?;
@@ -165,13 +165,6 @@ fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
     w.count("opening.siblings", o.proof.siblings.len(), MAX_SIBLINGS)?;
     o.proof.siblings.iter().for_each(|s| w.array(s));
     Ok(())
-}
-
-/// `row` as f16 values, if every value is one.
-fn narrow_exactly(row: &[f32]) -> Option<Vec<f16>> {
-    let mut halves = vec![f16::ZERO; row.len()];
-    narrow_f16_exact(row, &mut halves).ok()?;
-    Some(halves)
 }
 
 /// A row of `d` f16 elements, widened. A signaling NaN (exponent all ones,
