@@ -622,6 +622,15 @@ fn malformed_recordings_are_typed_errors() {
     assert_eq!(c.kv_row(1, 7).unwrap(), kv);
 }
 
+/// A commitment to layer 0's key/value rows as `kv` records them, beside
+/// `n` constant output rows.
+fn commit_with_outputs(n: usize, kv: &dyn Fn(&mut CommitmentSink)) -> Commitment {
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    kv(&mut s);
+    s.record(0, 0, &vec![0.5f32; n * D_MODEL]);
+    s.finish().unwrap()
+}
+
 /// Keys and values handed over in two arrays of f16 (as the engine's cache
 /// holds them) commit exactly as their interleaved `[k | v]` rows widened
 /// to f32 do, across a block boundary; halves of different lengths are
@@ -639,13 +648,7 @@ fn split_keys_and_values_commit_as_their_interleaved_rows() {
     // Every value is an f16 (multiples of 0.5 below 256).
     let half = |xs: &[f32]| xs.iter().map(|&x| f16::from_f32(x)).collect::<Vec<f16>>();
     let (keys, values) = (half(&keys), half(&values));
-    let outputs = vec![0.5f32; n * D_MODEL];
-    let commit = |kv: &dyn Fn(&mut CommitmentSink)| {
-        let mut s = CommitmentSink::new(D_MODEL).unwrap();
-        kv(&mut s);
-        s.record(0, 0, &outputs);
-        s.finish().unwrap()
-    };
+    let commit = |kv: &dyn Fn(&mut CommitmentSink)| commit_with_outputs(n, kv);
     let whole = commit(&|s| {
         s.record_kv(0, 0, 2 * kv_dim, &rows[..cut * 2 * kv_dim]);
         s.record_kv(0, cut, 2 * kv_dim, &rows[cut * 2 * kv_dim..]);
@@ -671,4 +674,42 @@ fn split_keys_and_values_commit_as_their_interleaved_rows() {
         s.finish(),
         Err(CommitError::RaggedRows { layer: 0, .. })
     ));
+}
+
+/// The sink copies whole-word key/value halves straight into its blocks
+/// and falls back to an element copy for halves that are not whole 32-bit
+/// words (an odd key/value width, or arrays that start between two words):
+/// all three commit the same rows.
+#[test]
+fn split_keys_and_values_commit_the_same_however_they_lie_in_memory() {
+    let n = ROW_BLOCK + 3;
+    for kv_dim in [8, 7] {
+        let keys: Vec<f16> = (0..n * kv_dim).map(|i| f16::from_f32(i as f32)).collect();
+        let values: Vec<f16> = (0..n * kv_dim)
+            .map(|i| f16::from_f32(-0.25 * i as f32))
+            .collect();
+        let rows: Vec<f32> = keys
+            .chunks(kv_dim)
+            .zip(values.chunks(kv_dim))
+            .flat_map(|(k, v)| k.iter().chain(v).map(|x| x.to_f32()))
+            .collect();
+        let commit = |kv: &dyn Fn(&mut CommitmentSink)| commit_with_outputs(n, kv);
+        let whole = commit(&|s| s.record_kv(0, 0, 2 * kv_dim, &rows));
+        let aligned = commit(&|s| {
+            for pos in 0..n {
+                let at = pos * kv_dim..(pos + 1) * kv_dim;
+                s.record_keys_values(0, pos, kv_dim, &keys[at.clone()], &values[at]);
+            }
+        });
+        // The same values one f16 into their arrays: between two words.
+        let shifted = |xs: &[f16]| [&[f16::ZERO][..], xs].concat();
+        let (k1, v1) = (shifted(&keys), shifted(&values));
+        let between = commit(&|s| s.record_keys_values(0, 0, kv_dim, &k1[1..], &v1[1..]));
+        assert_eq!(aligned.root(), whole.root(), "kv_dim {kv_dim}");
+        assert_eq!(between.root(), whole.root(), "kv_dim {kv_dim}");
+        assert_eq!(
+            between.kv_row(0, n - 1).unwrap(),
+            &rows[(n - 1) * 2 * kv_dim..]
+        );
+    }
 }

@@ -40,22 +40,43 @@ pub(crate) use rowops::{RopeTable, add_in_place, rms_norm, rope_in_place, silu_m
 /// far enough (papers/results/prefetch-ab.md).
 #[inline(always)]
 pub(crate) fn prefetch<T>(data: &[T], from: usize, len: usize) {
-    let Some(part) = from.checked_add(len).and_then(|end| data.get(from..end)) else {
-        return;
-    };
+    if let Some(part) = from.checked_add(len).and_then(|end| data.get(from..end)) {
+        prefetch_offsets(part, (0..std::mem::size_of_val(part)).step_by(64));
+    }
+}
+
+/// Asks for every cache line that `part` touches to be brought into the
+/// cache (`prefetcht0`): a hint, which changes no value. Public for
+/// callers outside the kernels that know what they will touch next, such
+/// as a trace sink writing each layer's rows into its own cold buffer while
+/// the weights stream through the cache (`part` may be a `Vec`'s spare
+/// capacity, as `MaybeUninit`s: a prefetch reads nothing).
+#[inline(always)]
+pub fn prefetch_lines<T>(part: &[T]) {
+    let size = std::mem::size_of_val(part);
+    // Every 64 bytes from the start, and the last byte: the line a small or
+    // unaligned `part` ends in.
+    prefetch_offsets(part, (0..size).step_by(64).chain(size.checked_sub(1)));
+}
+
+/// `prefetcht0` at each byte offset of `part`; both callers pass offsets
+/// below `size_of_val(part)`.
+#[inline(always)]
+fn prefetch_offsets<T>(part: &[T], offsets: impl Iterator<Item = usize>) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = part.as_ptr().cast::<i8>();
-        for off in (0..std::mem::size_of_val(part)).step_by(64) {
+        for off in offsets {
+            debug_assert!(off < std::mem::size_of_val(part));
             // SAFETY: a prefetch reads and writes nothing architecturally
-            // and cannot fault; the address lies within `part`. SSE is part
-            // of x86-64.
+            // and cannot fault; the address lies within `part` (the callers'
+            // offsets are below its size). SSE is part of x86-64.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = part;
+    let _ = (part, offsets);
 }
 
 /// Accumulator lanes of every reduction.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use forge_engine::{TraceSink, f16, push_kv_rows};
+use forge_engine::{TraceSink, f16, prefetch_lines, push_kv_rows};
 use half::slice::HalfFloatSliceExt;
 
 use super::commitment::Shape;
@@ -362,11 +362,49 @@ impl CommitmentSink {
         } else {
             Duration::ZERO
         };
+        if taken > 0 {
+            self.prefetch_next(group, layer);
+        }
         self.inline_time += inline;
         let spent = started.elapsed().saturating_sub(inline);
         self.engine_time += spent;
         if taken == 1 {
             self.decode_engine_time += spent;
+        }
+    }
+
+    /// After a layer's output rows, asks the cache for what the next
+    /// layer's two calls will touch: both open blocks' lines that their rows
+    /// go to, and the state of the layer after that. The engine records a
+    /// layer's keys and values, then its output, once it has computed the
+    /// layer, so a whole layer's weights stream through the cache between
+    /// one layer's calls and the next's, and every call waited on memory
+    /// several times over: for its group's state, its block's address, and
+    /// each line of its row (a profile put four fifths of the sink's time on
+    /// the engine thread there). After the last layer, the next calls are
+    /// the first layer's, at the next position.
+    fn prefetch_next(&mut self, group: RowGroup, layer: usize) {
+        if group != RowGroup::Output {
+            return;
+        }
+        let layers = self.outputs.len().max(1);
+        let (next, after) = ((layer + 1) % layers, (layer + 2) % layers);
+        let kv_words = self
+            .dtype
+            .elem(RowGroup::KeyValue)
+            .words(self.kv_width.unwrap_or(0));
+        let groups = [
+            (&mut self.key_values, kv_words),
+            (&mut self.outputs, self.d_model),
+        ];
+        for (open, words) in groups {
+            if let Some(g) = open.get(after) {
+                prefetch_lines(std::slice::from_ref(g));
+            }
+            if let Some(g) = open.get_mut(next) {
+                let spare = g.block.spare_capacity_mut();
+                prefetch_lines(&spare[..words.min(spare.len())]);
+            }
         }
     }
 
@@ -526,12 +564,30 @@ impl Rows<'_> {
             }
             (Self::Split { keys, values }, Elem::F16) => {
                 let half = width / 2;
+                let (keys, values) = (
+                    &keys[from * half..(from + n) * half],
+                    &values[from * half..(from + n) * half],
+                );
+                // The engine's cache rows are whole words (an even width,
+                // aligned): copied straight into the block, without zeroing
+                // its cold lines first.
+                fn as_words(h: &[f16]) -> Result<&[f32], bytemuck::PodCastError> {
+                    let bits: &[u16] = h.reinterpret_cast();
+                    bytemuck::try_cast_slice(bits)
+                }
+                if let (Ok(k), Ok(v), true) =
+                    (as_words(keys), as_words(values), half.is_multiple_of(2))
+                {
+                    for (k, v) in k.chunks_exact(half / 2).zip(v.chunks_exact(half / 2)) {
+                        block.extend_from_slice(k);
+                        block.extend_from_slice(v);
+                    }
+                    return Ok(());
+                }
                 let at = block.len();
                 block.resize(at + n * half, 0.0);
                 let dst: &mut [u16] = bytemuck::cast_slice_mut(&mut block[at..]);
-                let rows = keys[from * half..(from + n) * half]
-                    .chunks_exact(half)
-                    .zip(values[from * half..(from + n) * half].chunks_exact(half));
+                let rows = keys.chunks_exact(half).zip(values.chunks_exact(half));
                 // Plain copies of the f16 bits (an element loop over a
                 // chain of the two halves did not vectorise: 10 us more per
                 // SmolLM2 decode step on the engine thread).
