@@ -53,10 +53,14 @@ pub(crate) fn prefetch<T>(data: &[T], from: usize, len: usize) {
 /// capacity, as `MaybeUninit`s: a prefetch reads nothing).
 #[inline(always)]
 pub fn prefetch_lines<T>(part: &[T]) {
-    let size = std::mem::size_of_val(part);
-    // Every 64 bytes from the start, and the last byte: the line a small or
-    // unaligned `part` ends in.
-    prefetch_offsets(part, (0..size).step_by(64).chain(size.checked_sub(1)));
+    prefetch_offsets(part, line_offsets(std::mem::size_of_val(part)));
+}
+
+/// Byte offsets, each below `size`, that touch every 64-byte line of a
+/// `size`-byte range wherever it starts: every 64 bytes from the start,
+/// and the last byte (the line a small or unaligned range ends in).
+fn line_offsets(size: usize) -> impl Iterator<Item = usize> {
+    (0..size).step_by(64).chain(size.checked_sub(1))
 }
 
 /// `prefetcht0` at each byte offset of `part`; both callers pass offsets
@@ -130,4 +134,34 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         acc[j] += a[i] * b[i];
     }
     hsum(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line a range touches gets an offset, and no offset leaves the
+    /// range (what the prefetch's safety rests on), at every start within
+    /// a line and for empty, tiny and line-sized ranges.
+    #[test]
+    fn line_offsets_cover_every_line_and_stay_in_range() {
+        for size in [0usize, 1, 2, 63, 64, 65, 127, 128, 129, 2304] {
+            let offsets: Vec<usize> = line_offsets(size).collect();
+            assert!(offsets.iter().all(|&o| o < size), "size {size}");
+            for start in 0..64 {
+                let lines = |o: usize| (start + o) / 64;
+                let touched: Vec<usize> = (0..size).map(lines).collect();
+                for line in touched {
+                    assert!(
+                        offsets.iter().any(|&o| lines(o) == line),
+                        "size {size}, start {start}: line {line} missed"
+                    );
+                }
+            }
+        }
+        // Ranges of any element type, uninitialised ones included.
+        prefetch_lines::<u8>(&[]);
+        prefetch_lines(&[(); 3]);
+        prefetch_lines(&Vec::<f32>::with_capacity(100).spare_capacity_mut()[..100]);
+    }
 }
