@@ -108,16 +108,9 @@ impl Writer {
         self.les(v, u16::to_le_bytes);
     }
 
-    /// Each of `v` as its `N` little-endian bytes, through a 4 KiB buffer
-    /// (openings carry megabytes of values).
+    /// Each of `v` as its `N` little-endian bytes ([`put_le_chunks`]).
     fn les<T: Copy, const N: usize>(&mut self, v: &[T], le: fn(T) -> [u8; N]) {
-        let mut chunk = [0u8; 4096];
-        for part in v.chunks(chunk.len() / N) {
-            for (dst, x) in chunk.chunks_exact_mut(N).zip(part) {
-                dst.copy_from_slice(&le(*x));
-            }
-            self.put(&chunk[..part.len() * N]);
-        }
+        put_le_chunks(v, le, |bytes| self.put(bytes));
     }
 
     /// A fixed-size byte array, raw.
@@ -151,5 +144,23 @@ impl Writer {
     /// A UTF-8 string as a byte vector of at most `max` bytes.
     pub fn string(&mut self, field: &'static str, v: &str, max: u32) -> Result<(), EncodeError> {
         self.bytes(field, v.as_bytes(), max)
+    }
+}
+
+/// Hands `put` each of `v` as its `N` little-endian bytes, through a 16 KiB
+/// buffer (openings carry megabytes of values; blake3 hashes 16 KiB inputs
+/// with all its lanes): the writer's bulk values, and the leaf hashes' rows
+/// on a big-endian machine.
+pub(crate) fn put_le_chunks<T: Copy, const N: usize>(
+    v: &[T],
+    le: fn(T) -> [u8; N],
+    mut put: impl FnMut(&[u8]),
+) {
+    let mut chunk = [0u8; 16384];
+    for part in v.chunks(chunk.len() / N) {
+        for (dst, x) in chunk.chunks_exact_mut(N).zip(part) {
+            dst.copy_from_slice(&le(*x));
+        }
+        put(&chunk[..part.len() * N]);
     }
 }

@@ -320,12 +320,17 @@ impl CommitmentSink {
         Duration::from_nanos(after - before)
     }
 
+    /// 32-bit words a key/value row takes in its block (none before the
+    /// first key/value rows).
+    fn kv_row_words(&self) -> usize {
+        self.dtype
+            .elem(RowGroup::KeyValue)
+            .words(self.kv_width.unwrap_or(0))
+    }
+
     /// Closes every open block (the trace's last, shorter blocks).
     fn close_blocks(&mut self) {
-        let kv_words = self
-            .dtype
-            .elem(RowGroup::KeyValue)
-            .words(self.kv_width.unwrap_or(0));
+        let kv_words = self.kv_row_words();
         let groups = [
             (RowGroup::Output, &mut self.outputs, self.d_model),
             (RowGroup::KeyValue, &mut self.key_values, kv_words),
@@ -362,8 +367,8 @@ impl CommitmentSink {
         } else {
             Duration::ZERO
         };
-        if taken > 0 {
-            self.prefetch_next(group, layer);
+        if taken > 0 && group == RowGroup::Output {
+            self.prefetch_next(layer);
         }
         self.inline_time += inline;
         let spent = started.elapsed().saturating_sub(inline);
@@ -373,7 +378,7 @@ impl CommitmentSink {
         }
     }
 
-    /// After a layer's output rows, asks the cache for what the next
+    /// Called after a layer's output rows: asks the cache for what the next
     /// layer's two calls will touch: both open blocks' lines that their rows
     /// go to, and the state of the layer after that. The engine records a
     /// layer's keys and values, then its output, once it has computed the
@@ -383,16 +388,10 @@ impl CommitmentSink {
     /// each line of its row (a profile put four fifths of the sink's time on
     /// the engine thread there). After the last layer, the next calls are
     /// the first layer's, at the next position.
-    fn prefetch_next(&mut self, group: RowGroup, layer: usize) {
-        if group != RowGroup::Output {
-            return;
-        }
+    fn prefetch_next(&mut self, layer: usize) {
         let layers = self.outputs.len().max(1);
         let (next, after) = ((layer + 1) % layers, (layer + 2) % layers);
-        let kv_words = self
-            .dtype
-            .elem(RowGroup::KeyValue)
-            .words(self.kv_width.unwrap_or(0));
+        let kv_words = self.kv_row_words();
         let groups = [
             (&mut self.key_values, kv_words),
             (&mut self.outputs, self.d_model),

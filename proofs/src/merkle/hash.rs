@@ -178,7 +178,7 @@ pub fn leaf_hash(
             let halves = f16_values(rows)?;
             let bits: &[u16] = halves.reinterpret_cast();
             let mut h = leaf_hasher(group);
-            update_u16s(&mut h, bits);
+            update_le(&mut h, bits, u16::to_le_bytes);
             Ok(leaf_tail(h, layer, first_pos, count, dtype))
         }
     }
@@ -229,8 +229,12 @@ pub(crate) fn leaf_hash_words(
 ) -> Hash {
     let mut h = leaf_hasher(group);
     match dtype.elem(group) {
-        Elem::F32 => update_f32s(&mut h, words),
-        Elem::F16 => update_u16s(&mut h, bytemuck::cast_slice(words)),
+        Elem::F32 => update_le(&mut h, words, f32::to_le_bytes),
+        Elem::F16 => update_le(
+            &mut h,
+            bytemuck::cast_slice::<f32, u16>(words),
+            u16::to_le_bytes,
+        ),
     }
     leaf_tail(h, layer, first_pos, count, dtype)
 }
@@ -252,41 +256,23 @@ fn leaf_tail(mut h: blake3::Hasher, layer: u32, first_pos: u32, count: u32, dtyp
     h.finalize().into()
 }
 
-/// Feeds `v` to `h` as little-endian bytes: the values' own bytes on a
-/// little-endian machine (one large input, which blake3 hashes fastest).
-#[cfg(target_endian = "little")]
-fn update_f32s(h: &mut blake3::Hasher, v: &[f32]) {
-    h.update(bytemuck::cast_slice(v));
-}
-
-/// [`update_f32s`] for f16 bits.
-#[cfg(target_endian = "little")]
-fn update_u16s(h: &mut blake3::Hasher, v: &[u16]) {
-    h.update(bytemuck::cast_slice(v));
-}
-
-/// Feeds `v` to `h` as little-endian bytes, through a buffer.
-#[cfg(not(target_endian = "little"))]
-fn update_f32s(h: &mut blake3::Hasher, v: &[f32]) {
-    let mut buf = [0u8; 16384];
-    for part in v.chunks(buf.len() / 4) {
-        for (dst, x) in buf.chunks_exact_mut(4).zip(part) {
-            dst.copy_from_slice(&x.to_le_bytes());
-        }
-        h.update(&buf[..4 * part.len()]);
+/// Feeds `v` to `h` as little-endian bytes (each value's `le`): the values'
+/// own bytes on a little-endian machine (one large input, which blake3
+/// hashes fastest), else through the codec's buffer.
+fn update_le<T: bytemuck::Pod, const N: usize>(
+    h: &mut blake3::Hasher,
+    v: &[T],
+    le: fn(T) -> [u8; N],
+) {
+    #[cfg(target_endian = "little")]
+    {
+        let _ = le;
+        h.update(bytemuck::cast_slice(v));
     }
-}
-
-/// [`update_f32s`] for f16 bits.
-#[cfg(not(target_endian = "little"))]
-fn update_u16s(h: &mut blake3::Hasher, v: &[u16]) {
-    let mut buf = [0u8; 16384];
-    for part in v.chunks(buf.len() / 2) {
-        for (dst, x) in buf.chunks_exact_mut(2).zip(part) {
-            dst.copy_from_slice(&x.to_le_bytes());
-        }
-        h.update(&buf[..2 * part.len()]);
-    }
+    #[cfg(not(target_endian = "little"))]
+    crate::codec::put_le_chunks(v, le, |bytes| {
+        h.update(bytes);
+    });
 }
 
 /// An internal node: blake3 keyed with `forge.node.v1` over `left || right`.
