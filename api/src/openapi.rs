@@ -144,7 +144,7 @@ pub fn document(model: Option<&str>) -> Value {
                     "cells": {"type": "integer", "minimum": 1, "maximum": 64, "default": 8, "description": "Cells to open."}
                 }}}}},
                 "responses": {
-                    "200": {"description": "The openings, canonical binary (FRGO v5): check them with forge_proofs::SpotChecker or `forge-node audit`.",
+                    "200": {"description": "The openings, canonical binary (FRGO v6): check them with forge_proofs::SpotChecker or `forge-node audit`.",
                         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                     "400": error_response("Bad seed or cell count."),
                     "404": error_response("No such receipt (or not yet recorded)."),

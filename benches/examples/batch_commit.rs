@@ -1,7 +1,9 @@
 //! What committing costs a batched decode step, as `forge-node serve` runs
 //! it: N sequences stepped together with `forge_engine::step` (forward
 //! pass, LM head, greedy sampling with a logit bias, detokenising), once
-//! with no sinks and once with a `CommitmentSink` per sequence, in
+//! with no sinks and once with a `CommitmentSink` per sequence (timing its
+//! calls for the account below: two clock reads a call, which servers
+//! skip), in
 //! alternating rounds (which side runs first alternates too). Prints each
 //! side's mean step time per round, their ratio, and the sinks' own
 //! account per step (the engine thread's time in `record`, the hashing
@@ -17,7 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use forge_benches::util::{default_model_path, median, positional_arg, synthetic_prompt};
 use forge_engine::{Backend, GenerateRequest, Model, SamplingParams, Sequence, step};
-use forge_proofs::CommitmentSink;
+use forge_proofs::{CommitmentSink, SinkOptions};
 
 /// Mean decode step (ms) of one round, and the sinks' engine-thread and
 /// hashing time per step (ms), summed over the sequences.
@@ -43,7 +45,13 @@ fn round(model: &Model, n: usize, tokens: usize, commit: bool) -> Result<Round> 
                 },
                 stop: Vec::new(),
             };
-            let sink = commit.then(|| CommitmentSink::new(d)).transpose()?;
+            let opts = SinkOptions {
+                timed: true,
+                ..SinkOptions::default()
+            };
+            let sink = commit
+                .then(|| CommitmentSink::with_options(d, opts))
+                .transpose()?;
             Ok(Sequence::new(model, req, sink)?)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -11,9 +11,12 @@
 //!   block of 16 positions, as the commitment sink does, without hashing:
 //!   into fresh buffers, or into buffers reused across runs;
 //! - `commit`: forge-proofs' `CommitmentSink`, `finish` included (dropping
-//!   the rows a sink holds is not timed); also prints the sink's own
-//!   account per decode step: the engine thread's time in `record` and the
-//!   hashing jobs' time (medians over runs).
+//!   the rows a sink holds is not timed), timing its own calls
+//!   (`SinkOptions::timed`); also prints the sink's own account per decode
+//!   step: the engine thread's time in `record` and the hashing jobs' time
+//!   (medians over runs);
+//! - `plain`: the same sink as servers run it, not timing its calls (so
+//!   its account has hashing only).
 //!
 //! `cargo run --release -p forge-benches --example commit_ab -- MODE [PAIRS]
 //! [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
@@ -27,7 +30,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use forge_benches::util::{default_model_path, median, positional_arg, synthetic_prompt};
 use forge_engine::{Backend, Model, TraceSink, argmax};
-use forge_proofs::CommitmentSink;
+use forge_proofs::{CommitmentSink, SinkOptions};
 
 struct Noop;
 
@@ -129,7 +132,13 @@ impl Sink {
                 pooled: mode == "pooled",
                 ..Blocks::default()
             }),
-            _ => Self::Commit(CommitmentSink::new(d)?),
+            _ => Self::Commit(CommitmentSink::with_options(
+                d,
+                SinkOptions {
+                    timed: mode == "commit",
+                    ..SinkOptions::default()
+                },
+            )?),
         })
     }
 
@@ -172,9 +181,9 @@ fn main() -> Result<()> {
         .to_string();
     if !matches!(
         mode.as_str(),
-        "noop" | "copy" | "blocks" | "pooled" | "commit"
+        "noop" | "copy" | "blocks" | "pooled" | "commit" | "plain"
     ) {
-        bail!("MODE is noop, copy, blocks, pooled or commit");
+        bail!("MODE is noop, copy, blocks, pooled, commit or plain");
     }
     let pairs: usize = positional_arg(&args, 1, 200)?;
     let steps: usize = positional_arg(&args, 2, 32)?;
@@ -248,7 +257,7 @@ fn main() -> Result<()> {
             median(&v).unwrap_or(f64::NAN)
         };
         println!(
-            "commit: per step, engine thread {:.1} us, hashing {:.1} us (medians over runs)",
+            "{mode}: per step, engine thread {:.1} us, hashing {:.1} us (medians over runs)",
             per_step(&|c| c.0.as_secs_f64()),
             per_step(&|c| c.1.as_secs_f64()),
         );

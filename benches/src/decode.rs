@@ -313,6 +313,8 @@ pub fn run(args: &DecodeArgs) -> Result<DecodeReport> {
         channel_capacity: args
             .trace_channel
             .map_or(SinkOptions::default().channel_capacity, NonZeroUsize::get),
+        // Its report gives the engine thread's time in the sink.
+        timed: true,
         ..SinkOptions::default()
     };
     let trace_channel = sink_options.channel_capacity;

@@ -69,8 +69,8 @@ pub use digest::{
 };
 pub use key::{KeyError, NodeKey, SignatureError, verify_signature};
 pub use merkle::{
-    DType, Elem, Hash, MerkleError, MerkleTree, ROW_BLOCK, RangeProof, RowGroup, empty_root,
-    leaf_hash, node_hash, row_blocks, verify_range,
+    DType, Elem, Hash, KV_BLOCK, MerkleError, MerkleTree, OUTPUT_BLOCK, RangeProof, RowGroup,
+    empty_root, leaf_hash, node_hash, row_blocks, verify_range,
 };
 pub use receipt::{
     AuditEntry, BuildError, CU_PROOF_BYTES, Check, Cost, Forwarded, KnownModel, MAX_AUDIT_CELLS,

@@ -6,8 +6,8 @@ use forge_engine::{
     GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, f16, generate,
 };
 use forge_proofs::{
-    CommitError, Commitment, CommitmentSink, DType, MerkleError, MerkleTree, ROW_BLOCK, RowGroup,
-    SinkOptions, leaf_hash, row_blocks,
+    CommitError, Commitment, CommitmentSink, DType, KV_BLOCK, MerkleError, MerkleTree,
+    OUTPUT_BLOCK, RowGroup, SinkOptions, leaf_hash, row_blocks,
 };
 
 use crate::common::{self, D_MODEL, LAYERS};
@@ -42,11 +42,12 @@ fn committed(model: &Model, opts: SinkOptions) -> (Generation, Commitment) {
 
 /// The root by the definition, from a recorder's rows (already layer-major):
 /// every layer's output rows, then every layer's key/value rows (kept in
-/// f16, the CPU engine's trace), in blocks of `ROW_BLOCK` positions.
+/// f16, the CPU engine's trace), in blocks of `OUTPUT_BLOCK` and `KV_BLOCK`
+/// positions.
 fn recorder_root(rec: &TraceRecorder) -> [u8; 32] {
-    let blocks = |group, rows: Vec<((usize, usize), &[f32])>| {
+    let blocks = |group: RowGroup, rows: Vec<((usize, usize), &[f32])>| {
         rows.chunk_by(|a, b| a.0.0 == b.0.0)
-            .flat_map(|layer| layer.chunks(ROW_BLOCK))
+            .flat_map(|layer| layer.chunks(group.block()))
             .map(|block| {
                 let ((l, t), _) = block[0];
                 let rows: Vec<f32> = block.iter().flat_map(|(_, row)| row.to_vec()).collect();
@@ -81,14 +82,15 @@ fn the_root_is_deterministic_and_equals_the_recorders_tree() {
     assert_eq!(generation.work.positions() as usize, t);
     assert_eq!((a.layers(), a.positions(), a.start()), (LAYERS, t, 0));
     assert!(
-        t > ROW_BLOCK,
-        "the trace spans a full block and a partial one"
+        t > OUTPUT_BLOCK,
+        "the trace spans a full output block and a partial one"
     );
     assert_eq!(
         a.tree().len(),
-        2 * LAYERS * row_blocks(t),
+        LAYERS * (row_blocks(RowGroup::Output, t) + row_blocks(RowGroup::KeyValue, t)),
         "blocks of output rows and of key/value rows"
     );
+    assert_eq!(row_blocks(RowGroup::KeyValue, t), t.div_ceil(KV_BLOCK));
 
     let mut rec = TraceRecorder::new(D_MODEL);
     run(&model, &mut rec);
@@ -166,9 +168,13 @@ fn one_flipped_bit_in_one_row_changes_the_root() {
 #[test]
 fn the_commitment_reports_what_it_cost() {
     let (model, _dir) = common::tiny_model(1);
-    let (_, c) = committed(&model, SinkOptions::default());
+    let timed = SinkOptions {
+        timed: true,
+        ..SinkOptions::default()
+    };
+    let (_, c) = committed(&model, timed);
     let cost = c.cost();
-    // Every record call is timed on the engine's side, and finishing
+    // Every record call of a timed sink is timed on the engine's side, and finishing
     // (drain + tree) takes some time.
     assert!(cost.engine_thread > std::time::Duration::ZERO, "{cost:?}");
     assert!(cost.finish > std::time::Duration::ZERO, "{cost:?}");
@@ -179,8 +185,14 @@ fn the_commitment_reports_what_it_cost() {
 #[test]
 fn the_decode_rows_cost_is_kept_apart_from_the_prompts() {
     let zero = std::time::Duration::ZERO;
-    let commit = |prompt: usize, decode: usize| {
-        let mut sink = CommitmentSink::new(D_MODEL).unwrap();
+    let sink_of = |timed: bool| {
+        let opts = SinkOptions {
+            timed,
+            ..SinkOptions::default()
+        };
+        CommitmentSink::with_options(D_MODEL, opts).unwrap()
+    };
+    let run = |mut sink: CommitmentSink, prompt: usize, decode: usize| {
         let (rows, kv) = (vec![0.25f32; prompt * D_MODEL], vec![0.75f32; prompt * 8]);
         for l in 0..LAYERS {
             sink.record_kv(l, 0, 8, &kv);
@@ -193,10 +205,11 @@ fn the_decode_rows_cost_is_kept_apart_from_the_prompts() {
                 sink.record(l, t, &row);
             }
         }
-        sink.finish().unwrap().cost()
+        sink.finish().unwrap()
     };
+    let commit = |prompt: usize, decode: usize| run(sink_of(true), prompt, decode).cost();
     // A prompt alone (one call per layer): nothing is decode.
-    let cost = commit(3 * ROW_BLOCK, 0);
+    let cost = commit(3 * OUTPUT_BLOCK, 0);
     assert!(cost.hashing > zero && cost.engine_thread > zero, "{cost:?}");
     assert_eq!(
         (cost.decode_hashing, cost.decode_engine_thread),
@@ -204,11 +217,25 @@ fn the_decode_rows_cost_is_kept_apart_from_the_prompts() {
     );
     // Rows one position at a time: each part is counted, and is a part of
     // the whole.
-    let cost = commit(ROW_BLOCK + 3, 2 * ROW_BLOCK);
+    let cost = commit(OUTPUT_BLOCK + 3, KV_BLOCK);
     assert!(cost.decode_hashing > zero, "{cost:?}");
     assert!(cost.decode_engine_thread > zero, "{cost:?}");
     assert!(cost.decode_hashing <= cost.hashing, "{cost:?}");
     assert!(cost.decode_engine_thread <= cost.engine_thread, "{cost:?}");
+    // A sink that does not time its calls (as servers run it) commits the
+    // same, and counts no engine-thread time.
+    let timed = run(sink_of(true), OUTPUT_BLOCK + 3, KV_BLOCK);
+    let plain = run(sink_of(false), OUTPUT_BLOCK + 3, KV_BLOCK);
+    assert_eq!(plain.root(), timed.root());
+    let cost = plain.cost();
+    assert_eq!(
+        (cost.engine_thread, cost.decode_engine_thread),
+        (zero, zero)
+    );
+    assert!(
+        cost.hashing > zero && cost.decode_hashing > zero,
+        "{cost:?}"
+    );
 }
 
 #[test]
@@ -245,7 +272,7 @@ fn a_one_thread_pool_commits_the_same_root() {
             ..SinkOptions::default()
         };
         let mut sink = CommitmentSink::with_options(D_MODEL, opts).unwrap();
-        for pos in 0..4 * ROW_BLOCK {
+        for pos in 0..4 * OUTPUT_BLOCK {
             for l in 0..LAYERS {
                 sink.record_kv(l, pos, D_MODEL, &row);
                 sink.record(l, pos, &row);
@@ -306,7 +333,7 @@ fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
     let (model, _dir) = common::tiny_model(1);
     let spill_dir = tempfile::tempdir().unwrap();
     let small = SinkOptions {
-        memory_limit: ROW_BLOCK * D_MODEL * 4,
+        memory_limit: OUTPUT_BLOCK * D_MODEL * 4,
         spill_dir: Some(spill_dir.path().to_path_buf()),
         channel_capacity: 1,
         ..SinkOptions::default()
@@ -314,14 +341,13 @@ fn rows_beyond_the_memory_bound_spill_and_open_the_same() {
     let (_, spilled) = committed(&model, small);
     let (_, in_memory) = committed(&model, SinkOptions::default());
     assert_eq!(in_memory.spilled_rows(), 0);
-    // The tiny model's [k | v] rows are d_model wide too, kept in f16: the
-    // bound holds one block of output rows or two of keys and values. Layer
-    // 0's key/values fit, its outputs do not, layer 1's key/values fit, and
-    // nothing after them.
-    assert_eq!(spilled.kv_width(), D_MODEL);
+    // The bound holds one block of output rows. Layer 0's first one fills
+    // first (the trace is shorter than a key/value block, which closes at
+    // the end) and fits; nothing after it does.
+    assert!(spilled.positions() > OUTPUT_BLOCK && spilled.positions() < KV_BLOCK);
     assert_eq!(
         spilled.spilled_rows() as usize,
-        2 * LAYERS * spilled.positions() - 2 * ROW_BLOCK
+        2 * LAYERS * spilled.positions() - OUTPUT_BLOCK
     );
     assert_eq!(spilled.root(), in_memory.root());
     for l in 0..LAYERS {
@@ -375,11 +401,11 @@ fn openings_verify_and_tampered_openings_do_not() {
     let o = c.open_range(2, 1, 3).unwrap();
     assert_eq!(
         (o.layer, o.first_pos, o.rows.len()),
-        (2, 0, ROW_BLOCK),
+        (2, 0, OUTPUT_BLOCK),
         "output rows are opened in whole blocks too"
     );
     assert_eq!(o.row_at(2).unwrap(), c.row(2, 2).unwrap());
-    assert_eq!(o.row_at(ROW_BLOCK as u32), None);
+    assert_eq!(o.row_at(OUTPUT_BLOCK as u32), None);
     let mut bad = o.clone();
     bad.rows[1][5] += 1e-6;
     assert!(
@@ -393,8 +419,8 @@ fn openings_verify_and_tampered_openings_do_not() {
         "claimed for another layer"
     );
     let mut bad = o.clone();
-    bad.first_pos = ROW_BLOCK as u32;
-    bad.rows.truncate(t as usize - ROW_BLOCK);
+    bad.first_pos = OUTPUT_BLOCK as u32;
+    bad.rows.truncate(t as usize - OUTPUT_BLOCK);
     assert!(
         bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "claimed for other positions"
@@ -406,7 +432,7 @@ fn openings_verify_and_tampered_openings_do_not() {
         "a row dropped"
     );
     assert!(
-        o.verify(&root, l, 0, t + ROW_BLOCK as u32, c.dtype())
+        o.verify(&root, l, 0, t + OUTPUT_BLOCK as u32, c.dtype())
             .is_err(),
         "another trace shape"
     );
@@ -414,24 +440,35 @@ fn openings_verify_and_tampered_openings_do_not() {
         o.verify(&root, 2, 0, t, c.dtype()).is_err(),
         "layer outside the trace"
     );
+    // Key/value blocks are longer than the tiny model's trace: a trace of
+    // rows made up here spans a whole one and a partial one.
+    let long = synthetic(KV_BLOCK + 5);
+    let (c, root, t) = (&long, long.root(), long.positions() as u32);
     let kv = c.open_kv_range(2, 1, 3).unwrap();
     assert_eq!(kv.layer, l + 2, "key/value rows live in group L + l");
     assert_eq!(
         (kv.first_pos, kv.rows.len()),
-        (0, ROW_BLOCK),
+        (0, KV_BLOCK),
         "widened to the whole first block"
     );
     kv.verify(&root, l, 0, t, c.dtype()).unwrap();
     // A range in the last, partial block ends at the trace's end.
-    let tail = c.open_kv_range(1, ROW_BLOCK + 1, ROW_BLOCK + 1).unwrap();
+    let tail = c.open_kv_range(1, KV_BLOCK + 1, KV_BLOCK + 1).unwrap();
     assert_eq!(
         (tail.first_pos as usize, tail.rows.len()),
-        (ROW_BLOCK, t as usize - ROW_BLOCK)
+        (KV_BLOCK, t as usize - KV_BLOCK)
     );
     tail.verify(&root, l, 0, t, c.dtype()).unwrap();
-    let both = c.open_kv_range(1, 3, ROW_BLOCK).unwrap();
+    let both = c.open_kv_range(1, 3, KV_BLOCK).unwrap();
     assert_eq!((both.first_pos, both.rows.len()), (0, t as usize));
     both.verify(&root, l, 0, t, c.dtype()).unwrap();
+    let o = c.open_range(2, KV_BLOCK, KV_BLOCK).unwrap();
+    assert_eq!(
+        (o.first_pos as usize, o.rows.len()),
+        (KV_BLOCK, OUTPUT_BLOCK.min(t as usize - KV_BLOCK)),
+        "output rows keep their own, shorter blocks"
+    );
+    o.verify(&root, l, 0, t, c.dtype()).unwrap();
     let mut bad = kv.clone();
     bad.rows.remove(0);
     bad.first_pos = 1;
@@ -453,7 +490,7 @@ fn openings_verify_and_tampered_openings_do_not() {
     );
     let mut bad = kv.clone();
     // Negated (an f16 still, as key/value rows must be; -0.0 for 0.0).
-    bad.rows[ROW_BLOCK - 1][0] = -bad.rows[ROW_BLOCK - 1][0];
+    bad.rows[KV_BLOCK - 1][0] = -bad.rows[KV_BLOCK - 1][0];
     assert!(
         matches!(
             bad.verify(&root, l, 0, t, c.dtype()),
@@ -619,7 +656,31 @@ fn malformed_recordings_are_typed_errors() {
         (7, 1, 2, 32)
     );
     assert_eq!(c.leaf_index(1, 7).unwrap(), 1);
+    assert_eq!(
+        c.kv_leaf_index(1, 7).unwrap(),
+        3,
+        "after both output groups"
+    );
     assert_eq!(c.kv_row(1, 7).unwrap(), kv);
+}
+
+/// A commitment of `positions` positions of every layer, handed over one
+/// position at a time, from rows made up here (every value an f16; rows of
+/// nearby positions, layers and kinds differ).
+fn synthetic(positions: usize) -> Commitment {
+    let mut s = CommitmentSink::new(D_MODEL).unwrap();
+    let row = |l: usize, pos: usize, kind: usize| -> Vec<f32> {
+        (0..D_MODEL)
+            .map(|i| ((l * 7 + pos * 3 + kind + i) % 61) as f32 * 0.25 - 7.0)
+            .collect()
+    };
+    for pos in 0..positions {
+        for l in 0..LAYERS {
+            s.record_kv(l, pos, D_MODEL, &row(l, pos, 1));
+            s.record(l, pos, &row(l, pos, 0));
+        }
+    }
+    s.finish().unwrap()
 }
 
 /// A commitment to layer 0's key/value rows as `kv` records them, beside
@@ -637,7 +698,7 @@ fn commit_with_outputs(n: usize, kv: &dyn Fn(&mut CommitmentSink)) -> Commitment
 /// ragged rows.
 #[test]
 fn split_keys_and_values_commit_as_their_interleaved_rows() {
-    let (kv_dim, n, cut) = (8, ROW_BLOCK + 5, 3);
+    let (kv_dim, n, cut) = (8, KV_BLOCK + 5, 3);
     let keys: Vec<f32> = (0..n * kv_dim).map(|i| i as f32 * 0.5).collect();
     let values: Vec<f32> = (0..n * kv_dim).map(|i| -(i as f32)).collect();
     let rows: Vec<f32> = keys
@@ -645,7 +706,7 @@ fn split_keys_and_values_commit_as_their_interleaved_rows() {
         .zip(values.chunks(kv_dim))
         .flat_map(|(k, v)| [k, v].concat())
         .collect();
-    // Every value is an f16 (multiples of 0.5 below 256).
+    // Every value is an f16 (multiples of 0.5 below 1024).
     let half = |xs: &[f32]| xs.iter().map(|&x| f16::from_f32(x)).collect::<Vec<f16>>();
     let (keys, values) = (half(&keys), half(&values));
     let commit = |kv: &dyn Fn(&mut CommitmentSink)| commit_with_outputs(n, kv);
@@ -660,7 +721,7 @@ fn split_keys_and_values_commit_as_their_interleaved_rows() {
     });
     assert_eq!(split.root(), whole.root());
     let mut flipped = values.clone();
-    flipped[ROW_BLOCK * kv_dim + 1] += f16::ONE;
+    flipped[KV_BLOCK * kv_dim + 1] += f16::ONE;
     let other = commit(&|s| s.record_keys_values(0, 0, kv_dim, &keys, &flipped));
     assert_ne!(
         other.root(),
@@ -682,7 +743,7 @@ fn split_keys_and_values_commit_as_their_interleaved_rows() {
 /// all three commit the same rows.
 #[test]
 fn split_keys_and_values_commit_the_same_however_they_lie_in_memory() {
-    let n = ROW_BLOCK + 3;
+    let n = KV_BLOCK + 3;
     for kv_dim in [8, 7] {
         let keys: Vec<f16> = (0..n * kv_dim).map(|i| f16::from_f32(i as f32)).collect();
         let values: Vec<f16> = (0..n * kv_dim)

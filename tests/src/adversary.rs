@@ -43,9 +43,9 @@ use forge_engine::{
     TraceRecorder, TraceSink, generate, request_flops,
 };
 use forge_proofs::{
-    AuditEntry, Commitment, CommitmentSink, ModelDims, NodeKey, ROW_BLOCK, Receipt, ReceiptBuilder,
-    SpotChecker, SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells, domain_hash,
-    fiat_shamir_seed, open_cells, output_hash,
+    AuditEntry, Commitment, CommitmentSink, ModelDims, NodeKey, OUTPUT_BLOCK, Receipt,
+    ReceiptBuilder, SpotChecker, SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells,
+    domain_hash, fiat_shamir_seed, open_cells, output_hash,
 };
 
 /// The CU proving and verifying keys of a fixed test setup, made once per
@@ -473,7 +473,7 @@ impl Served {
         let mut o =
             open_cells(&self.commitment, &self.prompt, &self.output, &clamped).expect("cells open");
         let start = self.commitment.start() as u32;
-        let block = ROW_BLOCK as u32;
+        let block = OUTPUT_BLOCK as u32;
         for ((c, &(l, t)), &(_, opened)) in o.cells.iter_mut().zip(cells).zip(&clamped) {
             c.layer = l;
             c.pos = t;

@@ -7,7 +7,7 @@ use super::store::{BlockStore, StoredBlock};
 use super::worker::{HashedGroup, Recorded};
 use super::{CommitError, RangeOpening};
 use crate::merkle::{
-    DType, Elem, Hash, MerkleTree, ROW_BLOCK, RowGroup, row_blocks, rows_covering, unpack_f16,
+    DType, Elem, Hash, MerkleTree, RowGroup, TreeLayout, rows_covering, unpack_f16,
 };
 
 /// A Merkle commitment to every layer's output rows and every layer's key
@@ -15,10 +15,14 @@ use crate::merkle::{
 ///
 /// The tree has `2 L` row groups, layer-major: group `l < L` holds the `T`
 /// output rows of layer `l`, group `L + l` its `[k | v]` rows. Each group
-/// has one leaf per block of [`ROW_BLOCK`] positions from `start` (`B =
-/// ceil(T / ROW_BLOCK)` leaves; row `pos` of group `g` is in leaf `g * B +
-/// (pos - start) / ROW_BLOCK`). The rows are kept (in memory or spilled to a
-/// temp file) so that any range can be opened later.
+/// has one leaf per block of its kind's [`RowGroup::block`] positions from
+/// `start` ([`crate::OUTPUT_BLOCK`] for output rows, [`crate::KV_BLOCK`] for
+/// keys and values): `B_o = ceil(T / 16)` leaves per output group, then
+/// `B_kv = ceil(T / 64)` per key/value group, so row `pos` of output group
+/// `l` is in leaf `l * B_o + (pos - start) / 16` and key/value row `pos` of
+/// layer `l` in leaf `L * B_o + l * B_kv + (pos - start) / 64`. The rows are
+/// kept (in memory or spilled to a temp file) so that any range can be
+/// opened later.
 #[derive(Debug)]
 pub struct Commitment {
     tree: MerkleTree,
@@ -28,8 +32,9 @@ pub struct Commitment {
     d_model: usize,
     kv_width: usize,
     dtype: DType,
-    /// Every group's blocks, group after group (`g * B + block`).
+    /// Every group's blocks, in leaf order.
     blocks: Vec<StoredBlock>,
+    layout: TreeLayout,
     store: BlockStore,
     cost: CommitCost,
 }
@@ -48,7 +53,8 @@ pub(crate) struct Shape {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitCost {
     /// Time the engine's thread spent handing rows to the sink (copying
-    /// and queueing them), not counting `hashing_inline`.
+    /// and queueing them), not counting `hashing_inline`; zero unless the
+    /// sink was [`crate::SinkOptions::timed`].
     pub engine_thread: Duration,
     /// Time spent hashing and storing rows (leaf hashes, row storage):
     /// the sum of every hashing job's run, on whichever thread ran it (the
@@ -64,7 +70,8 @@ pub struct CommitCost {
     /// Wall time of `CommitmentSink::finish`: absorbing what the jobs had
     /// not and building the Merkle tree, after the generation.
     pub finish: Duration,
-    /// Of `engine_thread`, the calls that handed over one position's rows:
+    /// Of `engine_thread` (so zero unless timed), the calls that handed
+    /// over one position's rows:
     /// a decode step's. A prompt comes in one call per layer (per layer
     /// and chunk when a server splits it), so only a one-position prompt,
     /// or chunk, counts here too.
@@ -115,19 +122,24 @@ impl Commitment {
             }
         }
         let (n_layers, positions) = (shape.outputs.len(), end - start);
-        let per_group = row_blocks(positions);
-        let mut leaves = Vec::with_capacity(2 * n_layers * per_group);
-        let mut blocks = Vec::with_capacity(2 * n_layers * per_group);
+        let layout = TreeLayout::new(n_layers, positions);
+        // The layout's counts are of blocks of positions a usize holds.
+        let n_leaves = layout.n_leaves() as usize;
+        let mut leaves = Vec::with_capacity(n_leaves);
+        let mut blocks = Vec::with_capacity(n_leaves);
         // A layer no block of reached has an empty group, which fails below.
         outputs.resize_with(n_layers, HashedGroup::default);
         key_values.resize_with(n_layers, HashedGroup::default);
-        for group in outputs.into_iter().chain(key_values) {
+        let kinds = std::iter::repeat_n(RowGroup::Output, n_layers)
+            .chain(std::iter::repeat_n(RowGroup::KeyValue, n_layers));
+        for (kind, group) in kinds.zip(outputs.into_iter().chain(key_values)) {
             let HashedGroup {
                 leaves: l,
                 blocks: b,
             } = group;
             // Every group received the same positions, so only a failed
             // job (reported above) leaves one short.
+            let per_group = layout.leaves_per_group(kind) as usize;
             if l.len() != per_group || b.len() != per_group {
                 return Err(CommitError::WorkerPanicked);
             }
@@ -143,6 +155,7 @@ impl Commitment {
             kv_width: shape.kv_width,
             dtype,
             blocks,
+            layout,
             store,
             cost: CommitCost::default(),
         })
@@ -266,16 +279,28 @@ impl Commitment {
 
     /// The leaf (and stored block) of row `pos` of row group `group`.
     fn block_index(&self, group: usize, pos: usize) -> usize {
-        group * row_blocks(self.positions) + (pos - self.start) / ROW_BLOCK
+        let block = (pos - self.start) / self.kind(group).block();
+        // Below `n_leaves`, which `build` held in a usize.
+        self.layout.leaf(group as u64, block as u64) as usize
+    }
+
+    /// Which rows group `group` holds.
+    fn kind(&self, group: usize) -> RowGroup {
+        if group < self.layers {
+            RowGroup::Output
+        } else {
+            RowGroup::KeyValue
+        }
     }
 
     /// Group `group`'s row width and element type.
     fn shape(&self, group: usize) -> (usize, Elem) {
-        if group < self.layers {
-            (self.d_model, self.dtype.elem(RowGroup::Output))
-        } else {
-            (self.kv_width, self.dtype.elem(RowGroup::KeyValue))
-        }
+        let kind = self.kind(group);
+        let width = match kind {
+            RowGroup::Output => self.d_model,
+            RowGroup::KeyValue => self.kv_width,
+        };
+        (width, self.dtype.elem(kind))
     }
 
     /// Rows `range` of `block` (of group `group`), as f32 values.
@@ -304,18 +329,20 @@ impl Commitment {
         first: usize,
         last: usize,
     ) -> Result<RangeOpening, CommitError> {
-        let first = self.start + (first - self.start) / ROW_BLOCK * ROW_BLOCK;
-        let last = self.start + rows_covering(last - self.start + 1, self.positions) - 1;
+        let kind = self.kind(group);
+        let block = kind.block();
+        let first = self.start + (first - self.start) / block * block;
+        let last = self.start + rows_covering(kind, last - self.start + 1, self.positions) - 1;
         let (a, b) = (
             self.block_index(group, first),
             self.block_index(group, last),
         );
         let proof = self.tree.prove_range(a, b)?;
         let mut rows = Vec::with_capacity(last - first + 1);
-        for (i, block) in self.blocks[a..=b].iter().enumerate() {
-            let block_first = first + i * ROW_BLOCK;
-            let n = (last + 1 - block_first).min(ROW_BLOCK);
-            rows.extend(self.read_rows(group, block, 0..n)?);
+        for (i, stored) in self.blocks[a..=b].iter().enumerate() {
+            let block_first = first + i * block;
+            let n = (last + 1 - block_first).min(block);
+            rows.extend(self.read_rows(group, stored, 0..n)?);
         }
         // `check` bounded layer and positions by the committed ones, which
         // fit in u32, and groups are fewer than 2 L.
@@ -330,7 +357,7 @@ impl Commitment {
 
     /// Row `pos` of row group `group`; `check` must have passed.
     fn read_row(&self, group: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
-        let at = (pos - self.start) % ROW_BLOCK;
+        let at = (pos - self.start) % self.kind(group).block();
         let block = &self.blocks[self.block_index(group, pos)];
         let mut rows = self.read_rows(group, block, at..at + 1)?;
         rows.pop()

@@ -4,8 +4,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::merkle::{
-    DType, Elem, Hash, MerkleError, ROW_BLOCK, RangeProof, RowGroup, leaf_hash, row_blocks,
-    verify_range,
+    DType, Elem, Hash, MerkleError, RangeProof, TreeLayout, leaf_hash, verify_range,
 };
 
 /// Rows `first_pos..first_pos + rows.len()` of one row group, with the
@@ -36,8 +35,9 @@ impl RangeOpening {
     /// Checks the rows against `root`, for a trace of `layers` layers over
     /// positions `start..start + positions` (the receipt's signed shape):
     /// a tree of `2 * layers` row groups (see [`crate::Commitment`]). The
-    /// opening must cover whole blocks of [`ROW_BLOCK`] positions (the last
-    /// block of the trace may be shorter).
+    /// opening must cover whole blocks of its group's
+    /// [`crate::RowGroup::block`] positions (the last block of the trace may
+    /// be shorter).
     pub fn verify(
         &self,
         root: &Hash,
@@ -48,23 +48,26 @@ impl RangeOpening {
     ) -> Result<(), MerkleError> {
         let n = self.rows.len() as u64;
         let (first, group) = (u64::from(self.first_pos), u64::from(self.layer));
-        let (start, t, layers64) = (u64::from(start), u64::from(positions), u64::from(layers));
-        let blocks = row_blocks(positions as usize) as u64;
-        let n_leaves = 2 * layers64 * blocks;
+        let (start, t) = (u64::from(start), u64::from(positions));
+        let layout = TreeLayout::new(layers as usize, positions as usize);
+        let n_leaves = layout.n_leaves();
         let out_of_bounds = MerkleError::OutOfBounds {
             first,
             last: first + n.saturating_sub(1),
             n_leaves,
         };
         // Positions are u32 in receipts, so `start + positions` fits in u32 too.
-        if group >= 2 * layers64
-            || first < start
-            || first + n > start + t
-            || start + t > u64::from(u32::MAX)
-        {
-            return Err(out_of_bounds);
-        }
-        let block = ROW_BLOCK as u64;
+        let (kind, layer) = match layout.group(group) {
+            // The layer is below `layers`, a u32.
+            Some((kind, layer))
+                if first >= start && first + n <= start + t && start + t <= u64::from(u32::MAX) =>
+            {
+                (kind, layer as u32)
+            }
+            _ => return Err(out_of_bounds),
+        };
+        let rows_per_leaf = kind.block();
+        let block = rows_per_leaf as u64;
         let end = first + n;
         if !(first - start).is_multiple_of(block)
             || (!(end - start).is_multiple_of(block) && end != start + t)
@@ -75,10 +78,6 @@ impl RangeOpening {
                 block,
             });
         }
-        let (kind, layer) = match self.layer.checked_sub(layers) {
-            None => (RowGroup::Output, self.layer),
-            Some(kv_layer) => (RowGroup::KeyValue, kv_layer),
-        };
         if self.elem != dtype.elem(kind) {
             return Err(MerkleError::WrongElem {
                 expected: dtype.elem(kind),
@@ -90,16 +89,16 @@ impl RangeOpening {
         // hash in parallel.
         let leaves = self
             .rows
-            .par_chunks(ROW_BLOCK)
+            .par_chunks(rows_per_leaf)
             .enumerate()
             .map(|(b, rows)| {
                 let flat: Vec<f32> = rows.concat();
-                // < start + t, which fits in u32; at most ROW_BLOCK rows.
-                let pos = self.first_pos + (b * ROW_BLOCK) as u32;
+                // < start + t, which fits in u32; at most a block of rows.
+                let pos = self.first_pos + (b * rows_per_leaf) as u32;
                 leaf_hash(kind, layer, pos, rows.len() as u32, dtype, &flat)
             })
             .collect::<Result<Vec<Hash>, MerkleError>>()?;
-        let index = group * blocks + (first - start) / block;
+        let index = layout.leaf(group, (first - start) / block);
         let index = usize::try_from(index).map_err(|_| out_of_bounds.clone())?;
         let n_leaves = usize::try_from(n_leaves).map_err(|_| out_of_bounds)?;
         verify_range(root, n_leaves, index, &leaves, &self.proof)

@@ -1,7 +1,7 @@
 //! Block buffers reused across commitments.
 //!
-//! A sink gathers every layer's rows into blocks of 16 positions, a fresh
-//! buffer per block. Fresh memory is faulted in a page at a time as rows
+//! A sink gathers every layer's rows into blocks of positions (16 output
+//! rows, 64 key/value rows), a fresh buffer per block. Fresh memory is faulted in a page at a time as rows
 //! arrive, and on SmolLM2 that is about 30 page faults per decoded token,
 //! which cost more CPU than hashing the rows. A finished commitment's
 //! blocks, once it is dropped, go back to a bounded pool here, and the next

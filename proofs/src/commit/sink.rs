@@ -15,7 +15,7 @@ use super::commitment::Shape;
 use super::store::BlockStore;
 use super::worker::{Absorber, Block};
 use super::{CommitCost, CommitError, Commitment, lock, recycle};
-use crate::merkle::{DType, Elem, ROW_BLOCK, RowGroup, pack_f16};
+use crate::merkle::{DType, Elem, RowGroup, pack_f16};
 
 /// How a [`CommitmentSink`] buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,13 @@ pub struct SinkOptions {
     /// that come as f32 ([`TraceSink::record_kv`]) must then be f16 values,
     /// or `finish` fails with [`CommitError::NotF16`].
     pub dtype: DType,
+    /// Whether `record` and `record_kv` time themselves, for
+    /// [`CommitCost`]'s engine-thread figures (otherwise zero): two clock
+    /// reads per call, 60 calls per SmolLM2 decode step, about 3 us of the
+    /// engine thread's 16 per step here, which only benchmarks read. Off by
+    /// default. Hashing jobs and `finish` time themselves either way (a few
+    /// reads per block).
+    pub timed: bool,
 }
 
 impl Default for SinkOptions {
@@ -43,6 +50,7 @@ impl Default for SinkOptions {
             spill_dir: None,
             channel_capacity: 64,
             dtype: DType::F32KvF16,
+            timed: false,
         }
     }
 }
@@ -57,7 +65,7 @@ const FLUSH_BLOCKS: usize = 4;
 /// output rows and its key/value rows.
 ///
 /// `record` copies the rows into the open block of their layer's row group
-/// (blocks of [`ROW_BLOCK`] positions, one leaf each; block buffers come
+/// (blocks of [`RowGroup::block`] positions, one leaf each; block buffers come
 /// from a pool that dropped commitments refill, so that their pages are
 /// already faulted in). Every
 /// `FLUSH_BLOCKS` (4) full blocks it queues them as a group and, unless one is
@@ -84,8 +92,12 @@ pub struct CommitmentSink {
     /// `finish` returns it.
     error: Option<CommitError>,
     capacity: usize,
+    /// Whether `record` and `record_kv` time themselves
+    /// ([`SinkOptions::timed`]).
+    timed: bool,
     /// Time spent in `record` and `record_kv` copying and handing over
-    /// rows (absorbing a backlog there is counted in `inline_time`).
+    /// rows (absorbing a backlog there is counted in `inline_time`), when
+    /// timed.
     engine_time: Duration,
     /// Time `record` and `record_kv` spent absorbing a backlog.
     inline_time: Duration,
@@ -212,6 +224,7 @@ impl CommitmentSink {
             ready: Vec::new(),
             error: None,
             capacity: opts.channel_capacity.max(1),
+            timed: opts.timed,
             engine_time: Duration::ZERO,
             inline_time: Duration::ZERO,
             decode_engine_time: Duration::ZERO,
@@ -224,7 +237,8 @@ impl CommitmentSink {
     }
 
     /// Time the recording thread has spent in `record` and `record_kv` so
-    /// far: copying rows, queueing blocks, and hashing a backlog itself.
+    /// far: copying rows and queueing blocks (counted only by a sink with
+    /// [`SinkOptions::timed`]), and hashing a backlog itself.
     pub fn record_time(&self) -> Duration {
         self.engine_time + self.inline_time
     }
@@ -352,7 +366,7 @@ impl CommitmentSink {
         width: usize,
         rows: Rows<'_>,
     ) {
-        let started = Instant::now();
+        let started = self.timed.then(Instant::now);
         let taken = if self.error.is_some() {
             0
         } else {
@@ -371,10 +385,12 @@ impl CommitmentSink {
             self.prefetch_next(layer);
         }
         self.inline_time += inline;
-        let spent = started.elapsed().saturating_sub(inline);
-        self.engine_time += spent;
-        if taken == 1 {
-            self.decode_engine_time += spent;
+        if let Some(started) = started {
+            let spent = started.elapsed().saturating_sub(inline);
+            self.engine_time += spent;
+            if taken == 1 {
+                self.decode_engine_time += spent;
+            }
         }
     }
 
@@ -459,12 +475,13 @@ impl CommitmentSink {
                 got: first_pos,
             });
         }
+        let block_rows = group.block();
         let mut done = 0;
         while done < n {
             if g.block.capacity() == 0 {
-                g.block = recycle::take(ROW_BLOCK * words);
+                g.block = recycle::take(block_rows * words);
             }
-            let room = ROW_BLOCK - g.block.len() / words;
+            let room = block_rows - g.block.len() / words;
             let now = room.min(n - done);
             if let Err(e) = rows.append(expected, elem, done, now, &mut g.block) {
                 return Err(CommitError::NotF16 {
@@ -478,7 +495,7 @@ impl CommitmentSink {
             }
             g.next += now;
             done += now;
-            if g.block.len() == ROW_BLOCK * words {
+            if g.block.len() == block_rows * words {
                 self.ready.push(take_block(group, layer, g, words));
             }
         }

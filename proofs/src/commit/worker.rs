@@ -8,7 +8,7 @@ use super::CommitError;
 use super::store::{BlockStore, StoredBlock};
 use crate::merkle::{DType, Hash, RowGroup, leaf_hash_words};
 
-/// A full block of [`crate::ROW_BLOCK`] rows of one layer's row group, or
+/// A full block of [`crate::RowGroup::block`] rows of one layer's row group, or
 /// the shorter last block of a trace: what one leaf hashes.
 #[derive(Debug)]
 pub(crate) struct Block {
@@ -79,7 +79,7 @@ impl Absorber {
             let started = Instant::now();
             let count = block.rows.len() / block.width.max(1);
             let decode_rows = block.decode_rows.min(count);
-            // At most ROW_BLOCK rows.
+            // At most a block of rows (64).
             let leaf = leaf_hash_words(
                 block.group,
                 block.layer,
@@ -104,7 +104,7 @@ impl Absorber {
                 Err(e) => self.out.error = Some(CommitError::Spill(e)),
             }
             if decode_rows > 0 {
-                // At most ROW_BLOCK rows: the factors fit in u32.
+                // At most a block of rows: the factors fit in u32.
                 decode += started.elapsed() * decode_rows as u32 / count as u32;
             }
         }

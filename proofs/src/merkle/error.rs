@@ -23,16 +23,14 @@ pub enum MerkleError {
         /// Leaves in the tree.
         n_leaves: u64,
     },
-    /// A key/value opening does not cover whole blocks of positions.
-    #[error(
-        "key/value rows from position {first} ({rows} rows) are not whole blocks of {block} positions"
-    )]
+    /// An opening does not cover whole blocks of positions.
+    #[error("rows from position {first} ({rows} rows) are not whole blocks of {block} positions")]
     Unaligned {
         /// Position of the first row.
         first: u64,
         /// Rows opened.
         rows: u64,
-        /// Positions per key/value leaf.
+        /// Positions per leaf of the opened row group.
         block: u64,
     },
     /// The proof has fewer sibling hashes than the range needs.

@@ -16,7 +16,7 @@ static OUTPUT_LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("fo
 /// blake3 key of key/value leaves: `derive_key("forge.kv.v3", b"")`.
 static KV_LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.kv.v3", b""));
 
-/// Positions per leaf, in both kinds of row group.
+/// Positions per output-row leaf.
 ///
 /// blake3 hashes the whole 1 KiB chunks of one input side by side, 16 at a
 /// time with AVX-512. A leaf per 2.3 KiB SmolLM2 output row gave it two
@@ -24,22 +24,31 @@ static KV_LEAF_KEY: LazyLock<Hash> = LazyLock::new(|| blake3::derive_key("forge.
 /// chunks (0.35 us per row), which halves the commitment's cost per token.
 /// An opening then holds the whole blocks around the rows it opens: at most
 /// 15 extra rows each.
-pub const ROW_BLOCK: usize = 16;
+pub const OUTPUT_BLOCK: usize = 16;
 
-/// Leaves of one row group of a trace of `positions` positions:
-/// `ceil(positions / ROW_BLOCK)`.
-pub fn row_blocks(positions: usize) -> usize {
-    positions.div_ceil(ROW_BLOCK)
+/// Positions per key/value leaf.
+///
+/// A SmolLM2 key/value row is 768 bytes in f16, so 16 of them made 12
+/// chunks, which blake3 hashed 8 and then 4 at a time: at 3 GB/s against
+/// 6.5 GB/s for 48 chunks (`cargo run --release -p forge-benches --example
+/// leaf_rate`). A spot-check cell opens a prefix of a layer's keys and
+/// values anyway (rows 0..=t), so a longer block costs it at most 63 rows
+/// (48 KB) where it cost 15.
+pub const KV_BLOCK: usize = 64;
+
+/// Leaves of one row group of `group`'s kind over a trace of `positions`
+/// positions: `ceil(positions / block)`.
+pub fn row_blocks(group: RowGroup, positions: usize) -> usize {
+    positions.div_ceil(group.block())
 }
 
-/// Rows an opening of the first `through` positions of a trace of
-/// `positions` positions holds: whole blocks, so `through` rounded up to a
-/// multiple of [`ROW_BLOCK`], or the trace's end.
-pub(crate) fn rows_covering(through: usize, positions: usize) -> usize {
-    through
-        .div_ceil(ROW_BLOCK)
-        .saturating_mul(ROW_BLOCK)
-        .min(positions)
+/// Rows an opening of the first `through` positions of one of `group`'s
+/// row groups over a trace of `positions` positions holds: whole blocks, so
+/// `through` rounded up to a multiple of the group's block, or the trace's
+/// end.
+pub(crate) fn rows_covering(group: RowGroup, through: usize, positions: usize) -> usize {
+    let block = group.block();
+    through.div_ceil(block).saturating_mul(block).min(positions)
 }
 
 /// Which rows a row group holds.
@@ -50,6 +59,16 @@ pub enum RowGroup {
     Output = 0,
     /// A layer's `[k | v]` rows.
     KeyValue = 1,
+}
+
+impl RowGroup {
+    /// Positions per leaf: [`OUTPUT_BLOCK`] or [`KV_BLOCK`].
+    pub const fn block(self) -> usize {
+        match self {
+            Self::Output => OUTPUT_BLOCK,
+            Self::KeyValue => KV_BLOCK,
+        }
+    }
 }
 
 /// blake3 key of internal nodes: `derive_key("forge.node.v1", b"")`.
@@ -121,7 +140,7 @@ pub enum Elem {
 }
 
 impl Elem {
-    /// The tag byte of openings (`FRGO` v5).
+    /// The tag byte of openings (`FRGO` v5 and later).
     pub fn tag(self) -> u8 {
         match self {
             Self::F32 => 1,
@@ -155,7 +174,8 @@ impl Elem {
 
 /// The leaf of one block of rows: rows `first_pos..first_pos + count` of
 /// `layer`'s `group`, `rows` holding them one after the other (a whole
-/// [`ROW_BLOCK`], or the shorter last block of a trace) as f32 values.
+/// block of [`RowGroup::block`] rows, or the shorter last block of a trace)
+/// as f32 values.
 ///
 /// blake3 keyed with `forge.act.v3` (output rows) or `forge.kv.v3`
 /// (key/value rows) over `the rows' elements little-endian (f32, or f16

@@ -7,14 +7,17 @@
 
 mod error;
 mod hash;
+mod layout;
 mod range;
 mod tree;
 
 pub use error::MerkleError;
 pub use hash::{
-    DType, Elem, Hash, ROW_BLOCK, RowGroup, empty_root, leaf_hash, node_hash, row_blocks,
+    DType, Elem, Hash, KV_BLOCK, OUTPUT_BLOCK, RowGroup, empty_root, leaf_hash, node_hash,
+    row_blocks,
 };
 pub(crate) use hash::{f16_values, leaf_hash_words, pack_f16, rows_covering, unpack_f16};
+pub(crate) use layout::TreeLayout;
 pub use range::{RangeProof, verify_range};
 pub use tree::MerkleTree;
 

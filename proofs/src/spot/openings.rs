@@ -10,14 +10,16 @@ use crate::merkle::{Elem, RangeProof, f16_values};
 use crate::receipt::MAX_AUDIT_CELLS;
 
 const MAGIC: [u8; 4] = *b"FRGO";
-/// Version 5: each opening says its rows' element type, and f16 rows (the
-/// CPU engine's keys and values) travel as f16. Version 4: output rows too
-/// are opened in whole blocks of
-/// [`crate::ROW_BLOCK`] positions, one leaf each (`forge.act.v3`,
-/// `forge.kv.v3`). Version 3 had one leaf per output row and blocks of
-/// key/value rows; version 2 one leaf per key/value row; version 1 opened
-/// every input row of the prefix and had no keys/values.
-const VERSION: u16 = 5;
+/// Version 6: key/value rows are committed, so opened, in blocks of
+/// [`crate::KV_BLOCK`] (64) positions, output rows still in blocks of
+/// [`crate::OUTPUT_BLOCK`] (16). Version 5: each opening says its rows'
+/// element type, and f16 rows (the CPU engine's keys and values) travel as
+/// f16. Version 4: output rows too are opened in whole blocks of 16
+/// positions, one leaf each (`forge.act.v3`, `forge.kv.v3`). Version 3 had
+/// one leaf per output row and blocks of key/value rows; version 2 one leaf
+/// per key/value row; version 1 opened every input row of the prefix and had
+/// no keys/values.
+const VERSION: u16 = 6;
 /// Most tokens in the prompt or the output.
 const MAX_TOKENS: u32 = 1 << 24;
 /// Widest row.
@@ -59,7 +61,7 @@ pub struct SpotOpenings {
 }
 
 impl SpotOpenings {
-    /// Canonical encoding: magic `FRGO`, u16 version 5, then the fields.
+    /// Canonical encoding: magic `FRGO`, u16 version 6, then the fields.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer::new();
         w.array(&MAGIC);

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
 use crate::commit::RangeOpening;
 use crate::digest::{output_hash, prompt_hash};
-use crate::merkle::{ROW_BLOCK, rows_covering};
+use crate::merkle::{RowGroup, rows_covering};
 use crate::receipt::Receipt;
 
 /// Check `openings` against `receipt` for the `count` cells `seed` selects,
@@ -114,20 +114,26 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
 }
 
 /// Key/value rows a cell at `pos` opens: from the first forwarded position
-/// to the end of `pos`'s block of [`crate::ROW_BLOCK`] positions (or of the
+/// to the end of `pos`'s block of [`crate::KV_BLOCK`] positions (or of the
 /// trace). `pos` must lie in the trace.
 pub(crate) fn kv_rows_opened(receipt: &Receipt, pos: u32) -> usize {
     let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
-    rows_covering(through_t, receipt.trace.positions as usize)
+    rows_covering(
+        RowGroup::KeyValue,
+        through_t,
+        receipt.trace.positions as usize,
+    )
 }
 
-/// The block of positions that holds `pos`: its first position and its
-/// rows (a whole [`ROW_BLOCK`], or the trace's shorter last block). `pos`
-/// must lie in the trace.
+/// The block of output positions that holds `pos`: its first position and
+/// its rows (a whole [`crate::OUTPUT_BLOCK`], or the trace's shorter last
+/// block). `pos` must lie in the trace.
 fn block_of(receipt: &Receipt, pos: u32) -> (u32, usize) {
     let start = receipt.request.forwarded.start;
-    let offset = (pos - start) as usize / ROW_BLOCK * ROW_BLOCK;
-    let rows = rows_covering(offset + 1, receipt.trace.positions as usize) - offset;
+    let block = RowGroup::Output.block();
+    let offset = (pos - start) as usize / block * block;
+    let positions = receipt.trace.positions as usize;
+    let rows = rows_covering(RowGroup::Output, offset + 1, positions) - offset;
     // offset <= pos - start, so it fits in u32.
     (start + offset as u32, rows)
 }
