@@ -123,7 +123,7 @@ impl Commitment {
         }
         let (n_layers, positions) = (shape.outputs.len(), end - start);
         let layout = TreeLayout::new(n_layers, positions);
-        // The layout's counts are of blocks of positions a usize holds.
+        // Fewer leaves than layers times positions, both usize.
         let n_leaves = layout.n_leaves() as usize;
         let mut leaves = Vec::with_capacity(n_leaves);
         let mut blocks = Vec::with_capacity(n_leaves);
