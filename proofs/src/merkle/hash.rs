@@ -29,9 +29,9 @@ pub const OUTPUT_BLOCK: usize = 16;
 /// Positions per key/value leaf.
 ///
 /// A SmolLM2 key/value row is 768 bytes in f16, so 16 of them made 12
-/// chunks, which blake3 hashed 8 and then 4 at a time: at 3 GB/s against
-/// 6.5 GB/s for 48 chunks (`cargo run --release -p forge-benches --example
-/// leaf_rate`). A spot-check cell opens a prefix of a layer's keys and
+/// chunks, which blake3 hashed 8 and then 4 at a time: at 3.2 GB/s against
+/// 7.1 GB/s for the 48 chunks of 64 rows, read from memory (`cargo run
+/// --release -p forge-benches --example leaf_rate`). A spot-check cell opens a prefix of a layer's keys and
 /// values anyway (rows 0..=t), so a longer block costs it at most 63 rows
 /// (48 KB) where it cost 15.
 pub const KV_BLOCK: usize = 64;
