@@ -155,14 +155,13 @@ struct Sums([[i32; TILE_ROWS * GROUP]; 2]);
 /// Groups `first..first + count` of the job into `out`; false (nothing
 /// written) without AMX or when the arrays do not hold them.
 pub(super) fn amx_groups(job: &Job<'_>, first: usize, count: usize, out: &OutRows) -> bool {
-    let n = job.a.n;
-    if n == 0 || !amx_available() || first + count > job.w.groups || !job.holds() {
+    if !amx_available() || !job.takes(first, count) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: AMX (granted), AVX-512F/BW, VNNI and FMA were checked
-        // above; `holds` and the group bound vouch for every array read;
+        // above; `takes` vouches for every array read;
         // this task alone writes these groups (the caller's contract).
         unsafe {
             match job.w.format {

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::int8_acts::QActs;
 use super::int8_amx::{AMX_MIN_ROWS, amx_available, amx_groups};
+use super::int8_avx2::{avx2_available, avx2_groups};
 use super::int8_vnni::{vnni_available, vnni_groups};
 use super::int8_weights::{Format, GROUP, Int8Weights, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK, f16_to_f32};
 use super::isa::{Isa, multiversion};
@@ -36,6 +37,8 @@ pub(crate) enum Int8Path {
     Vnni,
     /// AMX tiles for `AMX_MIN_ROWS` activation rows or more, VNNI below.
     Amx,
+    /// AVX2's byte multiply-adds, where there is no VNNI.
+    Avx2,
 }
 
 impl Int8Path {
@@ -45,6 +48,8 @@ impl Int8Path {
             Self::Amx
         } else if isa == Isa::Avx512 && vnni_available() {
             Self::Vnni
+        } else if isa != Isa::Generic && avx2_available() {
+            Self::Avx2
         } else {
             Self::Portable(isa)
         }
@@ -169,6 +174,7 @@ pub(crate) fn matmul_int8_each<const K: usize>(
                 amx_groups(&job, first, count, out) || vnni_groups(&job, first, count, out)
             }
             Int8Path::Vnni | Int8Path::Amx => vnni_groups(&job, first, count, out),
+            Int8Path::Avx2 => avx2_groups(&job, first, count, out),
             Int8Path::Portable(_) => false,
         };
         if !done {
@@ -234,6 +240,33 @@ fn portable_body(job: &Job<'_>, first: usize, count: usize, out: &OutRows) {
 }
 
 impl Job<'_> {
+    /// Whether a SIMD kernel may take groups `first..first + count`: there
+    /// are activation rows, the groups exist, and the arrays hold them.
+    pub(super) fn takes(&self, first: usize, count: usize) -> bool {
+        self.a.n > 0 && first + count <= self.w.groups && self.holds()
+    }
+
+    /// Calls `pass(g, i0, rows)` for each group g of `first..first +
+    /// count` and each run of at most `per_pass` activation rows from i0,
+    /// in order: how the register-tiled kernels walk a task.
+    pub(super) fn passes(
+        &self,
+        first: usize,
+        count: usize,
+        per_pass: usize,
+        mut pass: impl FnMut(usize, usize, usize),
+    ) {
+        let n = self.a.n;
+        for g in first..first + count {
+            let mut i0 = 0;
+            while i0 < n {
+                let rows = (n - i0).min(per_pass);
+                pass(g, i0, rows);
+                i0 += rows;
+            }
+        }
+    }
+
     /// Whether the arrays hold every group of the weights and every
     /// (padded) activation row the kernels may read.
     pub(super) fn holds(&self) -> bool {
@@ -260,6 +293,81 @@ impl Job<'_> {
 mod tests {
     use super::*;
     use crate::quant::{GgmlType, quantize_row};
+
+    /// What `kernel` writes into a fresh `n` x `rows` output (NaN before),
+    /// when it takes the job.
+    fn run_kernel(n: usize, rows: usize, kernel: &dyn Fn(&OutRows) -> bool) -> Option<Vec<f32>> {
+        let mut y = vec![f32::NAN; n * rows];
+        let out = OutRows {
+            ptr: y.as_mut_ptr(),
+            n,
+            start: 0,
+            end: rows,
+        };
+        kernel(&out).then_some(y)
+    }
+
+    /// The most extreme quants a file can hold against the most extreme
+    /// activations, where AVX2's i16 pair sums come closest to saturating
+    /// (Q8_0's q = -128 against x = -127 makes 2 · 128 · 127 = 32512 a
+    /// pair; Q4_1's 15 against 127 makes 30480 over a block's eight runs):
+    /// every SIMD kernel still gives the portable loop's exact sums.
+    #[test]
+    fn extreme_quants_give_exact_sums_on_every_kernel() {
+        let (rows, cols, n) = (48, 96, 6);
+        let one = half::f16::from_f32(1.0).to_bits().to_le_bytes();
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            let mut bytes = Vec::new();
+            for r in 0..rows {
+                for _ in 0..cols / QK {
+                    bytes.extend(one);
+                    if ty == GgmlType::Q4_1 {
+                        bytes.extend(one);
+                        bytes.extend([[0xFF, 0x0F, 0xF0, 0x00][r % 4]; QK / 2]);
+                    } else {
+                        bytes.extend([[0x80u8, 0x7F, 0x81, 0x00][r % 4]; QK]);
+                    }
+                }
+            }
+            let w = Int8Weights::from_gguf("w", ty, rows, cols, &bytes).unwrap();
+            // All +1, all -1, alternating, then mixed rows: each block's
+            // maximum is 1, so every quantised activation is +-127.
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| {
+                    let (row, k) = (i / cols, i % cols);
+                    let negative = match row {
+                        0 => false,
+                        1 => true,
+                        2 => k % 2 == 1,
+                        _ => (k / (row + 1)) % 2 == 0,
+                    };
+                    if negative { -1.0 } else { 1.0 }
+                })
+                .collect();
+            let a = QActs::new(&x, cols);
+            let job = Job { w: &w, a: &a };
+            let run = |kernel: &dyn Fn(&OutRows) -> bool| run_kernel(n, rows, kernel);
+            let want = run(&|out| {
+                portable_groups_with(Isa::Generic, &job, 0, w.groups, out);
+                true
+            })
+            .unwrap();
+            // Row 0 (all +127, scale 1/127) against Q8_0's q = -128 rows:
+            // -128 · 96 (a sum that saturated would be far from it).
+            if ty == GgmlType::Q8_0 {
+                assert!((want[0] + 128.0 * 96.0).abs() < 0.01, "{}", want[0]);
+            }
+            for (name, got) in [
+                ("AVX2", run(&|out| avx2_groups(&job, 0, w.groups, out))),
+                ("VNNI", run(&|out| vnni_groups(&job, 0, w.groups, out))),
+                ("AMX", run(&|out| amx_groups(&job, 0, w.groups, out))),
+            ] {
+                if let Some(got) = got {
+                    assert_eq!(got, want, "{name} {ty:?}");
+                }
+            }
+        }
+    }
 
     /// The SIMD kernels take their jobs wherever the CPU has them (a
     /// kernel that quietly declined would leave the bit comparisons
@@ -288,16 +396,7 @@ mod tests {
             let a = QActs::new(&x, cols);
             let job = Job { w: &w, a: &a };
             assert!(job.holds());
-            let run = |kernel: &dyn Fn(&OutRows) -> bool| {
-                let mut y = vec![f32::NAN; n * rows];
-                let out = OutRows {
-                    ptr: y.as_mut_ptr(),
-                    n,
-                    start: 0,
-                    end: rows,
-                };
-                kernel(&out).then_some(y)
-            };
+            let run = |kernel: &dyn Fn(&OutRows) -> bool| run_kernel(n, rows, kernel);
             let want = run(&|out| {
                 portable_groups_with(Isa::Generic, &job, 0, w.groups, out);
                 true
@@ -311,6 +410,11 @@ mod tests {
             if vnni.is_some() {
                 assert_eq!(vnni, want, "VNNI {ty:?}, {n} rows");
             }
+            let avx2 = run(&|out| avx2_groups(&job, 0, w.groups, out));
+            assert_eq!(avx2.is_some(), avx2_available(), "{ty:?}");
+            if avx2.is_some() {
+                assert_eq!(avx2, want, "AVX2 {ty:?}, {n} rows");
+            }
             let amx = run(&|out| amx_groups(&job, 0, w.groups, out));
             assert_eq!(amx.is_some(), amx_available(), "{ty:?}");
             if amx.is_some() {
@@ -319,6 +423,7 @@ mod tests {
             // A group past the weights is declined, not read.
             assert!(run(&|out| vnni_groups(&job, w.groups, 1, out)).is_none());
             assert!(run(&|out| amx_groups(&job, w.groups, 1, out)).is_none());
+            assert!(run(&|out| avx2_groups(&job, w.groups, 1, out)).is_none());
         }
     }
 }

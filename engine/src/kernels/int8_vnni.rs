@@ -31,7 +31,7 @@ const ROWS: usize = 8;
 /// to 2.7 ms and an eight-row one from 10.4 to 8 ms (criterion, 2 cores);
 /// 4 and 8 blocks gained less, 24 to 64 no more
 /// (papers/results/prefetch-ab.md).
-const PREFETCH_AHEAD: usize = 16;
+pub(super) const PREFETCH_AHEAD: usize = 16;
 
 /// Whether this CPU has AVX-512 (F, BW) with VNNI.
 pub(super) fn vnni_available() -> bool {
@@ -49,28 +49,22 @@ pub(super) fn vnni_available() -> bool {
 /// Groups `first..first + count` of the job into `out`; false (nothing
 /// written) without VNNI or when the arrays do not hold them.
 pub(super) fn vnni_groups(job: &Job<'_>, first: usize, count: usize, out: &OutRows) -> bool {
-    let n = job.a.n;
-    if n == 0 || !vnni_available() || first + count > job.w.groups || !job.holds() {
+    if !vnni_available() || !job.takes(first, count) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        for g in first..first + count {
-            let mut i0 = 0;
-            while i0 < n {
-                let rows = (n - i0).min(ROWS);
-                // SAFETY: VNNI was checked above; `holds` and the group
-                // bound vouch for every array read; rows i0..i0 + rows < n
-                // and this task alone writes group g (the caller's contract).
-                unsafe {
-                    match job.w.format {
-                        Format::Q4_1 => rows_pass::<true>(job, g, i0, rows, out),
-                        Format::Q8_0 => rows_pass::<false>(job, g, i0, rows, out),
-                    }
+        job.passes(first, count, ROWS, |g, i0, rows| {
+            // SAFETY: VNNI was checked above; `takes` vouches for every
+            // array read; rows i0..i0 + rows < n and this task alone writes
+            // group g (the caller's contract).
+            unsafe {
+                match job.w.format {
+                    Format::Q4_1 => rows_pass::<true>(job, g, i0, rows, out),
+                    Format::Q8_0 => rows_pass::<false>(job, g, i0, rows, out),
                 }
-                i0 += rows;
             }
-        }
+        });
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -135,7 +129,7 @@ pub(super) unsafe fn weight_rows<const Q4: bool>(qs: *const u8, at: usize) -> [_
 /// and minimums, to be brought into the cache; nothing past the weights.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn prefetch_block<const Q4: bool>(w: &Int8Weights, at: usize) {
+pub(super) fn prefetch_block<const Q4: bool>(w: &Int8Weights, at: usize) {
     let bytes = if Q4 { Q4_GROUP_BLOCK } else { Q8_GROUP_BLOCK };
     super::prefetch(&w.qs, at * bytes, bytes);
     super::prefetch(&w.d, at * GROUP, GROUP);

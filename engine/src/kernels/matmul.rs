@@ -522,6 +522,7 @@ mod tests {
                 Int8Path::Portable(Isa::Avx512),
                 Int8Path::Vnni,
                 Int8Path::Amx,
+                Int8Path::Avx2,
             ] {
                 assert_eq!(
                     bits(&m.matmul_path(path, &x)),
@@ -586,6 +587,7 @@ mod tests {
             Int8Path::Portable(Isa::Generic),
             Int8Path::Vnni,
             Int8Path::Amx,
+            Int8Path::Avx2,
         ] {
             let y = m.matmul_path(path, &x);
             assert!(y[..rows].iter().all(|v| v.is_finite()), "{path:?}");

@@ -15,6 +15,7 @@ mod attention_avx512;
 mod exp;
 mod int8_acts;
 mod int8_amx;
+mod int8_avx2;
 mod int8_matmul;
 mod int8_vnni;
 mod int8_weights;
