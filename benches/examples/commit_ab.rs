@@ -16,7 +16,13 @@
 //!   step: the engine thread's time in `record` and the hashing jobs' time
 //!   (medians over runs);
 //! - `plain`: the same sink as servers run it, not timing its calls (so
-//!   its account has hashing only).
+//!   its account has hashing only);
+//! - `none`: no sink on either side, a control: what the method reads when
+//!   there is nothing to find.
+//!
+//! Besides the median it prints a 95% confidence interval for it, the sign
+//! test's (`util::median_ci`), which holds whatever the noise's shape as
+//! long as pairs are independent.
 //!
 //! `cargo run --release -p forge-benches --example commit_ab -- MODE [PAIRS]
 //! [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
@@ -28,7 +34,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use forge_benches::util::{default_model_path, median, positional_arg, synthetic_prompt};
+use forge_benches::util::{
+    default_model_path, median, median_ci, positional_arg, synthetic_prompt,
+};
 use forge_engine::{Backend, Model, TraceSink, argmax};
 use forge_proofs::{CommitmentSink, SinkOptions};
 
@@ -181,9 +189,9 @@ fn main() -> Result<()> {
         .to_string();
     if !matches!(
         mode.as_str(),
-        "noop" | "copy" | "blocks" | "pooled" | "commit" | "plain"
+        "noop" | "copy" | "blocks" | "pooled" | "commit" | "plain" | "none"
     ) {
-        bail!("MODE is noop, copy, blocks, pooled, commit or plain");
+        bail!("MODE is noop, copy, blocks, pooled, commit, plain or none");
     }
     let pairs: usize = positional_arg(&args, 1, 200)?;
     let steps: usize = positional_arg(&args, 2, 32)?;
@@ -199,7 +207,11 @@ fn main() -> Result<()> {
     let mut session = model.session();
     let mut run = |with_sink: bool| -> Result<f64> {
         pool.install(|| {
-            let new_sink = || with_sink.then(|| Sink::new(&mode, d)).transpose();
+            let new_sink = || {
+                (with_sink && mode != "none")
+                    .then(|| Sink::new(&mode, d))
+                    .transpose()
+            };
             session.truncate(0);
             let mut sink = if traced_prefill { new_sink()? } else { None };
             let rows = model.forward(&mut session, &prompt, sink.as_mut().map(Sink::attached))?;
@@ -237,7 +249,7 @@ fn main() -> Result<()> {
     overheads.sort_by(f64::total_cmp);
     let q = |f: f64| overheads[((overheads.len() - 1) as f64 * f).round() as usize];
     println!(
-        "{mode}: {pairs} pairs of {steps} steps after {at} tokens{}: overhead median {:+.2}% \
+        "{mode}: {pairs} pairs of {steps} steps after {at} tokens{}: overhead median {:+.2}%{} \
          (interquartile {:+.2}% to {:+.2}%), of the summed times {:+.2}%; {:.2} ms per step without",
         if traced_prefill {
             " (prefill traced)"
@@ -245,6 +257,9 @@ fn main() -> Result<()> {
             ""
         },
         q(0.5),
+        median_ci(&overheads, 0.95)
+            .map(|(lo, hi)| format!(", 95% confidence interval {lo:+.2}% to {hi:+.2}%"))
+            .unwrap_or_default(),
         q(0.25),
         q(0.75),
         100.0 * (on_total / off_total - 1.0),

@@ -89,6 +89,9 @@ pub struct ProofsReport {
     /// of the commitment's wall overhead, percent.
     commit_overhead_all_pairs_pct: f64,
     commit_overhead_all_pairs_iqr_pct: [f64; 2],
+    /// A 95% confidence interval for that median (`util::median_ci`);
+    /// `None` with fewer than 6 pairs.
+    commit_overhead_all_pairs_ci95_pct: Option<[f64; 2]>,
     cu_prove_ms: f64,
     cu_verify_ms: f64,
     threads: usize,
@@ -291,6 +294,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     let report = ProofsReport {
         commit_overhead_all_pairs_pct: median(&all).unwrap_or(0.0),
         commit_overhead_all_pairs_iqr_pct: iqr(&all),
+        commit_overhead_all_pairs_ci95_pct: util::median_ci(&all, 0.95).map(|(lo, hi)| [lo, hi]),
         rows,
         cu_prove_ms: median(&prove).unwrap_or(0.0),
         cu_verify_ms: median(&verify).unwrap_or(0.0),
@@ -430,16 +434,19 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.cu_verify_ms
     );
     md += &format!(
-        "Commitment overhead (wall), all prompts' {} run pairs together: median {:+.2}%, interquartile range {:+.2}% to {:+.2}%.\n\n",
+        "Commitment overhead (wall), all prompts' {} run pairs together: median {:+.2}%{}, interquartile range {:+.2}% to {:+.2}%.\n\n",
         r.rows
             .iter()
             .map(|x| x.commit_overhead_pairs_pct.len())
             .sum::<usize>(),
         r.commit_overhead_all_pairs_pct,
+        r.commit_overhead_all_pairs_ci95_pct
+            .map(|[lo, hi]| format!(" (95% confidence interval {lo:+.2}% to {hi:+.2}%)"))
+            .unwrap_or_default(),
         r.commit_overhead_all_pairs_iqr_pct[0],
         r.commit_overhead_all_pairs_iqr_pct[1]
     );
-    md += "Commitment overhead (wall) = per run pair (one generation without a sink, one with forge-proofs' `CommitmentSink` attached as servers run it, not timing its calls; the two alternate which runs first), decode tok/s without over decode tok/s with, minus 1; the median over pairs, and its interquartile range (wall time on a shared machine: noisy). ";
+    md += "Commitment overhead (wall) = per run pair (one generation without a sink, one with forge-proofs' `CommitmentSink` attached as servers run it, not timing its calls; the two alternate which runs first), decode tok/s without over decode tok/s with, minus 1; the median over pairs, and its interquartile range (wall time on a shared machine: noisy); the confidence interval for the median is the sign test's (`util::median_ci`: order statistics, no assumption on the noise's shape beyond pairs being independent and, as the order alternates, symmetric about the effect). ";
     md += "Commitment CPU / decode CPU = what committing a decode step's rows costs in CPU time (the engine thread's time in the sink's `record` calls that handed over one position, plus the decode rows' share of the hashing jobs: each block's hashing time in the proportion of its rows that came one position at a time; the sink's `CommitCost::decode_*`, from a third generation per run, outside the pair, with a sink that times its calls: `SinkOptions::timed`), over the CPU time of a decode step without a sink (all threads of the process, from the first token's callback to the end of the generation); both per step are medians over runs divided by (generated - 1). It measures the commitment's own work rather than a difference of two noisy wall times, and the decode steps' apart from the prompt's. Engine thread / decode = the engine thread's time in those one-position `record` calls (copying rows and queueing blocks; a backlog it hashes itself, only when more than 64 groups wait for the pool, counts as hashing) per decoded token over a decode step's wall time. ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \

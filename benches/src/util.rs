@@ -96,6 +96,43 @@ pub fn quantile(xs: &[f64], q: f64) -> Option<f64> {
     Some(v[lo] + (v[hi] - v[lo]) * (at - lo as f64))
 }
 
+/// A confidence interval for the median of `xs` that assumes nothing of
+/// their distribution (the sign test's): the order statistics `x(k)` and
+/// `x(n + 1 - k)`, counting from 1, with `k` the largest for which a fair
+/// coin tossed `n` times shows fewer than `k` heads with probability at most
+/// `(1 - level) / 2`. It covers the median with probability at least
+/// `level` when the `xs` are independent draws. For the overheads of
+/// alternating run pairs that is the effect itself: which side of a pair
+/// ran first alternates, so the noise in a pair's difference is symmetric
+/// about zero. `None` when there are too few values for `level` (fewer than
+/// 6 at 0.95) or `level` is not in (0, 1).
+pub fn median_ci(xs: &[f64], level: f64) -> Option<(f64, f64)> {
+    if !(level > 0.0 && level < 1.0) {
+        return None;
+    }
+    let n = xs.len();
+    let tail = (1.0 - level) / 2.0;
+    // P(heads <= j), summed in logs so that large n does not underflow.
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    let (mut ln_choose, mut below, mut k) = (0.0f64, 0.0f64, 0usize);
+    for j in 0..n {
+        if j > 0 {
+            ln_choose += ((n - j + 1) as f64).ln() - (j as f64).ln();
+        }
+        below += (ln_choose + ln_half_n).exp();
+        if below > tail {
+            break;
+        }
+        k = j + 1;
+    }
+    if k == 0 {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some((v[k - 1], v[n - k]))
+}
+
 /// `n / secs`, or 0 when `secs` is not positive.
 pub fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
@@ -248,6 +285,31 @@ mod tests {
         assert_eq!(
             quantile(&[4.0, 1.0, 2.0, 3.0], 0.5),
             median(&[4.0, 1.0, 2.0, 3.0])
+        );
+    }
+
+    #[test]
+    fn median_intervals_use_the_sign_tests_ranks() {
+        // Ranks from the exact binomial tail (math.comb), so each value is
+        // its own rank: n = 6 -> 1 and 6, 10 -> 2 and 9, 100 -> 40 and 61,
+        // 2000 -> 956 and 1045.
+        for (n, lo, hi) in [(6, 1, 6), (10, 2, 9), (100, 40, 61), (2000, 956, 1045)] {
+            let xs: Vec<f64> = (1..=n).rev().map(f64::from).collect();
+            assert_eq!(
+                median_ci(&xs, 0.95),
+                Some((lo.into(), hi.into())),
+                "n = {n}"
+            );
+        }
+        assert_eq!(median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95), None);
+        assert_eq!(median_ci(&[], 0.95), None);
+        assert_eq!(median_ci(&[1.0; 10], 1.0), None);
+        // A lower level narrows it.
+        let xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        let (lo, hi) = median_ci(&xs, 0.5).expect("an interval");
+        assert!(
+            lo > 40.0 && hi < 61.0 && lo <= 50.5 && hi >= 50.5,
+            "{lo} {hi}"
         );
     }
 
