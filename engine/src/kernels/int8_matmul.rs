@@ -14,9 +14,9 @@
 //! ```
 //!
 //! `isum_b` is below 2^24 in magnitude, so its conversion is exact, and the
-//! products and fused multiply-adds each round once, so the portable loop
-//! and AVX512-VNNI give the same bits, and a row computed alone gives the
-//! bits it gets in any batch.
+//! products and fused multiply-adds each round once, so the portable loop,
+//! AVX2, AVX512-VNNI and AMX give the same bits, and a row computed alone
+//! gives the bits it gets in any batch.
 
 use rayon::prelude::*;
 
