@@ -11,9 +11,10 @@
 
 use rayon::prelude::*;
 
-use super::attention_avx512::{HeadRows, MAX_GROUP, scores as scores_avx512, weighted_sum};
+use super::attention_avx512::{HeadRows, MAX_GROUP};
 use super::isa::{Isa, multiversion};
 use super::kv_elem::KvElem;
+use super::{attention_avx2, attention_avx512};
 use super::{dot, exp_f32};
 
 /// Shapes for one attention call.
@@ -30,7 +31,8 @@ struct Job<'a, T> {
     v: &'a [T],
     shape: AttnShape,
     first_pos: usize,
-    /// Whether the AVX-512 inner loops may run (same bits either way).
+    /// Whether the AVX-512 or AVX2 inner loops may run (same bits either
+    /// way).
     isa: Isa,
 }
 
@@ -144,25 +146,48 @@ fn group_body<T: KvElem>(job: &Job<'_, T>, group: usize, task: usize, out: &mut 
         stride: kv_heads * dh,
         offset: kvh * dh,
     };
-    if job.isa == Isa::Avx512 {
-        let n = pos + 1;
-        let mut scores = vec![0.0f32; group * n];
-        if let Some(max) = scores_avx512(q, group, job.k, at, scale, &mut scores) {
-            for (run, max) in scores.chunks_exact_mut(n).zip(max) {
-                for s in run {
-                    *s = exp_f32(*s - max);
-                }
-            }
-            if let Some(sums) = weighted_sum(&scores, group, job.v, at, out) {
-                for (o, sum) in out.chunks_exact_mut(dh).zip(sums) {
-                    for x in o {
-                        *x /= sum;
-                    }
-                }
-                return;
+    let (scores_simd, weighted_sum_simd) = match job.isa {
+        Isa::Avx512 => (
+            attention_avx512::scores::<T> as ScoresFn<T>,
+            attention_avx512::weighted_sum::<T> as WeightedSumFn<T>,
+        ),
+        Isa::Avx2 => (
+            attention_avx2::scores::<T> as ScoresFn<T>,
+            attention_avx2::weighted_sum::<T> as WeightedSumFn<T>,
+        ),
+        Isa::Generic => return portable_group(job, first_head, out),
+    };
+    let n = pos + 1;
+    let mut scores = vec![0.0f32; group * n];
+    if let Some(max) = scores_simd(q, group, job.k, at, scale, &mut scores) {
+        for (run, max) in scores.chunks_exact_mut(n).zip(max) {
+            for s in run {
+                *s = exp_f32(*s - max);
             }
         }
+        if let Some(sums) = weighted_sum_simd(&scores, group, job.v, at, out) {
+            for (o, sum) in out.chunks_exact_mut(dh).zip(sums) {
+                for x in o {
+                    *x /= sum;
+                }
+            }
+            return;
+        }
     }
+    portable_group(job, first_head, out);
+}
+
+/// The signature of `attention_avx512::scores` and its AVX2 twin.
+type ScoresFn<T> = fn(&[f32], usize, &[T], HeadRows, f32, &mut [f32]) -> Option<[f32; MAX_GROUP]>;
+
+/// The signature of `attention_avx512::weighted_sum` and its AVX2 twin.
+type WeightedSumFn<T> = fn(&[f32], usize, &[T], HeadRows, &mut [f32]) -> Option<[f32; MAX_GROUP]>;
+
+/// The heads from `first_head` (as many as `out` holds rows), one by one
+/// on the portable loops.
+#[inline(always)]
+fn portable_group<T: KvElem>(job: &Job<'_, T>, first_head: usize, out: &mut [f32]) {
+    let dh = job.shape.head_dim;
     for (g, o) in out.chunks_exact_mut(dh).enumerate() {
         head_body(job, first_head + g, o);
     }
@@ -221,17 +246,61 @@ mod tests {
 
     #[test]
     fn matches_reference_and_every_isa_gives_the_same_bits() {
-        // 2, 3 and 4 vectors of 16 per head (SmolLM2's heads are 64 wide);
-        // fewer than 16 keys, exactly 16 (position 15), and blocks of 16
-        // with a tail (the AVX-512 scores go 16 keys at a time).
+        // 2, 3, 4 and 8 vectors of 16 per head (SmolLM2's heads are 64
+        // wide; the AVX2 weighted sum takes 128 in two passes, 48 in
+        // three); fewer than 16 keys, exactly 16 (position 15), and blocks
+        // of 16 with a tail (the AVX-512 scores go 16 keys at a time, the
+        // AVX2 ones 8).
         // Heads sharing a key/value head: 2 (one task of 2), 3 (SmolLM2's),
         // 8 (tasks of 4) and 1.
         for (heads, kv_heads) in [(4, 2), (6, 2), (8, 1), (2, 2)] {
-            for dh in [32, 48, 64] {
+            for dh in [32, 48, 64, 128] {
                 for (n, first) in [(3, 5), (2, 14), (4, 37)] {
                     check_head_dim::<f32>(heads, kv_heads, dh, n, first);
                     check_head_dim::<half::f16>(heads, kv_heads, dh, n, first);
                 }
+            }
+        }
+    }
+
+    /// The bit-for-bit test above compares the ISAs' results; this one makes
+    /// sure the SIMD loops are what ran where the CPU has them, rather
+    /// than a fallback to the portable loops.
+    #[test]
+    fn the_simd_loops_run_where_the_cpu_has_them() {
+        let avx512 = {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::arch::is_x86_feature_detected!("avx512f")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            false
+        };
+        let avx2 = super::super::isa::avx2_fma_f16c();
+        let (dh, keys) = (64, 21);
+        let at = HeadRows {
+            stride: 2 * dh,
+            offset: dh,
+        };
+        let cache = vec![half::f16::from_f32(0.5); keys * 2 * dh];
+        for g in 1..=MAX_GROUP {
+            let q = vec![0.25f32; g * dh];
+            let mut scores = vec![0.0f32; g * keys];
+            let mut out = vec![0.0f32; g * dh];
+            let ran = [
+                (
+                    avx512,
+                    attention_avx512::scores(&q, g, &cache, at, 0.125, &mut scores).is_some(),
+                    attention_avx512::weighted_sum(&scores, g, &cache, at, &mut out).is_some(),
+                ),
+                (
+                    avx2,
+                    attention_avx2::scores(&q, g, &cache, at, 0.125, &mut scores).is_some(),
+                    attention_avx2::weighted_sum(&scores, g, &cache, at, &mut out).is_some(),
+                ),
+            ];
+            for (has, scored, summed) in ran {
+                assert_eq!((scored, summed), (has, has), "{g} heads");
             }
         }
     }

@@ -40,12 +40,12 @@ use super::kv_elem::KvElem;
 /// many bytes as SmolLM2's weights; half that in f16), rows a stride apart
 /// that the hardware's prefetchers did not run ahead of.
 #[cfg(target_arch = "x86_64")]
-const PREFETCH_KEYS: usize = 16;
+pub(super) const PREFETCH_KEYS: usize = 16;
 
 /// Asks for row `j`'s `V` vectors to be brought into the cache.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn prefetch_row<const V: usize, T>(rows: &[T], at: HeadRows, j: usize) {
+pub(super) fn prefetch_row<const V: usize, T>(rows: &[T], at: HeadRows, j: usize) {
     super::prefetch(rows, at.offset + j * at.stride, V * LANES);
 }
 
@@ -90,6 +90,7 @@ macro_rules! by_shape {
         }
     }};
 }
+pub(super) use by_shape;
 
 /// For each of `g` query heads (`q`: their rows of `dh` floats side by
 /// side) and every key j < n (`scores.len() = g * n`, head by head):
@@ -148,7 +149,7 @@ pub(super) fn weighted_sum<T: KvElem>(
 /// `row_floats`, `scalars` holding the same number of keys for each head
 /// (a score or weight per key), and the cache (`cache_len` floats) holding
 /// every one of those keys' rows.
-fn fits(
+pub(super) fn fits(
     dh: usize,
     g: usize,
     row_floats: usize,

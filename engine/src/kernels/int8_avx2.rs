@@ -33,6 +33,7 @@ use super::int8_matmul::{Job, OutRows};
 use super::int8_vnni::{PREFETCH_AHEAD, prefetch_block};
 #[cfg(target_arch = "x86_64")]
 use super::int8_weights::{Format, GROUP, Int8Weights, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK};
+use super::isa::avx2_fma_f16c;
 #[cfg(target_arch = "x86_64")]
 use crate::quant::QK;
 
@@ -44,23 +45,10 @@ const ROWS: usize = 4;
 #[cfg(target_arch = "x86_64")]
 const HALF: usize = GROUP / 2;
 
-/// Whether this CPU has AVX2 with FMA and F16C (every x86-64 CPU with
-/// AVX2 since 2013 does).
-pub(super) fn avx2_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 /// Groups `first..first + count` of the job into `out`; false (nothing
 /// written) without AVX2 or when the arrays do not hold them.
 pub(super) fn avx2_groups(job: &Job<'_>, first: usize, count: usize, out: &OutRows) -> bool {
-    if !avx2_available() || !job.takes(first, count) {
+    if !avx2_fma_f16c() || !job.takes(first, count) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]

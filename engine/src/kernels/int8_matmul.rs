@@ -22,10 +22,10 @@ use rayon::prelude::*;
 
 use super::int8_acts::QActs;
 use super::int8_amx::{AMX_MIN_ROWS, amx_available, amx_groups};
-use super::int8_avx2::{avx2_available, avx2_groups};
+use super::int8_avx2::avx2_groups;
 use super::int8_vnni::{vnni_available, vnni_groups};
 use super::int8_weights::{Format, GROUP, Int8Weights, Q4_GROUP_BLOCK, Q8_GROUP_BLOCK, f16_to_f32};
-use super::isa::{Isa, multiversion};
+use super::isa::{Isa, avx2_fma_f16c, multiversion};
 use crate::quant::QK;
 
 /// Which integer kernel computes the dot products: a speed choice only.
@@ -48,7 +48,7 @@ impl Int8Path {
             Self::Amx
         } else if isa == Isa::Avx512 && vnni_available() {
             Self::Vnni
-        } else if isa != Isa::Generic && avx2_available() {
+        } else if isa != Isa::Generic && avx2_fma_f16c() {
             Self::Avx2
         } else {
             Self::Portable(isa)
@@ -411,7 +411,7 @@ mod tests {
                 assert_eq!(vnni, want, "VNNI {ty:?}, {n} rows");
             }
             let avx2 = run(&|out| avx2_groups(&job, 0, w.groups, out));
-            assert_eq!(avx2.is_some(), avx2_available(), "{ty:?}");
+            assert_eq!(avx2.is_some(), avx2_fma_f16c(), "{ty:?}");
             if avx2.is_some() {
                 assert_eq!(avx2, want, "AVX2 {ty:?}, {n} rows");
             }

@@ -47,6 +47,20 @@ impl Isa {
     }
 }
 
+/// Whether this CPU has AVX2 with FMA and F16C (every x86-64 CPU with
+/// AVX2 since 2013 does): what the AVX2 kernels (the integer matmul,
+/// attention's loops, the f16 narrowing check) ask for.
+pub(super) fn avx2_fma_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Define `$name` as a function that runs `$body` (an `#[inline(always)]`
 /// function with the same signature) compiled for the best [`Isa`], and
 /// `$with` that runs it for a given one (falling back to generic code when

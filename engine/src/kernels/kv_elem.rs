@@ -91,7 +91,7 @@ pub fn narrow_f16_exact(src: &[f32], dst: &mut [f16]) -> Result<(), usize> {
         return unsafe { x86::narrow_exact_avx512(src, dst) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+    if super::isa::avx2_fma_f16c() {
         // SAFETY: the guard just checked AVX2 and F16C; the lengths are equal.
         return unsafe { x86::narrow_exact_f16c(src, dst) };
     }

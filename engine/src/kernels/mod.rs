@@ -11,6 +11,7 @@
 //! layer for one position and get the very bits the provider committed to.
 
 mod attention;
+mod attention_avx2;
 mod attention_avx512;
 mod exp;
 mod int8_acts;
