@@ -22,7 +22,8 @@
 //!
 //! Besides the median it prints a 95% confidence interval for it, the sign
 //! test's (`util::median_ci`), which holds whatever the noise's shape as
-//! long as pairs are independent.
+//! long as pairs are independent. Every 250 pairs it prints the summary so
+//! far to stderr.
 //!
 //! `cargo run --release -p forge-benches --example commit_ab -- MODE [PAIRS]
 //! [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
@@ -180,6 +181,35 @@ impl Sink {
     }
 }
 
+/// Pairs between the running summaries printed to stderr: a long run
+/// (thousands of pairs, an hour) stopped early for lack of time still
+/// leaves a summary of the pairs it did, its interval included (stopping
+/// on the clock, never on what the summary says).
+const PROGRESS_EVERY: usize = 250;
+
+/// The summary line of the pairs so far: `label` (with `{}` for their
+/// count), the median overhead, its 95% confidence interval, the
+/// interquartile range, the overhead of the summed times and the mean
+/// step time without a sink.
+fn summary(label: &str, overheads: &[f64], off_total: f64, on_total: f64, steps: usize) -> String {
+    let mut sorted = overheads.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
+    format!(
+        "{}: overhead median {:+.2}%{} (interquartile {:+.2}% to {:+.2}%), of the summed times \
+         {:+.2}%; {:.2} ms per step without",
+        label.replace("{}", &sorted.len().to_string()),
+        q(0.5),
+        median_ci(&sorted, 0.95)
+            .map(|(lo, hi)| format!(", 95% confidence interval {lo:+.2}% to {hi:+.2}%"))
+            .unwrap_or_default(),
+        q(0.25),
+        q(0.75),
+        100.0 * (on_total / off_total - 1.0),
+        1e3 * off_total / (sorted.len() * steps) as f64,
+    )
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args
@@ -194,6 +224,9 @@ fn main() -> Result<()> {
         bail!("MODE is noop, copy, blocks, pooled, commit, plain or none");
     }
     let pairs: usize = positional_arg(&args, 1, 200)?;
+    if pairs == 0 {
+        bail!("PAIRS must be at least 1");
+    }
     let steps: usize = positional_arg(&args, 2, 32)?;
     let at: usize = positional_arg(&args, 3, 64)?;
     let traced_prefill = args.get(4).is_some_and(|a| a == "traced-prefill");
@@ -234,6 +267,14 @@ fn main() -> Result<()> {
     run(false)?;
     run(true)?;
     let (mut overheads, mut off_total, mut on_total) = (Vec::new(), 0.0, 0.0);
+    let label = format!(
+        "{mode}: {{}} pairs of {steps} steps after {at} tokens{}",
+        if traced_prefill {
+            " (prefill traced)"
+        } else {
+            ""
+        }
+    );
     for i in 0..pairs {
         let (off, on) = if i % 2 == 0 {
             let off = run(false)?;
@@ -245,25 +286,15 @@ fn main() -> Result<()> {
         off_total += off;
         on_total += on;
         overheads.push(100.0 * (on / off - 1.0));
+        let done = i + 1;
+        if done % PROGRESS_EVERY == 0 && done < pairs {
+            let so_far = summary(&label, &overheads, off_total, on_total, steps);
+            eprintln!("so far, {so_far}");
+        }
     }
-    overheads.sort_by(f64::total_cmp);
-    let q = |f: f64| overheads[((overheads.len() - 1) as f64 * f).round() as usize];
     println!(
-        "{mode}: {pairs} pairs of {steps} steps after {at} tokens{}: overhead median {:+.2}%{} \
-         (interquartile {:+.2}% to {:+.2}%), of the summed times {:+.2}%; {:.2} ms per step without",
-        if traced_prefill {
-            " (prefill traced)"
-        } else {
-            ""
-        },
-        q(0.5),
-        median_ci(&overheads, 0.95)
-            .map(|(lo, hi)| format!(", 95% confidence interval {lo:+.2}% to {hi:+.2}%"))
-            .unwrap_or_default(),
-        q(0.25),
-        q(0.75),
-        100.0 * (on_total / off_total - 1.0),
-        1e3 * off_total / (pairs * steps) as f64,
+        "{}",
+        summary(&label, &overheads, off_total, on_total, steps)
     );
     let costs = COSTS.lock().map(|c| c.clone()).unwrap_or_default();
     if !costs.is_empty() {

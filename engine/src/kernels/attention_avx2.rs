@@ -28,17 +28,19 @@ use std::arch::x86_64::{
 use std::arch::x86_64::{_mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps};
 
 use super::LANES;
-use super::attention_avx512::{HeadRows, MAX_GROUP, by_shape, fits};
+use super::attention_avx512::{HeadRows, MAX_GROUP, fits};
 #[cfg(target_arch = "x86_64")]
-use super::attention_avx512::{PREFETCH_KEYS, prefetch_row};
+use super::attention_avx512::{PREFETCH_KEYS, by_shape, prefetch_row};
 use super::isa::avx2_fma_f16c;
 use super::kv_elem::KvElem;
 
 /// Floats in an AVX2 register.
+#[cfg(target_arch = "x86_64")]
 const HALF_LANES: usize = LANES / 2;
 
 /// Keys whose scores one pass of [`scores`] computes together: one
 /// register of results, 16 accumulators (two per key) live at once.
+#[cfg(target_arch = "x86_64")]
 const KEYS: usize = 8;
 
 /// [`super::attention_avx512::scores`] on AVX2: the same values, the same
@@ -111,6 +113,7 @@ pub(super) fn weighted_sum<T: KvElem>(
 /// load and the broadcast weight take the others). SmolLM2's decode step
 /// (one head of 64 floats) takes its row in one pass; a prefill's groups
 /// of three heads in two.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn out_vectors_per_pass(vectors: usize, g: usize) -> usize {
     [4, 2, 1]
         .into_iter()
