@@ -187,8 +187,8 @@ impl Sink {
 /// on the clock, never on what the summary says).
 const PROGRESS_EVERY: usize = 250;
 
-/// The summary line of the pairs so far: `label` (with `{}` for their
-/// count), the median overhead, its 95% confidence interval, the
+/// The summary line of the pairs so far: `label` (what ran, their count
+/// included), the median overhead, its 95% confidence interval, the
 /// interquartile range, the overhead of the summed times and the mean
 /// step time without a sink.
 fn summary(label: &str, overheads: &[f64], off_total: f64, on_total: f64, steps: usize) -> String {
@@ -198,7 +198,7 @@ fn summary(label: &str, overheads: &[f64], off_total: f64, on_total: f64, steps:
     format!(
         "{}: overhead median {:+.2}%{} (interquartile {:+.2}% to {:+.2}%), of the summed times \
          {:+.2}%; {:.2} ms per step without",
-        label.replace("{}", &sorted.len().to_string()),
+        label,
         q(0.5),
         median_ci(&sorted, 0.95)
             .map(|(lo, hi)| format!(", 95% confidence interval {lo:+.2}% to {hi:+.2}%"))
@@ -267,14 +267,14 @@ fn main() -> Result<()> {
     run(false)?;
     run(true)?;
     let (mut overheads, mut off_total, mut on_total) = (Vec::new(), 0.0, 0.0);
-    let label = format!(
-        "{mode}: {{}} pairs of {steps} steps after {at} tokens{}",
-        if traced_prefill {
+    let label = |n: usize| {
+        let traced = if traced_prefill {
             " (prefill traced)"
         } else {
             ""
-        }
-    );
+        };
+        format!("{mode}: {n} pairs of {steps} steps after {at} tokens{traced}")
+    };
     for i in 0..pairs {
         let (off, on) = if i % 2 == 0 {
             let off = run(false)?;
@@ -288,13 +288,13 @@ fn main() -> Result<()> {
         overheads.push(100.0 * (on / off - 1.0));
         let done = i + 1;
         if done % PROGRESS_EVERY == 0 && done < pairs {
-            let so_far = summary(&label, &overheads, off_total, on_total, steps);
+            let so_far = summary(&label(done), &overheads, off_total, on_total, steps);
             eprintln!("so far, {so_far}");
         }
     }
     println!(
         "{}",
-        summary(&label, &overheads, off_total, on_total, steps)
+        summary(&label(pairs), &overheads, off_total, on_total, steps)
     );
     let costs = COSTS.lock().map(|c| c.clone()).unwrap_or_default();
     if !costs.is_empty() {

@@ -53,10 +53,7 @@ pub(super) fn scores<T: KvElem>(
     scale: f32,
     scores: &mut [f32],
 ) -> Option<[f32; MAX_GROUP]> {
-    let dh = q.len() / g.max(1);
-    if !fits(dh, g, q.len(), k.len(), at, scores.len()) || !avx2_fma_f16c() {
-        return None;
-    }
+    let dh = fits(g, q.len(), k.len(), at, scores.len()).filter(|_| avx2_fma_f16c())?;
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the guard just checked AVX2 and F16C; `fits` checked the
@@ -76,10 +73,7 @@ pub(super) fn weighted_sum<T: KvElem>(
     at: HeadRows,
     out: &mut [f32],
 ) -> Option<[f32; MAX_GROUP]> {
-    let dh = out.len() / g.max(1);
-    if !fits(dh, g, out.len(), v.len(), at, p.len()) || !avx2_fma_f16c() {
-        return None;
-    }
+    let dh = fits(g, out.len(), v.len(), at, p.len()).filter(|_| avx2_fma_f16c())?;
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! by_group {

@@ -106,10 +106,7 @@ pub(super) fn scores<T: KvElem>(
     scale: f32,
     scores: &mut [f32],
 ) -> Option<[f32; MAX_GROUP]> {
-    let dh = q.len() / g.max(1);
-    if !fits(dh, g, q.len(), k.len(), at, scores.len()) {
-        return None;
-    }
+    let dh = fits(g, q.len(), k.len(), at, scores.len())?;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes
@@ -131,10 +128,7 @@ pub(super) fn weighted_sum<T: KvElem>(
     at: HeadRows,
     out: &mut [f32],
 ) -> Option<[f32; MAX_GROUP]> {
-    let dh = out.len() / g.max(1);
-    if !fits(dh, g, out.len(), v.len(), at, p.len()) {
-        return None;
-    }
+    let dh = fits(g, out.len(), v.len(), at, p.len())?;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the guard just checked AVX-512F; `fits` checked the shapes
@@ -144,30 +138,33 @@ pub(super) fn weighted_sum<T: KvElem>(
     None
 }
 
-/// Whether the shapes suit the AVX-512 loops: rows of `dh` floats (a
-/// multiple of 16, at most 128), 1 to [`MAX_GROUP`] heads whose rows fill
-/// `row_floats`, `scalars` holding the same number of keys for each head
-/// (a score or weight per key), and the cache (`cache_len` floats) holding
-/// every one of those keys' rows.
+/// The heads' row width `dh` when the shapes suit the SIMD loops (these
+/// and `attention_avx2`'s), else None: 1 to [`MAX_GROUP`] heads whose rows
+/// fill `row_floats`, each `dh` floats (a multiple of 16, at most 128),
+/// `scalars` holding the same number of keys for each head (a score or
+/// weight per key), and the cache (`cache_len` floats) holding every one
+/// of those keys' rows.
 pub(super) fn fits(
-    dh: usize,
     g: usize,
     row_floats: usize,
     cache_len: usize,
     at: HeadRows,
     scalars: usize,
-) -> bool {
-    if !(1..=MAX_GROUP).contains(&g)
-        || dh == 0
+) -> Option<usize> {
+    if !(1..=MAX_GROUP).contains(&g) {
+        return None;
+    }
+    let dh = row_floats / g;
+    if dh == 0
         || !dh.is_multiple_of(LANES)
         || dh > MAX_VECS * LANES
         || row_floats != g * dh
         || !scalars.is_multiple_of(g)
     {
-        return false;
+        return None;
     }
     let rows = scalars / g;
-    rows == 0 || at.offset + (rows - 1) * at.stride + dh <= cache_len
+    (rows == 0 || at.offset + (rows - 1) * at.stride + dh <= cache_len).then_some(dh)
 }
 
 /// A key's score accumulator: lane l holds `Σ_c q[16c + l] · k[16c + l]`,
