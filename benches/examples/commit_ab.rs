@@ -25,8 +25,11 @@
 //! long as pairs are independent. Every 250 pairs it prints the summary so
 //! far to stderr.
 //!
-//! `cargo run --release -p forge-benches --example commit_ab -- MODE [PAIRS]
-//! [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
+//! `MODE:BASE` (say `commit:plain`) sets MODE's sink against BASE's in
+//! each pair instead of against no sink.
+//!
+//! `cargo run --release -p forge-benches --example commit_ab -- MODE[:BASE]
+//! [PAIRS] [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
 //! steps (default 32) after a prompt of AT tokens (default 64); with
 //! `traced-prefill` the sink also takes the prompt's rows (the prefill runs
 //! in every measurement, outside the timed steps).
@@ -163,13 +166,14 @@ impl Sink {
     /// Ends the trace: the commitment's `finish` (hashing left over, the
     /// Merkle tree). Returns what the sink holds, for the caller to drop
     /// after its clock stops (freeing a long trace's rows takes
-    /// milliseconds, which a server spends after the answer).
-    fn finish(self) -> Result<Box<dyn std::any::Any>> {
+    /// milliseconds, which a server spends after the answer). A commitment's
+    /// own account goes to `COSTS` when `account` (MODE's side, not BASE's).
+    fn finish(self, account: bool) -> Result<Box<dyn std::any::Any>> {
         Ok(match self {
             Self::Commit(s) => {
                 let c = s.finish()?;
                 let cost = c.cost();
-                if let Ok(mut costs) = COSTS.lock() {
+                if let (true, Ok(mut costs)) = (account, COSTS.lock()) {
                     costs.push((cost.engine_thread, cost.hashing));
                 }
                 Box::new(c)
@@ -190,14 +194,14 @@ const PROGRESS_EVERY: usize = 250;
 /// The summary line of the pairs so far: `label` (what ran, their count
 /// included), the median overhead, its 95% confidence interval, the
 /// interquartile range, the overhead of the summed times and the mean
-/// step time without a sink.
+/// step time on the other side (no sink, or BASE's).
 fn summary(label: &str, overheads: &[f64], off_total: f64, on_total: f64, steps: usize) -> String {
     let mut sorted = overheads.to_vec();
     sorted.sort_by(f64::total_cmp);
     let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
     format!(
         "{}: overhead median {:+.2}%{} (interquartile {:+.2}% to {:+.2}%), of the summed times \
-         {:+.2}%; {:.2} ms per step without",
+         {:+.2}%; {:.2} ms per step on the other side",
         label,
         q(0.5),
         median_ci(&sorted, 0.95)
@@ -210,18 +214,25 @@ fn summary(label: &str, overheads: &[f64], off_total: f64, on_total: f64, steps:
     )
 }
 
+/// The sinks a run can attach.
+const MODES: [&str; 7] = [
+    "noop", "copy", "blocks", "pooled", "commit", "plain", "none",
+];
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = args
-        .first()
-        .map(String::as_str)
-        .unwrap_or("commit")
-        .to_string();
-    if !matches!(
-        mode.as_str(),
-        "noop" | "copy" | "blocks" | "pooled" | "commit" | "plain" | "none"
-    ) {
-        bail!("MODE is noop, copy, blocks, pooled, commit, plain or none");
+    // MODE, or MODE:BASE to measure MODE against BASE's sink instead of
+    // none.
+    let spec = args.first().map(String::as_str).unwrap_or("commit");
+    let (mode, base) = spec.split_once(':').unwrap_or((spec, "none"));
+    let (mode, base) = (mode.to_string(), base.to_string());
+    for m in [&mode, &base] {
+        if !MODES.contains(&m.as_str()) {
+            bail!(
+                "MODE is one of {} (or MODE:BASE, two of them)",
+                MODES.join(", ")
+            );
+        }
     }
     let pairs: usize = positional_arg(&args, 1, 200)?;
     if pairs == 0 {
@@ -240,11 +251,8 @@ fn main() -> Result<()> {
     let mut session = model.session();
     let mut run = |with_sink: bool| -> Result<f64> {
         pool.install(|| {
-            let new_sink = || {
-                (with_sink && mode != "none")
-                    .then(|| Sink::new(&mode, d))
-                    .transpose()
-            };
+            let which = if with_sink { &mode } else { &base };
+            let new_sink = || (which != "none").then(|| Sink::new(which, d)).transpose();
             session.truncate(0);
             let mut sink = if traced_prefill { new_sink()? } else { None };
             let rows = model.forward(&mut session, &prompt, sink.as_mut().map(Sink::attached))?;
@@ -258,7 +266,7 @@ fn main() -> Result<()> {
                 let row = model.forward(&mut session, &[tok], sink.as_mut().map(Sink::attached))?;
                 tok = argmax(&model.logits(&row));
             }
-            let held = sink.map(Sink::finish).transpose()?;
+            let held = sink.map(|s| s.finish(with_sink)).transpose()?;
             let secs = started.elapsed().as_secs_f64();
             drop(held);
             Ok(secs)
@@ -273,7 +281,12 @@ fn main() -> Result<()> {
         } else {
             ""
         };
-        format!("{mode}: {n} pairs of {steps} steps after {at} tokens{traced}")
+        let against = if base == "none" {
+            String::new()
+        } else {
+            format!(" against {base}")
+        };
+        format!("{mode}{against}: {n} pairs of {steps} steps after {at} tokens{traced}")
     };
     for i in 0..pairs {
         let (off, on) = if i % 2 == 0 {

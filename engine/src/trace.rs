@@ -10,8 +10,10 @@ use crate::kernels::widen_into;
 /// For layer `l` and position `t` the row is exactly what layer `l + 1` (or,
 /// for the last layer, the final norm) consumed. Calls for one forward pass
 /// come layer by layer, `record_kv` before `record` for each layer; a
-/// prefill hands a whole block of positions at once. With no sink attached
-/// the engine does no extra work.
+/// prefill hands a whole block of positions at once. The CPU engine makes
+/// layer `l`'s calls while layer `l + 1` computes, from whichever thread of
+/// its pool is free (hence `Send`), and returns from the pass only after
+/// the last layer's. With no sink attached the engine does no extra work.
 pub trait TraceSink: Send {
     /// `rows` holds `rows.len() / d_model` rows for positions
     /// `first_pos..`, the output of `layer`.

@@ -573,3 +573,65 @@ fn logits_of_rows_in_a_batch_have_the_bits_of_each_alone() {
         }
     }
 }
+
+/// A sink that logs its calls: (keys and values?, layer, first position,
+/// rows).
+#[derive(Default)]
+struct CallLog(Vec<(bool, usize, usize, usize)>);
+
+impl forge_engine::TraceSink for CallLog {
+    fn record(&mut self, layer: usize, first_pos: usize, rows: &[f32]) {
+        self.0.push((false, layer, first_pos, rows.len()));
+    }
+    fn record_kv(&mut self, layer: usize, first_pos: usize, width: usize, rows: &[f32]) {
+        self.0.push((true, layer, first_pos, rows.len() / width));
+    }
+}
+
+#[test]
+fn sinks_get_each_layers_keys_and_values_then_its_rows_in_layer_order() {
+    // The engine hands a layer's rows over while the next layer computes
+    // (on whichever pool thread is free): the calls must still come layer
+    // by layer, keys and values first, for each sequence of a batch, with
+    // a sequence that has no sink in between, and cover every forwarded
+    // position once.
+    use forge_engine::{Sequence, step};
+    let m = model();
+    let c = m.config();
+    let (d, layers) = (c.d_model, c.layers);
+    let reqs = [
+        request(&m, "the tin", 4, SamplingParams::default()),
+        request(&m, "in the end", 6, SamplingParams::default()),
+        request(&m, "t", 6, SamplingParams::default()),
+    ];
+    let mut seqs: Vec<Sequence<CallLog>> = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Sequence::new(&m, r.clone(), (i != 1).then(CallLog::default)).unwrap())
+        .collect();
+    while !seqs.iter().all(|s| s.is_done()) {
+        let mut refs: Vec<&mut Sequence<CallLog>> = seqs.iter_mut().collect();
+        step(&m, &mut refs).unwrap();
+    }
+    for (i, seq) in seqs.into_iter().enumerate() {
+        let (got, log) = seq.into_result(&m);
+        let Some(CallLog(log)) = log else {
+            assert_eq!(i, 1);
+            continue;
+        };
+        assert!(!log.is_empty() && log.len() % (2 * layers) == 0, "{log:?}");
+        let mut next = 0;
+        for pass in log.chunks(2 * layers) {
+            let (first, n) = (pass[0].2, pass[0].3);
+            assert_eq!(first, next, "passes cover the positions in order");
+            let want: Vec<_> = (0..layers)
+                .flat_map(|l| [(true, l, first, n), (false, l, first, n * d)])
+                .collect();
+            assert_eq!(pass, want.as_slice());
+            next += n;
+        }
+        // Every prompt token and every generated one but the last is
+        // forwarded.
+        assert_eq!(next, reqs[i].prompt.len() + got.tokens.len() - 1);
+    }
+}

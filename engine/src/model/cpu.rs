@@ -3,6 +3,7 @@
 use half::f16;
 
 use super::aligned_rows::AlignedRows;
+use super::handover::{Handover, alongside};
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
 use crate::kernels::{
@@ -80,33 +81,58 @@ impl CpuForward<'_> {
         {
             self.w.embed.row_f32(t as usize, row);
         }
+        let kv_dim = self.cfg.kv_dim();
         for (l, lw) in self.w.layers.iter().enumerate() {
-            let mut slots: Vec<LayerSlot<'_, f16>> = segs
-                .iter_mut()
-                .map(|s| LayerSlot {
-                    first: s.cache.len,
-                    n: s.tokens.len(),
-                    k: &mut s.cache.k[l],
-                    v: &mut s.cache.v[l],
-                })
-                .collect();
-            self.layer(lw, &mut x, &mut slots);
+            // Layer l's cache slots, and layer l - 1's rows for the sinks,
+            // handed over while layer l computes (see `handover`).
+            let mut slots: Vec<LayerSlot<'_, f16>> = Vec::with_capacity(segs.len());
+            let mut handovers = Vec::new();
             let mut offset = 0;
             for s in segs.iter_mut() {
-                let rows = &x[offset * d..(offset + s.tokens.len()) * d];
-                if let Some(sink) = s.sink.as_deref_mut() {
-                    let (kv_dim, first) = (self.cfg.kv_dim(), s.cache.len);
-                    sink.record_keys_values(
-                        l,
+                let (first, n) = (s.cache.len, s.tokens.len());
+                let (done_k, rest_k) = s.cache.k.split_at_mut(l);
+                let (done_v, rest_v) = s.cache.v.split_at_mut(l);
+                slots.push(LayerSlot {
+                    first,
+                    n,
+                    k: &mut rest_k[0],
+                    v: &mut rest_v[0],
+                });
+                if let (Some(sink), Some(k), Some(v)) =
+                    (s.sink.as_deref_mut(), done_k.last(), done_v.last())
+                {
+                    handovers.push(Handover {
+                        sink,
+                        layer: l - 1,
                         first,
+                        rows: offset..offset + n,
                         kv_dim,
-                        &s.cache.k[l].as_slice()[first * kv_dim..],
-                        &s.cache.v[l].as_slice()[first * kv_dim..],
-                    );
-                    sink.record(l, first, rows);
+                        keys: &k.as_slice()[first * kv_dim..],
+                        values: &v.as_slice()[first * kv_dim..],
+                    });
                 }
-                offset += s.tokens.len();
+                offset += n;
             }
+            self.layer(lw, &mut x, &mut slots, &mut handovers);
+        }
+        // The last layer's rows: nothing left to run beside.
+        let last = self.w.layers.len() - 1;
+        let mut offset = 0;
+        for s in segs.iter_mut() {
+            let (first, n) = (s.cache.len, s.tokens.len());
+            if let Some(sink) = s.sink.as_deref_mut() {
+                Handover {
+                    sink,
+                    layer: last,
+                    first,
+                    rows: offset..offset + n,
+                    kv_dim,
+                    keys: &s.cache.k[last].as_slice()[first * kv_dim..],
+                    values: &s.cache.v[last].as_slice()[first * kv_dim..],
+                }
+                .run(&x, d);
+            }
+            offset += n;
         }
         let mut out = Vec::with_capacity(segs.len());
         let mut offset = 0;
@@ -141,6 +167,7 @@ impl CpuForward<'_> {
                 k: &mut k,
                 v: &mut v,
             }],
+            &mut [],
         );
         x
     }
@@ -234,6 +261,7 @@ impl CpuForward<'_> {
                 k: &mut k,
                 v: &mut v,
             }],
+            &mut [],
         );
         let mut kv = Vec::with_capacity(2 * kvdim);
         widen_into(&k.as_slice()[t * kvdim..], &mut kv);
@@ -241,13 +269,23 @@ impl CpuForward<'_> {
         (kv, x)
     }
 
-    /// One transformer block over the rows `x` of all slots, in slot order.
-    fn layer<T: KvElem>(&self, lw: &LayerWeights, x: &mut [f32], slots: &mut [LayerSlot<'_, T>]) {
+    /// One transformer block over the rows `x` of all slots, in slot order,
+    /// in place, extending the slots' caches; `handovers` (the previous
+    /// layer's rows for trace sinks) run beside its query, key and value
+    /// products, before `x` changes.
+    fn layer<T: KvElem>(
+        &self,
+        lw: &LayerWeights,
+        x: &mut [f32],
+        slots: &mut [LayerSlot<'_, T>],
+        handovers: &mut [Handover<'_>],
+    ) {
         let cfg = self.cfg;
         let (dh, qdim, kvdim) = (cfg.head_dim, cfg.d_model, cfg.kv_dim());
         let h = rms_norm(x, &lw.attn_norm, cfg.rms_eps);
-        let [mut q, mut kn, vn] =
-            QMatrix::matmul_each_in(self.numerics, [&lw.wq, &lw.wk, &lw.wv], &h);
+        let [mut q, mut kn, vn] = alongside(handovers, x, qdim, || {
+            QMatrix::matmul_each_in(self.numerics, [&lw.wq, &lw.wk, &lw.wv], &h)
+        });
         let shape = AttnShape {
             heads: cfg.heads,
             kv_heads: cfg.kv_heads,

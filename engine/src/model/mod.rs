@@ -5,6 +5,7 @@ mod aligned_rows;
 mod backend;
 mod burn_fwd;
 mod cpu;
+mod handover;
 mod pool;
 mod weights;
 
