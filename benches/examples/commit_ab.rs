@@ -13,7 +13,8 @@
 //! - `commit`: forge-proofs' `CommitmentSink`, `finish` included (dropping
 //!   the rows a sink holds is not timed), timing its own calls
 //!   (`SinkOptions::timed`); also prints the sink's own account per decode
-//!   step: the engine thread's time in `record` and the hashing jobs' time
+//!   step: the time in the sink's `record` calls (made beside the next
+//!   layer's products, on whichever pool thread is free) and the hashing jobs' time
 //!   (medians over runs);
 //! - `plain`: the same sink as servers run it, not timing its calls (so
 //!   its account has hashing only);
@@ -316,7 +317,7 @@ fn main() -> Result<()> {
             median(&v).unwrap_or(f64::NAN)
         };
         println!(
-            "{mode}: per step, engine thread {:.1} us, hashing {:.1} us (medians over runs)",
+            "{mode}: per step, sink calls {:.1} us, hashing {:.1} us (medians over runs)",
             per_step(&|c| c.0.as_secs_f64()),
             per_step(&|c| c.1.as_secs_f64()),
         );

@@ -793,12 +793,12 @@ pub fn render_markdown(r: &DecodeReport) -> String {
     let _ = writeln!(
         s,
         "- Trace on: forge-proofs' `CommitmentSink` (the one every receipt comes from) attached to prefill and \
-         decode: the engine's thread copies each row into its layer's open block of 16 positions; full blocks go, 4 \
+         decode: the sink's calls (made beside the next layer's products, from whichever pool thread is free) copy each row into its layer's open block of 16 positions; full blocks go, 4 \
          at a time, to hashing jobs on the engine's own rayon pool (past {} waiting groups the engine's thread hashes \
          them itself). Trace-on decode time includes `finish`: hashing what the jobs had not reached, and the \
          Merkle tree (median {:.3} ms). Trace overhead = extra wall time of the traced run over the untraced one \
-         (noisy when the machine is busy); sink on engine thread = time the engine's thread spent in `record` \
-         (copying, queueing, hashing a backlog) as a share of the traced time. One run commits {} rows over all \
+         (noisy when the machine is busy); sink on engine thread = time spent in the sink's `record` calls \
+         (copying, queueing, hashing a backlog; on the engine's thread only when no other was free) as a share of the traced time. One run commits {} rows over all \
          prompts, hashed in {:.1} ms of job time (median) on the engine's threads; traced tokens {} the untraced \
          ones.",
         r.trace_channel,

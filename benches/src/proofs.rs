@@ -56,12 +56,12 @@ pub struct ProofsRow {
     /// Every pair's figure, percent.
     commit_overhead_pairs_pct: Vec<f64>,
     /// CPU time of committing one decode step's rows (the decode rows'
-    /// share of the hashing jobs plus the engine thread's one-position
-    /// hand-overs), over the CPU time of a decode step without a sink,
+    /// share of the hashing jobs plus the one-position hand-overs), over the CPU time of a decode step without a sink,
     /// percent.
     commit_cpu_pct_of_decode: f64,
-    /// The engine thread's hand-over per decoded token over the wall time
-    /// of a decode step without a sink, percent (the critical path).
+    /// The hand-over's time per decoded token over the wall time of a
+    /// decode step without a sink, percent (made beside the next layer's
+    /// products, so on the critical path only when no thread was free).
     commit_engine_pct_of_decode: f64,
     commit_finish_ms: f64,
     receipt_bytes: usize,
@@ -313,7 +313,7 @@ fn iqr(xs: &[f64]) -> [f64; 2] {
     [0.25, 0.75].map(|q| quantile(xs, q).unwrap_or(0.0))
 }
 
-/// (seconds on the engine thread, seconds of hashing) of one traced run's
+/// (seconds in the sink's calls, seconds of hashing) of one traced run's
 /// decode steps: `CommitCost::decode_engine_thread` and `decode_hashing`.
 fn decode_cost_secs(c: &Commitment) -> (f64, f64) {
     let cost = c.cost();
@@ -360,7 +360,7 @@ fn untraced(
 
 /// `req` generated with a `CommitmentSink` attached, and its commitment
 /// (whose `cost` includes the time `finish` took); `timed`: the sink times
-/// its calls for the engine thread's account (`SinkOptions::timed`).
+/// its calls for the account of their time (`SinkOptions::timed`).
 fn traced(
     pool: &rayon::ThreadPool,
     model: &Model,
@@ -395,7 +395,7 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.date,
         r.cpu.as_deref().unwrap_or("unknown")
     );
-    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | its IQR | commitment CPU / decode CPU | engine thread / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) | with a last-layer cell (ms) | its % of generation (wall) |\n";
+    md += "| prompt | prompt tok | generated | decode tok/s off | decode tok/s on | commitment overhead (wall) | its IQR | commitment CPU / decode CPU | sink calls / decode | commit finish (ms) | receipt bytes | with openings | build + sign + prove (ms) | verify, no model (ms) | spot checks (ms) | per cell (ms) | % of generation (wall) | % of generation (CPU) | with a last-layer cell (ms) | its % of generation (wall) |\n";
     md += "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for x in &r.rows {
         md += &format!(
@@ -447,7 +447,7 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
         r.commit_overhead_all_pairs_iqr_pct[1]
     );
     md += "Commitment overhead (wall) = per run pair (one generation without a sink, one with forge-proofs' `CommitmentSink` attached as servers run it, not timing its calls; the two alternate which runs first), decode tok/s without over decode tok/s with, minus 1; the median over pairs, and its interquartile range (wall time on a shared machine: noisy); the confidence interval for the median is the sign test's (`util::median_ci`: order statistics, no assumption on the noise's shape beyond pairs being independent and, as the order alternates, symmetric about the effect). ";
-    md += "Commitment CPU / decode CPU = what committing a decode step's rows costs in CPU time (the engine thread's time in the sink's `record` calls that handed over one position, plus the decode rows' share of the hashing jobs: each block's hashing time in the proportion of its rows that came one position at a time; the sink's `CommitCost::decode_*`, from a third generation per run, outside the pair, with a sink that times its calls: `SinkOptions::timed`), over the CPU time of a decode step without a sink (all threads of the process, from the first token's callback to the end of the generation); both per step are medians over runs divided by (generated - 1). It measures the commitment's own work rather than a difference of two noisy wall times, and the decode steps' apart from the prompt's. Engine thread / decode = the engine thread's time in those one-position `record` calls (copying rows and queueing blocks; a backlog it hashes itself, only when more than 64 groups wait for the pool, counts as hashing) per decoded token over a decode step's wall time. ";
+    md += "Commitment CPU / decode CPU = what committing a decode step's rows costs in CPU time (the time in the sink's `record` calls that handed over one position, plus the decode rows' share of the hashing jobs: each block's hashing time in the proportion of its rows that came one position at a time; the sink's `CommitCost::decode_*`, from a third generation per run, outside the pair, with a sink that times its calls: `SinkOptions::timed`), over the CPU time of a decode step without a sink (all threads of the process, from the first token's callback to the end of the generation); both per step are medians over runs divided by (generated - 1). It measures the commitment's own work rather than a difference of two noisy wall times, and the decode steps' apart from the prompt's. Sink calls / decode = the time in those one-position `record` calls (copying rows and queueing blocks; a backlog hashed inside them, only when more than 64 groups wait for the pool, counts as hashing) per decoded token over a decode step's wall time; the engine makes the calls beside the next layer's products from whichever pool thread is free, so this is CPU time, on the critical path only when no thread was free. ";
     md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink). \

@@ -52,9 +52,12 @@ pub(crate) struct Shape {
 /// What building a commitment cost, for benchmarks and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitCost {
-    /// Time the engine's thread spent handing rows to the sink (copying
-    /// and queueing them), not counting `hashing_inline`; zero unless the
-    /// sink was [`crate::SinkOptions::timed`].
+    /// Time spent in the sink's calls that hand rows over (copying and
+    /// queueing them), not counting `hashing_inline`; zero unless the sink
+    /// was [`crate::SinkOptions::timed`]. The name is older than the CPU
+    /// engine's hand-over beside the next layer's products: the calls now
+    /// run on whichever pool thread is free, so this is the engine's
+    /// critical path only where no thread was.
     pub engine_thread: Duration,
     /// Time spent hashing and storing rows (leaf hashes, row storage):
     /// the sum of every hashing job's run, on whichever thread ran it (the
@@ -63,9 +66,8 @@ pub struct CommitCost {
     pub hashing: Duration,
     /// Of `hashing`, what the engine's thread did itself inside `record`
     /// because more groups waited than the sink's capacity (a pool too busy,
-    /// or with one thread). With `engine_thread`, the commitment's share of
-    /// the decode loop's critical path; `engine_thread + hashing` is its
-    /// whole cost.
+    /// or with one thread). `engine_thread + hashing` is the commitment's
+    /// whole CPU cost.
     pub hashing_inline: Duration,
     /// Wall time of `CommitmentSink::finish`: absorbing what the jobs had
     /// not and building the Merkle tree, after the generation.
