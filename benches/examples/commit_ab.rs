@@ -226,9 +226,8 @@ fn main() -> Result<()> {
     // none.
     let spec = args.first().map(String::as_str).unwrap_or("commit");
     let (mode, base) = spec.split_once(':').unwrap_or((spec, "none"));
-    let (mode, base) = (mode.to_string(), base.to_string());
-    for m in [&mode, &base] {
-        if !MODES.contains(&m.as_str()) {
+    for m in [mode, base] {
+        if !MODES.contains(&m) {
             bail!(
                 "MODE is one of {} (or MODE:BASE, two of them)",
                 MODES.join(", ")
@@ -252,7 +251,7 @@ fn main() -> Result<()> {
     let mut session = model.session();
     let mut run = |with_sink: bool| -> Result<f64> {
         pool.install(|| {
-            let which = if with_sink { &mode } else { &base };
+            let which = if with_sink { mode } else { base };
             let new_sink = || (which != "none").then(|| Sink::new(which, d)).transpose();
             session.truncate(0);
             let mut sink = if traced_prefill { new_sink()? } else { None };

@@ -56,8 +56,8 @@ pub struct ProofsRow {
     /// Every pair's figure, percent.
     commit_overhead_pairs_pct: Vec<f64>,
     /// CPU time of committing one decode step's rows (the decode rows'
-    /// share of the hashing jobs plus the one-position hand-overs), over the CPU time of a decode step without a sink,
-    /// percent.
+    /// share of the hashing jobs plus the one-position hand-overs), over
+    /// the CPU time of a decode step without a sink, percent.
     commit_cpu_pct_of_decode: f64,
     /// The hand-over's time per decoded token over the wall time of a
     /// decode step without a sink, percent (made beside the next layer's

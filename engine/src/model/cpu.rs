@@ -101,43 +101,23 @@ impl CpuForward<'_> {
                 if let (Some(sink), Some(k), Some(v)) =
                     (s.sink.as_deref_mut(), done_k.last(), done_v.last())
                 {
-                    handovers.push(Handover {
-                        sink,
-                        layer: l - 1,
-                        first,
-                        rows: offset..offset + n,
-                        kv_dim,
-                        keys: &k.as_slice()[first * kv_dim..],
-                        values: &v.as_slice()[first * kv_dim..],
-                    });
+                    let rows = offset..offset + n;
+                    handovers.push(Handover::new(sink, l - 1, first, rows, kv_dim, (k, v)));
                 }
                 offset += n;
             }
             self.layer(lw, &mut x, &mut slots, &mut handovers);
         }
-        // The last layer's rows: nothing left to run beside.
         let last = self.w.layers.len() - 1;
-        let mut offset = 0;
-        for s in segs.iter_mut() {
-            let (first, n) = (s.cache.len, s.tokens.len());
-            if let Some(sink) = s.sink.as_deref_mut() {
-                Handover {
-                    sink,
-                    layer: last,
-                    first,
-                    rows: offset..offset + n,
-                    kv_dim,
-                    keys: &s.cache.k[last].as_slice()[first * kv_dim..],
-                    values: &s.cache.v[last].as_slice()[first * kv_dim..],
-                }
-                .run(&x, d);
-            }
-            offset += n;
-        }
         let mut out = Vec::with_capacity(segs.len());
         let mut offset = 0;
         for s in segs.iter_mut() {
-            let n = s.tokens.len();
+            let (first, n) = (s.cache.len, s.tokens.len());
+            // The last layer's rows: nothing left to run beside.
+            if let Some(sink) = s.sink.as_deref_mut() {
+                let cache = (&s.cache.k[last], &s.cache.v[last]);
+                Handover::new(sink, last, first, offset..offset + n, kv_dim, cache).run(&x, d);
+            }
             out.push(x[offset * d..(offset + n) * d].to_vec());
             s.cache.len += n;
             offset += n;

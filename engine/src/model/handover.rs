@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use half::f16;
 
+use super::aligned_rows::AlignedRows;
 use crate::trace::TraceSink;
 
 /// One segment's rows of one layer, waiting to be handed to its sink.
@@ -28,7 +29,28 @@ pub(super) struct Handover<'a> {
     pub(super) values: &'a [f16],
 }
 
-impl Handover<'_> {
+impl<'a> Handover<'a> {
+    /// Segment rows `rows` (positions `first..`) of `layer`, with their
+    /// keys and values in the layer's cache.
+    pub(super) fn new(
+        sink: &'a mut dyn TraceSink,
+        layer: usize,
+        first: usize,
+        rows: Range<usize>,
+        kv_dim: usize,
+        cache: (&'a AlignedRows<f16>, &'a AlignedRows<f16>),
+    ) -> Self {
+        Self {
+            sink,
+            layer,
+            first,
+            rows,
+            kv_dim,
+            keys: &cache.0.as_slice()[first * kv_dim..],
+            values: &cache.1.as_slice()[first * kv_dim..],
+        }
+    }
+
     /// The calls the trace contract asks for: keys and values, then the
     /// output rows, taken from `x` (rows of `d` floats).
     pub(super) fn run(&mut self, x: &[f32], d: usize) {

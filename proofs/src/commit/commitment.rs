@@ -64,7 +64,7 @@ pub struct CommitCost {
     /// engine's rayon pool, or `finish`). Jobs are short, so this is close
     /// to their CPU time.
     pub hashing: Duration,
-    /// Of `hashing`, what the engine's thread did itself inside `record`
+    /// Of `hashing`, what the recording thread did itself inside `record`
     /// because more groups waited than the sink's capacity (a pool too busy,
     /// or with one thread). `engine_thread + hashing` is the commitment's
     /// whole CPU cost.
