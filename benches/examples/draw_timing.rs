@@ -15,44 +15,28 @@
 //! [LAST]` (defaults 200 and 1). To time an earlier commit's checker, copy
 //! this file there (papers/results/draw-ab.md).
 
-use std::ops::ControlFlow;
-use std::time::Instant;
-
 use anyhow::{Context, Result};
 use forge_benches::prompts::prompt_set;
-use forge_benches::util::{default_model_path, positional_arg};
-use forge_engine::{Backend, Model, Numerics, TraceSink, generate};
-use forge_proofs::{
-    CommitmentSink, NodeKey, ReceiptBuilder, SpotChecker, challenge_cells, open_cells,
-    verify_openings,
-};
+use forge_benches::receipted::{Receipted, receipted};
+use forge_benches::util::{positional_arg, sorted_ms_on};
+use forge_engine::{Numerics, f16};
+use forge_proofs::{RowsRef, SpotChecker, challenge_cells, open_cells, verify_openings};
 use rayon::prelude::*;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let iters: usize = positional_arg(&args, 0, 200)?;
     let last: usize = positional_arg(&args, 1, 1)?;
-    let path = default_model_path().context("no model: run `forge-node pull` first")?;
-    let model = Model::load(&path, Backend::Cpu)?;
-    // As the proofs benchmark runs it.
-    model.use_huge_pages();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
-    let key = NodeKey::from_secret(&[42; 32]);
     // As the proofs benchmark generates it.
-    let req = prompt_set()[0].full_length_request(&model, 64)?;
-    let mut sink = CommitmentSink::new(model.config().d_model)?;
-    let g = pool.install(|| {
-        generate(&model, &req, Some(&mut sink as &mut dyn TraceSink), |_| {
-            ControlFlow::Continue(())
-        })
-    })?;
-    let commitment = sink.finish()?;
-    let receipt = ReceiptBuilder::new(&model, &key, forge_circuits::canonical_pk()).build(
-        [7; 16],
-        &req,
-        &g,
-        &commitment,
-    )?;
+    let Receipted {
+        model,
+        pool,
+        key: _,
+        req,
+        generation: g,
+        commitment,
+        receipt,
+    } = receipted(&prompt_set()[0], 64)?;
     let (layers, n_prompt) = (receipt.trace.layers, receipt.request.n_prompt);
     let samples_token = |&(l, p): &(u32, u32)| l + 1 == layers && p + 1 >= n_prompt;
     let seed = (0u64..10_000)
@@ -72,14 +56,7 @@ fn main() -> Result<()> {
     );
 
     let time = |what: &str, f: &(dyn Fn() + Sync)| {
-        let mut ms: Vec<f64> = (0..iters)
-            .map(|_| {
-                let started = Instant::now();
-                pool.install(f);
-                started.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        ms.sort_by(f64::total_cmp);
+        let ms = sorted_ms_on(&pool, iters, f);
         let (least, median) = (ms[0], ms[ms.len() / 2]);
         println!(
             "{what}: least {least:.3} ms, median {median:.3} ms ({:.2}% of the generation)",
@@ -102,12 +79,18 @@ fn main() -> Result<()> {
         openings.cells.par_iter().for_each(|c| {
             let t = c.pos as usize;
             let input = vec![0.1f32; model.config().d_model];
-            drop(model.replay_cell_rows_in(
-                Numerics::Int8,
-                c.layer as usize,
-                &input,
-                &c.kv.rows[..t],
-            ));
+            let (layer, w) = (c.layer as usize, c.kv.rows.width());
+            drop(match c.kv.rows.rows(0..t) {
+                Some(RowsRef::F16(v)) => {
+                    let rows: Vec<&[f16]> = v.chunks_exact(w).collect();
+                    model.replay_cell_rows_in(Numerics::Int8, layer, &input, &rows)
+                }
+                Some(RowsRef::F32(v)) => {
+                    let rows: Vec<&[f32]> = v.chunks_exact(w).collect();
+                    model.replay_cell_rows_in(Numerics::Int8, layer, &input, &rows)
+                }
+                None => return,
+            });
         });
     });
     Ok(())

@@ -15,13 +15,15 @@
 //!   server over loopback HTTP: TTFT and tokens/s at 1, 4, 8 streams;
 //! - [`llama_cpp`]: the llama.cpp reference, run through llama-cpp-python;
 //! - [`prompts`], [`mem`], [`util`]: the prompt set, `/proc` memory figures,
-//!   small helpers.
+//!   small helpers; [`receipted`]: a prompt generated, committed and
+//!   receipted, for the examples that time the checks.
 
 pub mod decode;
 pub mod llama_cpp;
 pub mod mem;
 pub mod prompts;
 pub mod proofs;
+pub mod receipted;
 pub mod serve;
 pub mod tolerance;
 pub mod util;

@@ -108,6 +108,24 @@ fn ms(f: impl FnOnce()) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
+/// What `forge-verify` does without the model: the receipt's offline checks
+/// and, beside them, decoding every audit's openings (of `checks` cells)
+/// and checking their cells and Merkle range proofs against the root.
+pub fn verify_without_model(receipt: &Receipt, anchor: &TrustAnchor, checks: u32) -> Result<()> {
+    let (offline, audits) = rayon::join(
+        || receipt.verify_offline(anchor),
+        || {
+            receipt.audits.iter().try_for_each(|a| -> Result<()> {
+                let o = SpotOpenings::from_bytes(&a.openings)?;
+                verify_openings(receipt, &a.seed, checks, &o)?;
+                Ok(())
+            })
+        },
+    );
+    offline?;
+    audits
+}
+
 /// Run the benchmark and write its table.
 pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
     let path = crate::decode::model_path(args.model.as_deref())?;
@@ -197,17 +215,7 @@ pub fn run(args: &ProofsArgs) -> Result<ProofsReport> {
         let decoded = Receipt::from_bytes(&full)?;
         let audit = &decoded.audits[0];
         let openings = SpotOpenings::from_bytes(&audit.openings)?;
-        // What `forge-verify` does without the model: the offline checks,
-        // then decoding every audit's openings and checking their cells and
-        // Merkle range proofs against the root.
-        let verify_no_model = || -> Result<()> {
-            decoded.verify_offline(&anchor)?;
-            for a in &decoded.audits {
-                let o = SpotOpenings::from_bytes(&a.openings)?;
-                verify_openings(&decoded, &a.seed, args.checks, &o)?;
-            }
-            Ok(())
-        };
+        let verify_no_model = || verify_without_model(&decoded, &anchor, args.checks);
         verify_no_model().context("the honest receipt must verify")?;
         let verify_offline_ms = median_ms(&pool, args.runs.max(5), || drop(verify_no_model()));
         let checker = SpotChecker::new(&model);
@@ -448,7 +456,7 @@ fn write(args: &ProofsArgs, r: &ProofsReport) -> Result<()> {
     );
     md += "Commitment overhead (wall) = per run pair (one generation without a sink, one with forge-proofs' `CommitmentSink` attached as servers run it, not timing its calls; the two alternate which runs first), decode tok/s without over decode tok/s with, minus 1; the median over pairs, and its interquartile range (wall time on a shared machine: noisy); the confidence interval for the median is the sign test's (`util::median_ci`: order statistics, no assumption on the noise's shape beyond pairs being independent and, as the order alternates, symmetric about the effect). ";
     md += "Commitment CPU / decode CPU = what committing a decode step's rows costs in CPU time (the time in the sink's `record` calls that handed over one position, plus the decode rows' share of the hashing jobs: each block's hashing time in the proportion of its rows that came one position at a time; the sink's `CommitCost::decode_*`, from a third generation per run, outside the pair, with a sink that times its calls: `SinkOptions::timed`), over the CPU time of a decode step without a sink (all threads of the process, from the first token's callback to the end of the generation); both per step are medians over runs divided by (generated - 1). It measures the commitment's own work rather than a difference of two noisy wall times, and the decode steps' apart from the prompt's. Sink calls / decode = the time in those one-position `record` calls (copying rows and queueing blocks; a backlog hashed inside them, only when more than 64 groups wait for the pool, counts as hashing) per decoded token over a decode step's wall time; the engine makes the calls beside the next layer's products from whichever pool thread is free, so this is CPU time, on the critical path only when no thread was free. ";
-    md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) plus decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`). ";
+    md += "Verify, no model = what `forge-verify` does without `--model`: `Receipt::verify_offline` (encoding, FLOPs, signature, CU proof, audit signatures) and, beside it (`rayon::join`, as `forge-verify` runs them since stop 31), decoding every audit's openings and checking their cells and Merkle range proofs (`verify_openings`); in process, so without the binary's start (loading the key, reading the file). ";
     md += "Spot checks = re-executing every embedded cell with the real weights (`SpotChecker`), as a share of the generation's wall time, \
            and of its CPU time (all threads of the process, from `/proc/self/task/*/schedstat`; the generation without a sink). \
            The cells come from the receipt's own non-interactive seed, so which layers they hit changes with the receipt. \

@@ -67,6 +67,20 @@ pub fn positional_arg<T: std::str::FromStr>(
     })
 }
 
+/// `f` run `iters` times on `pool` (each call through `pool.install`), the
+/// calls' wall times in milliseconds, sorted; at least one call.
+pub fn sorted_ms_on(pool: &rayon::ThreadPool, iters: usize, f: &(dyn Fn() + Sync)) -> Vec<f64> {
+    let mut ms: Vec<f64> = (0..iters.max(1))
+        .map(|_| {
+            let started = std::time::Instant::now();
+            pool.install(f);
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
 /// Median of `xs` (mean of the two middle values for an even count); `None`
 /// when empty. NaNs sort last.
 pub fn median(xs: &[f64]) -> Option<f64> {

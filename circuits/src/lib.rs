@@ -54,6 +54,6 @@ pub use flops::{FlopConfig, flops};
 pub use rand_chacha::{ChaCha20Rng, rand_core};
 pub use snark::{
     CuProof, PROOF_BYTES, ProvingKey, VerifyingKey, pk_from_bytes, pk_to_bytes, prove, setup,
-    verify, vk_from_bytes, vk_hash, vk_of, vk_to_bytes,
+    verify, vk_from_bytes, vk_hash, vk_of, vk_to_bytes, vk_to_prepared_bytes,
 };
 pub use statement::{CuStatement, INPUT_BOUND, NUM_PUBLIC_INPUTS};

@@ -68,7 +68,7 @@ pub use generate::{
 /// IEEE binary16, the element type of the CPU engine's key/value cache (from
 /// the `half` crate), as [`TraceSink::record_keys_values`] hands it.
 pub use half::f16;
-pub use kernels::{Isa, Numerics, narrow_f16_exact, prefetch_lines, widen_f16};
+pub use kernels::{Isa, KvValue, Numerics, narrow_f16_exact, prefetch_lines, widen_f16};
 pub use logprobs::TokenLogprobs;
 pub use model::{Backend, BatchItem, CellReplay, Model, Session};
 pub use sampling::{SamplingParams, argmax, sample, uniform};

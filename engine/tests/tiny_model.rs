@@ -5,8 +5,9 @@ use std::ops::ControlFlow;
 use forge_engine::gguf::GgufFile;
 use forge_engine::testing::{TinySpec, tiny_model_gguf};
 use forge_engine::{
-    Backend, ChatMessage, EngineError, FinishReason, ForwardWork, GenerateRequest, Model, Numerics,
-    SamplingParams, TraceRecorder, generate, lm_head_flops, position_flops, request_flops,
+    Backend, CellReplay, ChatMessage, EngineError, FinishReason, ForwardWork, GenerateRequest,
+    Model, Numerics, SamplingParams, TraceRecorder, f16, generate, lm_head_flops, position_flops,
+    request_flops,
 };
 
 fn model_with(spec: &TinySpec, backend: Backend) -> Model {
@@ -185,17 +186,26 @@ fn rows_are_batch_invariant_prefill_decode_and_replay() {
                 .flat_map(|p| rec.kv_row(l, p).unwrap().to_vec())
                 .collect();
             let cell = m.replay_cell(l, &inputs[t * d..], &prefix).unwrap();
+            let same_as_cell = |r: &CellReplay, what: &str| {
+                assert_eq!(bits(&r.kv), bits(&cell.kv), "{what} ({l},{t})");
+                assert_eq!(bits(&r.output), bits(&cell.output), "{what} ({l},{t})");
+            };
             // The rows apart, as an opening holds them: the same bits.
             let rows: Vec<&[f32]> = (0..t).map(|p| rec.kv_row(l, p).unwrap()).collect();
             let apart = m
                 .replay_cell_rows_in(Numerics::Int8, l, &inputs[t * d..], &rows)
                 .unwrap();
-            assert_eq!(bits(&apart.kv), bits(&cell.kv), "rows apart ({l},{t})");
-            assert_eq!(
-                bits(&apart.output),
-                bits(&cell.output),
-                "rows apart ({l},{t})"
-            );
+            same_as_cell(&apart, "rows apart");
+            // The rows in f16, as the exact kernels' trace keeps them (they
+            // are f16 values): copied into the replay's cache as they are.
+            let halves: Vec<Vec<f16>> = rows
+                .iter()
+                .map(|r| r.iter().map(|&v| f16::from_f32(v)).collect())
+                .collect();
+            let from_f16 = m
+                .replay_cell_rows_in(Numerics::Int8, l, &inputs[t * d..], &halves)
+                .unwrap();
+            same_as_cell(&from_f16, "f16 rows");
             assert_eq!(
                 bits(&cell.kv),
                 bits(rec.kv_row(l, t).unwrap()),

@@ -156,3 +156,33 @@ fn pull_without_python_names_the_manual_command() {
         "{err}"
     );
 }
+
+#[test]
+fn setup_writes_a_key_pair_with_its_prepared_verifying_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["setup", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let vk = forge_circuits::vk_from_bytes(&read("cu.vk")).unwrap();
+    let pk = forge_circuits::pk_from_bytes(&read("cu.pk")).unwrap();
+    assert_eq!(forge_circuits::vk_of(&pk), vk, "the pair belongs together");
+    assert_eq!(
+        read("cu.pvk"),
+        forge_circuits::vk_to_prepared_bytes(&vk),
+        "cu.pvk is cu.vk with its pairing precomputation"
+    );
+    let hash: String = forge_circuits::vk_hash(&vk)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hash);
+}

@@ -62,7 +62,10 @@ mod spot;
 
 pub use check_id::CheckId;
 pub use codec::{DecodeError, EncodeError, Reader, Writer};
-pub use commit::{CommitCost, CommitError, Commitment, CommitmentSink, RangeOpening, SinkOptions};
+pub use commit::{
+    CommitCost, CommitError, Commitment, CommitmentSink, OpenedRows, RangeOpening, RowsRef,
+    SinkOptions,
+};
 pub use digest::{
     AUDIT_DOMAIN, OUTPUT_DOMAIN, PROMPT_DOMAIN, RECEIPT_DOMAIN, domain_hash, output_hash,
     prompt_hash,

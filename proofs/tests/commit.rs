@@ -7,7 +7,7 @@ use forge_engine::{
 };
 use forge_proofs::{
     CommitError, Commitment, CommitmentSink, DType, KV_BLOCK, MerkleError, MerkleTree,
-    OUTPUT_BLOCK, RowGroup, SinkOptions, leaf_hash, row_blocks,
+    OUTPUT_BLOCK, OpenedRows, RowGroup, SinkOptions, leaf_hash, row_blocks,
 };
 
 use crate::common::{self, D_MODEL, LAYERS};
@@ -392,7 +392,7 @@ fn openings_verify_and_tampered_openings_do_not() {
                         first <= a && b < first + o.rows.len(),
                         "{a}..={b} is inside"
                     );
-                    assert_eq!(o.row_at(a as u32).unwrap(), &o.rows[a - first][..]);
+                    assert_eq!(o.row_at(a as u32), o.rows.row_f32(a - first));
                     o.verify(&root, l, 0, t, c.dtype()).unwrap();
                 }
             }
@@ -407,7 +407,8 @@ fn openings_verify_and_tampered_openings_do_not() {
     assert_eq!(o.row_at(2).unwrap(), c.row(2, 2).unwrap());
     assert_eq!(o.row_at(OUTPUT_BLOCK as u32), None);
     let mut bad = o.clone();
-    bad.rows[1][5] += 1e-6;
+    let w = bad.rows.width();
+    bad.rows.f32_values_mut().unwrap()[w + 5] += 1e-6;
     assert!(
         bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "changed value"
@@ -426,7 +427,7 @@ fn openings_verify_and_tampered_openings_do_not() {
         "claimed for other positions"
     );
     let mut bad = o.clone();
-    bad.rows.pop();
+    bad.rows.truncate(o.rows.len() - 1);
     assert!(
         bad.verify(&root, l, 0, t, c.dtype()).is_err(),
         "a row dropped"
@@ -470,7 +471,7 @@ fn openings_verify_and_tampered_openings_do_not() {
     );
     o.verify(&root, l, 0, t, c.dtype()).unwrap();
     let mut bad = kv.clone();
-    bad.rows.remove(0);
+    bad.rows.remove_row(0);
     bad.first_pos = 1;
     assert!(
         matches!(
@@ -480,7 +481,7 @@ fn openings_verify_and_tampered_openings_do_not() {
         "a block opened from its middle"
     );
     let mut bad = kv.clone();
-    bad.rows.pop();
+    bad.rows.truncate(kv.rows.len() - 1);
     assert!(
         matches!(
             bad.verify(&root, l, 0, t, c.dtype()),
@@ -489,8 +490,10 @@ fn openings_verify_and_tampered_openings_do_not() {
         "a block cut short"
     );
     let mut bad = kv.clone();
-    // Negated (an f16 still, as key/value rows must be; -0.0 for 0.0).
-    bad.rows[KV_BLOCK - 1][0] = -bad.rows[KV_BLOCK - 1][0];
+    // Negated (-0.0 for 0.0).
+    let at = (KV_BLOCK - 1) * kv.rows.width();
+    let values = bad.rows.f16_values_mut().expect("key/value rows are f16");
+    values[at] = -values[at];
     assert!(
         matches!(
             bad.verify(&root, l, 0, t, c.dtype()),
@@ -500,16 +503,19 @@ fn openings_verify_and_tampered_openings_do_not() {
     );
     assert_eq!(c.dtype(), DType::F32KvF16, "the CPU engine's trace");
     let mut bad = kv.clone();
-    bad.rows[2][1] = f32::from_bits(bad.rows[2][1].to_bits() ^ 1);
+    let at = 2 * kv.rows.width() + 1;
+    let values = bad.rows.f16_values_mut().expect("key/value rows are f16");
+    values[at] = f16::from_bits(values[at].to_bits() ^ 1);
     assert!(
         matches!(
             bad.verify(&root, l, 0, t, c.dtype()),
-            Err(MerkleError::NotF16 { .. })
+            Err(MerkleError::RootMismatch { .. })
         ),
-        "a key/value value between two f16s is refused, not rounded"
+        "a key/value value one f16 step away"
     );
     let mut bad = kv.clone();
-    bad.elem = forge_proofs::Elem::F32;
+    // The same values, widened: exact, but not the committed element type.
+    bad.rows = OpenedRows::from_f32(kv.rows.width(), kv.rows.to_f32_rows().concat()).unwrap();
     assert!(
         matches!(
             bad.verify(&root, l, 0, t, c.dtype()),
@@ -773,4 +779,63 @@ fn split_keys_and_values_commit_the_same_however_they_lie_in_memory() {
             &rows[(n - 1) * 2 * kv_dim..]
         );
     }
+}
+
+#[test]
+fn opened_rows_are_whole_rows_and_widen_f16_exactly() {
+    for bad in [
+        OpenedRows::from_f32(0, vec![]),
+        OpenedRows::from_f32(3, vec![0.0; 4]),
+        OpenedRows::from_f16(2, vec![f16::ZERO; 3]),
+    ] {
+        assert!(
+            matches!(bad, Err(MerkleError::RaggedRows { .. })),
+            "{bad:?}"
+        );
+    }
+    let halves: Vec<f16> = [0x3C00u16, 0x8000, 0x0001, 0xFC00, 0x7E01, 0x4000]
+        .into_iter()
+        .map(f16::from_bits)
+        .collect();
+    let mut rows = OpenedRows::from_f16(3, halves).unwrap();
+    assert_eq!(
+        (rows.len(), rows.width(), rows.elem()),
+        (2, 3, forge_proofs::Elem::F16)
+    );
+    let first = rows.row_f32(0).unwrap();
+    assert_eq!(
+        first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        [
+            1.0f32.to_bits(),
+            (-0.0f32).to_bits(),
+            f16::from_bits(1).to_f32().to_bits()
+        ]
+    );
+    assert!(rows.row_f32(1).unwrap()[1].is_nan());
+    assert_eq!(rows.row_f32(2), None);
+    assert_eq!(
+        serde_json::to_value(&rows).unwrap(),
+        serde_json::json!([
+            [1.0, -0.0, f16::from_bits(1).to_f32()],
+            [f32::NEG_INFINITY, null, 2.0]
+        ]),
+        "the JSON view: rows of numbers (NaN has no JSON number)"
+    );
+    rows.remove_row(0);
+    assert_eq!(rows.len(), 1);
+    match rows.values() {
+        forge_proofs::RowsRef::F16(v) => assert_eq!(
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            [0xFC00, 0x7E01, 0x4000]
+        ),
+        forge_proofs::RowsRef::F32(_) => panic!("f16 rows stay f16"),
+    }
+    rows.remove_row(5);
+    rows.truncate(0);
+    assert!(rows.is_empty());
+    let mut wide = OpenedRows::from_f32(2, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    assert_eq!(wide.row_f32(1).unwrap()[..], [3.0, 4.0]);
+    assert!(wide.f16_values_mut().is_none());
+    wide.f32_values_mut().unwrap()[0] = 5.0;
+    assert_eq!(wide.to_f32_rows(), vec![vec![5.0, 2.0], vec![3.0, 4.0]]);
 }

@@ -6,9 +6,8 @@ use forge_engine::{
     GenerateRequest, Generation, Model, SamplingParams, TraceRecorder, TraceSink, f16, generate,
 };
 use forge_proofs::{
-    AuditEntry, Check, Commitment, CommitmentSink, DecodeError, EncodeError, NodeKey, Receipt,
-    ReceiptBuilder, SpotChecker, SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells,
-    open_cells,
+    AuditEntry, Check, Commitment, CommitmentSink, DecodeError, NodeKey, Receipt, ReceiptBuilder,
+    SpotChecker, SpotError, SpotOpenings, TrustAnchor, Verdict, challenge_cells, open_cells,
 };
 
 use crate::common::{self, D_MODEL, LAYERS};
@@ -343,7 +342,7 @@ fn tampered_or_mismatched_openings_are_rejected() {
     checker.check_cells(&r, &cells, &honest).unwrap();
 
     let mut bad = honest.clone();
-    bad.cells[0].output.rows[0][0] += 0.5;
+    bad.cells[0].output.rows.f32_values_mut().unwrap()[0] += 0.5;
     assert!(matches!(
         checker.check_cells(&r, &cells, &bad),
         Err(SpotError::Opening {
@@ -353,13 +352,16 @@ fn tampered_or_mismatched_openings_are_rejected() {
         })
     ));
     let mut bad = honest.clone();
-    bad.cells[0].input.as_mut().unwrap().rows[0][7] *= 2.0;
+    let input = &mut bad.cells[0].input.as_mut().unwrap().rows;
+    input.f32_values_mut().unwrap()[7] *= 2.0;
     assert!(matches!(
         checker.check_cells(&r, &cells, &bad),
         Err(SpotError::Opening { .. })
     ));
     let mut bad = honest.clone();
-    bad.cells[0].kv.rows[1][7] *= 2.0;
+    let kv = &mut bad.cells[0].kv.rows;
+    let w = kv.width();
+    kv.f16_values_mut().unwrap()[w + 7] *= f16::from_f32(2.0);
     assert!(matches!(
         checker.check_cells(&r, &cells, &bad),
         Err(SpotError::Opening {
@@ -370,7 +372,9 @@ fn tampered_or_mismatched_openings_are_rejected() {
     ));
     let mut bad = honest.clone();
     // Past t = 3, in the rest of its key/value block: not replayed, but hashed.
-    bad.cells[0].kv.rows[10][0] += 1.0;
+    let kv = &mut bad.cells[0].kv.rows;
+    let w = kv.width();
+    kv.f16_values_mut().unwrap()[10 * w] += f16::ONE;
     assert!(matches!(
         checker.check_cells(&r, &cells, &bad),
         Err(SpotError::Opening {
@@ -380,7 +384,8 @@ fn tampered_or_mismatched_openings_are_rejected() {
         })
     ));
     let mut bad = honest.clone();
-    bad.cells[0].kv.rows.pop();
+    let kv = &mut bad.cells[0].kv.rows;
+    kv.truncate(kv.len() - 1);
     assert!(matches!(
         checker.check_cells(&r, &cells, &bad),
         Err(SpotError::MalformedOpening { .. })
@@ -449,21 +454,13 @@ fn tampered_or_mismatched_openings_are_rejected() {
     }
     assert!(SpotOpenings::from_bytes(&[bytes.clone(), vec![0]].concat()).is_err());
 
-    // Key/value rows travel as f16 (the CPU engine's trace): a value that
-    // is not an f16 does not encode, and f16 bits that would not come back
-    // from their widened value (a signaling NaN) do not decode.
-    assert_eq!(honest.cells[0].kv.elem, forge_proofs::Elem::F16);
+    // Key/value rows travel as f16 (the CPU engine's trace); a signaling
+    // NaN, which the engine never commits (rounding to f16 quiets NaNs),
+    // does not decode.
+    assert_eq!(honest.cells[0].kv.rows.elem(), forge_proofs::Elem::F16);
     let mut odd = honest.clone();
-    odd.cells[0].kv.rows[0][0] = 1.0 + 1.0 / 4096.0;
-    assert!(matches!(
-        odd.to_bytes(),
-        Err(EncodeError::Inconsistent {
-            field: "opening.rows",
-            ..
-        })
-    ));
     let marker = f16::from_bits(0x7BFE); // 65472, the largest f16 but one
-    odd.cells[0].kv.rows[0][0] = marker.to_f32();
+    odd.cells[0].kv.rows.f16_values_mut().unwrap()[0] = marker;
     let mut bytes = odd.to_bytes().unwrap();
     let at: Vec<usize> = (0..bytes.len() - 1)
         .filter(|&i| bytes[i..i + 2] == [0xFE, 0x7B])
@@ -477,6 +474,26 @@ fn tampered_or_mismatched_openings_are_rejected() {
             ..
         })
     ));
+    // Every other f16 comes back as the very bits it went as: -0, the
+    // smallest subnormal, an infinity, quiet NaNs with payloads.
+    let odd_bits = [0x8000u16, 0x0001, 0xFC00, 0x7E01, 0xFFFF];
+    let values = odd.cells[0].kv.rows.f16_values_mut().unwrap();
+    for (v, b) in values.iter_mut().zip(odd_bits) {
+        *v = f16::from_bits(b);
+    }
+    let bytes = odd.to_bytes().unwrap();
+    let back = SpotOpenings::from_bytes(&bytes).unwrap();
+    assert_eq!(back.to_bytes().unwrap(), bytes, "re-encodes to its bytes");
+    match back.cells[0].kv.rows.values() {
+        forge_proofs::RowsRef::F16(v) => assert_eq!(
+            v[..odd_bits.len()]
+                .iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<_>>(),
+            odd_bits
+        ),
+        forge_proofs::RowsRef::F32(_) => panic!("key/value rows decode as f16"),
+    }
 }
 
 #[test]

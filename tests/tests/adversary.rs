@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use forge_engine::GenerateRequest;
 use forge_engine::testing::TinySpec;
-use forge_proofs::{Receipt, SpotChecker, SpotError, challenge_cells};
+use forge_proofs::{OpenedRows, Receipt, SpotChecker, SpotError, challenge_cells};
 use forge_tests::adversary::{
     Cheat, CheckId, DetectionRow, Served, World, challenge_seed, detection_markdown, embedded_seed,
     measure_detection, provider_key, reprove, resign,
@@ -174,8 +174,9 @@ fn a_skipped_layer_fails_exactly_its_cells() {
     // The skip is real: layer 2's committed rows are layer 1's, bit for bit.
     let t = served.commitment.positions() - 1;
     let rows = |l| served.commitment.open_range(l, 0, t).unwrap().rows;
-    let bits = |rows: Vec<Vec<f32>>| {
-        rows.concat()
+    let bits = |rows: OpenedRows| {
+        rows.to_f32_rows()
+            .concat()
             .iter()
             .map(|v| v.to_bits())
             .collect::<Vec<_>>()

@@ -29,6 +29,50 @@ pub(crate) trait KvElem: Copy + Default + Send + Sync + std::fmt::Debug + 'stati
 
     /// Writes `src` widened to f32, exactly, into `dst` (the same length).
     fn widen_slice(src: &[Self], dst: &mut [f32]);
+
+    /// Writes committed values `src` as this type into `dst` (the same
+    /// length): what a replay does with an opened key/value prefix.
+    fn from_committed<V: KvValue>(src: &[V], dst: &mut [Self]);
+}
+
+/// The element type of committed key/value rows that a replay reads
+/// ([`crate::Model::replay_cell_rows_in`]): f32, or f16 as the CPU
+/// engine's trace keeps them. A replay copies f16 rows into an f16 cache
+/// as they are (no widening to f32 and rounding back) and rounds f32 rows
+/// as the forward pass rounds its keys and values.
+pub trait KvValue: Copy + Send + Sync + sealed::Sealed + 'static {
+    /// Writes `src` into `dst` (the same length), rounded to nearest even.
+    fn narrow_to_f16(src: &[Self], dst: &mut [f16]);
+
+    /// Writes `src` into `dst` (the same length), exactly.
+    fn widen_to_f32(src: &[Self], dst: &mut [f32]);
+}
+
+mod sealed {
+    /// Only the engine's element types are [`super::KvValue`]s.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+}
+
+impl KvValue for f32 {
+    fn narrow_to_f16(src: &[Self], dst: &mut [f16]) {
+        f16::narrow_into(src, dst);
+    }
+
+    fn widen_to_f32(src: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+impl KvValue for f16 {
+    fn narrow_to_f16(src: &[Self], dst: &mut [f16]) {
+        dst.copy_from_slice(src);
+    }
+
+    fn widen_to_f32(src: &[Self], dst: &mut [f32]) {
+        widen_f16(src, dst);
+    }
 }
 
 impl KvElem for f32 {
@@ -45,6 +89,10 @@ impl KvElem for f32 {
 
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
         dst.copy_from_slice(src);
+    }
+
+    fn from_committed<V: KvValue>(src: &[V], dst: &mut [Self]) {
+        V::widen_to_f32(src, dst);
     }
 }
 
@@ -73,6 +121,10 @@ impl KvElem for f16 {
 
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
         widen_f16(src, dst);
+    }
+
+    fn from_committed<V: KvValue>(src: &[V], dst: &mut [Self]) {
+        V::narrow_to_f16(src, dst);
     }
 }
 

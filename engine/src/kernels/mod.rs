@@ -30,7 +30,7 @@ pub(crate) use attention::{AttnSeq, AttnShape, attention, attention_many};
 pub(crate) use exp::{exp_f32, exp_f64};
 pub use isa::Isa;
 pub(crate) use kv_elem::{KvElem, narrowed, widen_into};
-pub use kv_elem::{narrow_f16_exact, widen_f16};
+pub use kv_elem::{KvValue, narrow_f16_exact, widen_f16};
 pub use matmul::Numerics;
 pub(crate) use matmul::QMatrix;
 pub(crate) use rowops::{RopeTable, add_in_place, rms_norm, rope_in_place, silu_mul};

@@ -7,7 +7,7 @@ use super::handover::{Handover, alongside};
 use super::weights::{LayerWeights, Weights};
 use crate::config::ModelConfig;
 use crate::kernels::{
-    AttnSeq, AttnShape, KvElem, Numerics, QMatrix, RopeTable, add_in_place, attention,
+    AttnSeq, AttnShape, KvElem, KvValue, Numerics, QMatrix, RopeTable, add_in_place, attention,
     attention_many, narrowed, rms_norm, rope_in_place, silu_mul, widen_into,
 };
 use crate::trace::TraceSink;
@@ -204,19 +204,19 @@ impl CpuForward<'_> {
     /// nothing in them; a row whose values are not (which no honest run
     /// commits) is checked, as itself, by the cell at its own position,
     /// whose replay gives a rounded row that cannot equal it.
-    pub(crate) fn replay_cell<R: AsRef<[f32]>>(
+    pub(crate) fn replay_cell<V: KvValue, R: AsRef<[V]>>(
         &self,
         lw: &LayerWeights,
         input: &[f32],
         kv_prefix: &[R],
     ) -> (Vec<f32>, Vec<f32>) {
         match self.numerics {
-            Numerics::Int8 => self.replay_cell_with::<f16, R>(lw, input, kv_prefix),
-            Numerics::F32 => self.replay_cell_with::<f32, R>(lw, input, kv_prefix),
+            Numerics::Int8 => self.replay_cell_with::<f16, V, R>(lw, input, kv_prefix),
+            Numerics::F32 => self.replay_cell_with::<f32, V, R>(lw, input, kv_prefix),
         }
     }
 
-    fn replay_cell_with<T: KvElem, R: AsRef<[f32]>>(
+    fn replay_cell_with<T: KvElem, V: KvValue, R: AsRef<[V]>>(
         &self,
         lw: &LayerWeights,
         input: &[f32],
@@ -228,8 +228,8 @@ impl CpuForward<'_> {
         let mut v = AlignedRows::<T>::with_capacity((t + 1) * kvdim);
         for row in kv_prefix {
             let (kr, vr) = row.as_ref().split_at(kvdim);
-            k.extend_with(kvdim, |dst| T::narrow_into(kr, dst));
-            v.extend_with(kvdim, |dst| T::narrow_into(vr, dst));
+            k.extend_with(kvdim, |dst| T::from_committed(kr, dst));
+            v.extend_with(kvdim, |dst| T::from_committed(vr, dst));
         }
         let mut x = input.to_vec();
         self.layer(

@@ -21,7 +21,7 @@ use crate::chat::ChatTemplate;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
-use crate::kernels::{Numerics, RopeTable};
+use crate::kernels::{KvValue, Numerics, RopeTable};
 use crate::tokenizer::Tokenizer;
 use crate::trace::{TraceSink, reborrow};
 
@@ -388,8 +388,10 @@ impl Model {
 
     /// [`Model::replay_cell_in`] with the prefix's `[k | v]` rows apart (a
     /// spot check's openings hold them so), which spares gathering them
-    /// into one array first.
-    pub fn replay_cell_rows_in<R: AsRef<[f32]> + Sync>(
+    /// into one array first, in f32 or, as the CPU engine's trace keeps
+    /// them, f16 ([`KvValue`]; an f16 row enters the replay's f16 cache as
+    /// it is).
+    pub fn replay_cell_rows_in<V: KvValue, R: AsRef<[V]> + Sync>(
         &self,
         numerics: Numerics,
         layer: usize,

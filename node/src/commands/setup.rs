@@ -8,7 +8,8 @@ use clap::Args;
 /// Arguments of `setup`.
 #[derive(Debug, Args)]
 pub(crate) struct SetupArgs {
-    /// Directory to write `cu.pk` and `cu.vk` into.
+    /// Directory to write `cu.pk`, `cu.vk` and `cu.pvk` (the verifying key
+    /// with its pairing precomputation) into.
     #[arg(long, default_value = ".")]
     out: PathBuf,
 }
@@ -25,10 +26,14 @@ pub(crate) fn setup(args: SetupArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let (pk_path, vk_path) = (args.out.join("cu.pk"), args.out.join("cu.vk"));
-    std::fs::write(&pk_path, forge_circuits::pk_to_bytes(&pk))
-        .with_context(|| format!("writing {}", pk_path.display()))?;
-    std::fs::write(&vk_path, forge_circuits::vk_to_bytes(&vk))
-        .with_context(|| format!("writing {}", vk_path.display()))?;
+    let pvk_path = args.out.join("cu.pvk");
+    for (path, bytes) in [
+        (&pk_path, forge_circuits::pk_to_bytes(&pk)),
+        (&vk_path, forge_circuits::vk_to_bytes(&vk)),
+        (&pvk_path, forge_circuits::vk_to_prepared_bytes(&vk)),
+    ] {
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
     let hash: String = forge_circuits::vk_hash(&vk)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -1,14 +1,16 @@
 //! The finished commitment: the Merkle tree and the rows behind it.
 
+use std::borrow::Cow;
 use std::time::Duration;
+
+use forge_engine::f16;
+use half::slice::HalfBitsSliceExt;
 
 use super::recycle;
 use super::store::{BlockStore, StoredBlock};
 use super::worker::{HashedGroup, Recorded};
-use super::{CommitError, RangeOpening};
-use crate::merkle::{
-    DType, Elem, Hash, MerkleTree, RowGroup, TreeLayout, rows_covering, unpack_f16,
-};
+use super::{CommitError, OpenedRows, RangeOpening};
+use crate::merkle::{DType, Elem, Hash, MerkleTree, RowGroup, TreeLayout, rows_covering};
 
 /// A Merkle commitment to every layer's output rows and every layer's key
 /// and value rows at every forwarded position.
@@ -305,22 +307,28 @@ impl Commitment {
         (width, self.dtype.elem(kind))
     }
 
-    /// Rows `range` of `block` (of group `group`), as f32 values.
+    /// Rows `range` of `block` (of group `group`), row after row, in the
+    /// element type the group is kept in.
     fn read_rows(
         &self,
         group: usize,
         block: &StoredBlock,
         range: std::ops::Range<usize>,
-    ) -> Result<Vec<Vec<f32>>, CommitError> {
+        into: &mut RowBuffer,
+    ) -> Result<(), CommitError> {
         let (width, elem) = self.shape(group);
-        let rows = self
+        let words = self
             .store
             .read(block, elem.words(width), range)
             .map_err(CommitError::Spill)?;
-        Ok(match elem {
-            Elem::F32 => rows,
-            Elem::F16 => rows.iter().map(|words| unpack_f16(words)).collect(),
-        })
+        match into {
+            RowBuffer::F32(v) => v.extend_from_slice(&words),
+            // Two f16 to a word, as the sink packed them.
+            RowBuffer::F16(v) => {
+                v.extend_from_slice(bytemuck::cast_slice::<f32, u16>(&words).reinterpret_cast())
+            }
+        }
+        Ok(())
     }
 
     /// The whole blocks of row group `group` around rows `first..=last`;
@@ -340,29 +348,34 @@ impl Commitment {
             self.block_index(group, last),
         );
         let proof = self.tree.prove_range(a, b)?;
-        let mut rows = Vec::with_capacity(last - first + 1);
+        let (width, elem) = self.shape(group);
+        let mut rows = RowBuffer::new(elem, (last - first + 1) * width);
         for (i, stored) in self.blocks[a..=b].iter().enumerate() {
             let block_first = first + i * block;
             let n = (last + 1 - block_first).min(block);
-            rows.extend(self.read_rows(group, stored, 0..n)?);
+            self.read_rows(group, stored, 0..n, &mut rows)?;
         }
         // `check` bounded layer and positions by the committed ones, which
         // fit in u32, and groups are fewer than 2 L.
         Ok(RangeOpening {
             layer: group as u32,
             first_pos: first as u32,
-            elem: self.shape(group).1,
-            rows,
+            rows: rows.into_rows(width)?,
             proof,
         })
     }
 
-    /// Row `pos` of row group `group`; `check` must have passed.
+    /// Row `pos` of row group `group`, as f32 values; `check` must have
+    /// passed.
     fn read_row(&self, group: usize, pos: usize) -> Result<Vec<f32>, CommitError> {
         let at = (pos - self.start) % self.kind(group).block();
         let block = &self.blocks[self.block_index(group, pos)];
-        let mut rows = self.read_rows(group, block, at..at + 1)?;
-        rows.pop()
+        let (width, elem) = self.shape(group);
+        let mut row = RowBuffer::new(elem, width);
+        self.read_rows(group, block, at..at + 1, &mut row)?;
+        row.into_rows(width)?
+            .row_f32(0)
+            .map(Cow::into_owned)
             .ok_or(CommitError::Spill(std::io::Error::other("empty block")))
     }
 
@@ -391,5 +404,27 @@ impl Drop for Commitment {
             StoredBlock::Memory(rows) => Some(rows),
             StoredBlock::Disk(_) => None,
         }));
+    }
+}
+
+/// Rows being read out of their stored blocks, in their element type.
+enum RowBuffer {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl RowBuffer {
+    fn new(elem: Elem, capacity: usize) -> Self {
+        match elem {
+            Elem::F32 => Self::F32(Vec::with_capacity(capacity)),
+            Elem::F16 => Self::F16(Vec::with_capacity(capacity)),
+        }
+    }
+
+    fn into_rows(self, width: usize) -> Result<OpenedRows, CommitError> {
+        Ok(match self {
+            Self::F32(v) => OpenedRows::from_f32(width, v)?,
+            Self::F16(v) => OpenedRows::from_f16(width, v)?,
+        })
     }
 }

@@ -3,6 +3,7 @@
 
 mod commitment;
 mod error;
+mod opened_rows;
 mod opening;
 mod recycle;
 mod sink;
@@ -11,6 +12,7 @@ mod worker;
 
 pub use commitment::{CommitCost, Commitment};
 pub use error::CommitError;
+pub use opened_rows::{OpenedRows, RowsRef};
 pub use opening::RangeOpening;
 pub use sink::{CommitmentSink, SinkOptions};
 

@@ -1,10 +1,13 @@
 //! Opened rows with their range proof.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::{OpenedRows, RowsRef};
 use crate::merkle::{
-    DType, Elem, Hash, MerkleError, RangeProof, TreeLayout, leaf_hash, verify_range,
+    DType, Hash, MerkleError, RangeProof, TreeLayout, leaf_hash_f16, leaf_hash_words, verify_range,
 };
 
 /// Rows `first_pos..first_pos + rows.len()` of one row group, with the
@@ -16,20 +19,20 @@ pub struct RangeOpening {
     pub layer: u32,
     /// Position of the first row.
     pub first_pos: u32,
-    /// The element type the group's rows are kept and hashed in (the
-    /// receipt's dtype decides it; [`RangeOpening::verify`] checks).
-    pub elem: Elem,
-    /// The rows, in position order, as f32 values (f16 rows widened).
-    pub rows: Vec<Vec<f32>>,
+    /// The rows, in position order, in the element type the group's rows
+    /// are kept and hashed in (the receipt's dtype decides it;
+    /// [`RangeOpening::verify`] checks).
+    pub rows: OpenedRows,
     /// Sibling hashes from these leaves to the root.
     pub proof: RangeProof,
 }
 
 impl RangeOpening {
-    /// The opened row at position `pos`, if the opening holds it.
-    pub fn row_at(&self, pos: u32) -> Option<&[f32]> {
+    /// The opened row at position `pos` as f32 values (an f16 row widened),
+    /// if the opening holds it.
+    pub fn row_at(&self, pos: u32) -> Option<Cow<'_, [f32]>> {
         let i = pos.checked_sub(self.first_pos)?;
-        self.rows.get(i as usize).map(Vec::as_slice)
+        self.rows.row_f32(i as usize)
     }
 
     /// Checks the rows against `root`, for a trace of `layers` layers over
@@ -78,24 +81,31 @@ impl RangeOpening {
                 block,
             });
         }
-        if self.elem != dtype.elem(kind) {
+        if self.rows.elem() != dtype.elem(kind) {
             return Err(MerkleError::WrongElem {
                 expected: dtype.elem(kind),
-                received: self.elem,
+                received: self.rows.elem(),
             });
         }
-        // A spot check's key/value openings run to hundreds of rows:
+        // A spot check's key/value openings run to thousands of rows:
         // hashing them is most of an offline verification, and the blocks
-        // hash in parallel.
-        let leaves = self
-            .rows
-            .par_chunks(rows_per_leaf)
-            .enumerate()
-            .map(|(b, rows)| {
-                let flat: Vec<f32> = rows.concat();
+        // hash in parallel, each where its rows lie.
+        let leaves = (0..self.rows.len().div_ceil(rows_per_leaf))
+            .into_par_iter()
+            .map(|b| {
+                let from = b * rows_per_leaf;
+                let to = (from + rows_per_leaf).min(self.rows.len());
                 // < start + t, which fits in u32; at most a block of rows.
-                let pos = self.first_pos + (b * rows_per_leaf) as u32;
-                leaf_hash(kind, layer, pos, rows.len() as u32, dtype, &flat)
+                let (pos, count) = (self.first_pos + from as u32, (to - from) as u32);
+                match self.rows.rows(from..to) {
+                    Some(RowsRef::F32(rows)) => {
+                        Ok(leaf_hash_words(kind, layer, pos, count, dtype, rows))
+                    }
+                    Some(RowsRef::F16(rows)) => {
+                        Ok(leaf_hash_f16(kind, layer, pos, count, dtype, rows))
+                    }
+                    None => Err(MerkleError::EmptyRange),
+                }
             })
             .collect::<Result<Vec<Hash>, MerkleError>>()?;
         let index = layout.leaf(group, (first - start) / block);

@@ -94,18 +94,19 @@ impl BlockStore {
     }
 
     /// Rows `rows` (indices within the block) of `block`, whose rows are
-    /// `width` floats wide, from a sealed store.
+    /// `width` floats wide, from a sealed store: their floats, row after
+    /// row.
     pub(crate) fn read(
         &self,
         block: &StoredBlock,
         width: usize,
         rows: std::ops::Range<usize>,
-    ) -> std::io::Result<Vec<Vec<f32>>> {
+    ) -> std::io::Result<Vec<f32>> {
         let (a, b) = (rows.start * width, rows.end * width);
         match block {
             StoredBlock::Memory(floats) => floats
                 .get(a..b)
-                .map(|f| f.chunks_exact(width.max(1)).map(<[f32]>::to_vec).collect())
+                .map(<[f32]>::to_vec)
                 .ok_or_else(|| std::io::Error::other("row out of its block")),
             StoredBlock::Disk(at) => {
                 let file = self
@@ -114,13 +115,9 @@ impl BlockStore {
                     .ok_or_else(|| std::io::Error::other("spill file not sealed"))?;
                 let mut bytes = vec![0u8; (b - a) * 4];
                 file.read_exact_at(&mut bytes, (at + a as u64) * 4)?;
-                let floats: Vec<f32> = bytes
+                Ok(bytes
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                Ok(floats
-                    .chunks_exact(width.max(1))
-                    .map(<[f32]>::to_vec)
                     .collect())
             }
         }

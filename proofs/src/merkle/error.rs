@@ -60,6 +60,15 @@ pub enum MerkleError {
         /// Index of the element among the rows' values.
         index: u64,
     },
+    /// Opened rows whose values are not whole rows of their width (or of
+    /// width 0).
+    #[error("{values} values are not whole rows of {width}")]
+    RaggedRows {
+        /// Values given.
+        values: u64,
+        /// Values per row.
+        width: u64,
+    },
     /// The recomputed root differs from the expected one.
     #[error(
         "root mismatch: expected {}, computed {}",

@@ -2,8 +2,8 @@
 
 use std::sync::LazyLock;
 
-use forge_engine::{f16, narrow_f16_exact, widen_f16};
-use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use forge_engine::{f16, narrow_f16_exact};
+use half::slice::HalfFloatSliceExt;
 use serde::Serialize;
 
 use super::MerkleError;
@@ -194,14 +194,30 @@ pub fn leaf_hash(
 ) -> Result<Hash, MerkleError> {
     match dtype.elem(group) {
         Elem::F32 => Ok(leaf_hash_words(group, layer, first_pos, count, dtype, rows)),
-        Elem::F16 => {
-            let halves = f16_values(rows)?;
-            let bits: &[u16] = halves.reinterpret_cast();
-            let mut h = leaf_hasher(group);
-            update_le(&mut h, bits, u16::to_le_bytes);
-            Ok(leaf_tail(h, layer, first_pos, count, dtype))
-        }
+        Elem::F16 => Ok(leaf_hash_f16(
+            group,
+            layer,
+            first_pos,
+            count,
+            dtype,
+            &f16_values(rows)?,
+        )),
     }
+}
+
+/// [`leaf_hash`] over f16 rows as they are (a group the dtype keeps in
+/// f16).
+pub(crate) fn leaf_hash_f16(
+    group: RowGroup,
+    layer: u32,
+    first_pos: u32,
+    count: u32,
+    dtype: DType,
+    rows: &[f16],
+) -> Hash {
+    let mut h = leaf_hasher(group);
+    update_le(&mut h, rows.reinterpret_cast(), u16::to_le_bytes);
+    leaf_tail(h, layer, first_pos, count, dtype)
 }
 
 /// `rows` (f16 values widened) as f16 two to a 32-bit word, the way the
@@ -223,18 +239,10 @@ pub(crate) fn pack_f16(rows: &[f32]) -> Result<Vec<f32>, MerkleError> {
 /// is not an f16 widened. A spot check's key/value openings run to hundreds
 /// of thousands of values: the engine's vector conversion, not one value at
 /// a time.
-pub(crate) fn f16_values(rows: &[f32]) -> Result<Vec<f16>, MerkleError> {
+fn f16_values(rows: &[f32]) -> Result<Vec<f16>, MerkleError> {
     let mut halves = vec![f16::ZERO; rows.len()];
     narrow_f16_exact(rows, &mut halves).map_err(|i| MerkleError::NotF16 { index: i as u64 })?;
     Ok(halves)
-}
-
-/// The f16 values of words that [`pack_f16`] (or the sink) filled, widened.
-pub(crate) fn unpack_f16(words: &[f32]) -> Vec<f32> {
-    let bits: &[u16] = bytemuck::cast_slice(words);
-    let mut out = vec![0.0f32; bits.len()];
-    widen_f16(bits.reinterpret_cast(), &mut out);
-    out
 }
 
 /// [`leaf_hash`] over rows as the sink keeps them: 32-bit words, f32

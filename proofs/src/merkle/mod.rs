@@ -16,7 +16,7 @@ pub use hash::{
     DType, Elem, Hash, KV_BLOCK, OUTPUT_BLOCK, RowGroup, empty_root, leaf_hash, node_hash,
     row_blocks,
 };
-pub(crate) use hash::{f16_values, leaf_hash_words, pack_f16, rows_covering, unpack_f16};
+pub(crate) use hash::{leaf_hash_f16, leaf_hash_words, pack_f16, rows_covering};
 pub(crate) use layout::TreeLayout;
 pub use range::{RangeProof, verify_range};
 pub use tree::MerkleTree;

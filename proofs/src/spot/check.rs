@@ -1,12 +1,12 @@
 //! The verifier's side: re-executing challenged cells with the real weights.
 
-use forge_engine::{Backend, Model, Numerics, sample};
+use forge_engine::{Backend, CellReplay, KvValue, Model, Numerics, sample};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::structure::verify_cell_rows;
 use super::{CellOpening, SpotError, SpotOpenings, challenge_cells};
-use crate::commit::RangeOpening;
+use crate::commit::{RangeOpening, RowsRef};
 use crate::digest::{output_hash, prompt_hash};
 use crate::receipt::{ModelDims, Receipt};
 
@@ -185,6 +185,22 @@ impl<'a> SpotChecker<'a> {
         Ok(())
     }
 
+    /// Layer `layer` at the position after `prefix` (rows of `width`
+    /// committed keys and values), from its input row.
+    fn replay<V: KvValue>(
+        &self,
+        numerics: Numerics,
+        layer: u32,
+        input: &[f32],
+        prefix: &[V],
+        width: usize,
+    ) -> Result<CellReplay, SpotError> {
+        let rows: Vec<&[V]> = prefix.chunks_exact(width.max(1)).collect();
+        Ok(self
+            .model
+            .replay_cell_rows_in(numerics, layer as usize, input, &rows)?)
+    }
+
     fn check_cell(
         &self,
         receipt: &Receipt,
@@ -203,13 +219,19 @@ impl<'a> SpotChecker<'a> {
         };
         // Rows past t (the rest of t's key/value block) are only hashed.
         let through_t = (pos - receipt.request.forwarded.start) as usize + 1;
-        let kv_rows = &c.kv.rows[..through_t];
-        let replayed = self.model.replay_cell_rows_in(
-            numerics,
-            layer as usize,
-            &input,
-            &kv_rows[..through_t - 1],
-        )?;
+        let kv = &c.kv.rows;
+        let replayed = match kv.rows(0..through_t - 1) {
+            Some(RowsRef::F32(prefix)) => self.replay(numerics, layer, &input, prefix, kv.width()),
+            Some(RowsRef::F16(prefix)) => self.replay(numerics, layer, &input, prefix, kv.width()),
+            None => {
+                return Err(SpotError::MalformedOpening {
+                    layer,
+                    pos,
+                    problem: "the key/value opening does not hold the prefix",
+                });
+            }
+        }?;
+        let kv_t = kv.row_f32(through_t - 1).unwrap_or_default();
         let committed = opened(&c.output, pos);
         let compare = |what: &'static str, row: &[f32], want: &[f32]| {
             let rel_l2 = relative_l2(row, want);
@@ -229,7 +251,7 @@ impl<'a> SpotChecker<'a> {
                 })
             }
         };
-        compare("keys/values", &replayed.kv, &kv_rows[through_t - 1])?;
+        compare("keys/values", &replayed.kv, &kv_t)?;
         let rel_l2 = compare("output", &replayed.output, committed)?;
         Ok(CellResult {
             layer,
@@ -348,7 +370,12 @@ pub fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Row `pos` of an opening that `verify_cell_rows` checked holds it.
+/// Output row `pos` of an opening that `verify_cell_rows` checked holds
+/// it (output rows are f32 under every dtype).
 fn opened(o: &RangeOpening, pos: u32) -> &[f32] {
-    o.row_at(pos).unwrap_or_default()
+    let i = pos.checked_sub(o.first_pos).map(|i| i as usize);
+    match i.and_then(|i| o.rows.rows(i..i + 1)) {
+        Some(RowsRef::F32(row)) => row,
+        _ => &[],
+    }
 }

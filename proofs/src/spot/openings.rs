@@ -1,12 +1,13 @@
 //! A provider's answer to a challenge, and its canonical encoding.
 
-use forge_engine::widen_f16;
-use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use forge_engine::f16;
+use half::slice::HalfFloatSliceExt;
+use half::vec::HalfBitsVecExt;
 use serde::Serialize;
 
 use crate::codec::{DecodeError, EncodeError, Reader, Writer};
-use crate::commit::RangeOpening;
-use crate::merkle::{Elem, RangeProof, f16_values};
+use crate::commit::{OpenedRows, RangeOpening, RowsRef};
+use crate::merkle::{Elem, RangeProof};
 use crate::receipt::MAX_AUDIT_CELLS;
 
 const MAGIC: [u8; 4] = *b"FRGO";
@@ -140,45 +141,29 @@ fn decode_tokens(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u32>, De
 /// (elements), row count u32, the rows' elements little-endian, sibling
 /// count u32, the siblings.
 fn encode_range(w: &mut Writer, o: &RangeOpening) -> Result<(), EncodeError> {
-    let d = o.rows.first().map_or(0, Vec::len);
-    if o.rows.iter().any(|r| r.len() != d) {
-        return Err(EncodeError::Inconsistent {
-            field: "opening.rows",
-            problem: "rows of different widths",
-        });
-    }
     w.u32(o.layer);
     w.u32(o.first_pos);
-    w.u8(o.elem.tag());
-    w.count("opening.row_width", d, MAX_ROW)?;
+    w.u8(o.rows.elem().tag());
+    w.count("opening.row_width", o.rows.width(), MAX_ROW)?;
     w.count("opening.rows", o.rows.len(), MAX_ROWS)?;
-    match o.elem {
-        Elem::F32 => o.rows.iter().for_each(|row| w.f32s(row)),
-        Elem::F16 => {
-            for row in &o.rows {
-                let halves = f16_values(row).map_err(|_| EncodeError::Inconsistent {
-                    field: "opening.rows",
-                    problem: "a value of f16 rows is not an f16",
-                })?;
-                w.u16s(halves.reinterpret_cast());
-            }
-        }
+    match o.rows.values() {
+        RowsRef::F32(values) => w.f32s(values),
+        RowsRef::F16(values) => w.u16s(values.reinterpret_cast()),
     }
     w.count("opening.siblings", o.proof.siblings.len(), MAX_SIBLINGS)?;
     o.proof.siblings.iter().for_each(|s| w.array(s));
     Ok(())
 }
 
-/// A row of `d` f16 elements, widened. A signaling NaN (exponent all ones,
-/// a payload without the quiet bit) is refused: it widens to a quiet NaN,
-/// which would encode to other bytes, and a decoded opening must re-encode
-/// to its own bytes. Every other f16 comes back from its widened value.
-fn decode_f16_row(r: &mut Reader<'_>, d: usize) -> Result<Vec<f32>, DecodeError> {
-    let bits = r.u16s("opening.rows", d)?;
+/// `n` f16 elements, as they are. A signaling NaN (exponent all ones, a
+/// payload without the quiet bit) is refused, as it was when rows were
+/// widened to f32 (which quiets it): one f16 value has one encoding here.
+fn decode_f16_values(r: &mut Reader<'_>, n: usize) -> Result<Vec<f16>, DecodeError> {
+    let bits = r.u16s("opening.rows", n)?;
     let signaling = |b: u16| b & 0x7C00 == 0x7C00 && b & 0x03FF != 0 && b & 0x0200 == 0;
     // A fold without an early exit vectorises (a `find` went element by
     // element: decoding a 2.5 MB opening took twice as long as its f32
-    // twice the size); the search runs only on a rejected row.
+    // twice the size); the search runs only on a rejected opening.
     if bits.iter().fold(false, |any, &b| any | signaling(b))
         && let Some(b) = bits.iter().copied().find(|&b| signaling(b))
     {
@@ -187,9 +172,7 @@ fn decode_f16_row(r: &mut Reader<'_>, d: usize) -> Result<Vec<f32>, DecodeError>
             problem: format!("f16 bits {b:#06x} are a signaling NaN"),
         });
     }
-    let mut row = vec![0.0f32; d];
-    widen_f16(bits.reinterpret_cast(), &mut row);
-    Ok(row)
+    Ok(bits.reinterpret_into())
 }
 
 fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
@@ -210,12 +193,15 @@ fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
     }
     let d = d as usize;
     let n = r.count("opening.rows", MAX_ROWS, d * elem.size())?;
-    let rows = (0..n)
-        .map(|_| match elem {
-            Elem::F32 => r.f32s("opening.rows", d),
-            Elem::F16 => decode_f16_row(r, d),
-        })
-        .collect::<Result<Vec<Vec<f32>>, _>>()?;
+    // `count` checked that the rows' bytes are there, so n * d fits.
+    let rows = match elem {
+        Elem::F32 => OpenedRows::from_f32(d, r.f32s("opening.rows", n * d)?),
+        Elem::F16 => OpenedRows::from_f16(d, decode_f16_values(r, n * d)?),
+    }
+    .map_err(|e| DecodeError::InvalidValue {
+        field: "opening.rows",
+        problem: e.to_string(),
+    })?;
     let n = r.count("opening.siblings", MAX_SIBLINGS, 32)?;
     let siblings = (0..n)
         .map(|_| r.array("opening.siblings"))
@@ -223,7 +209,6 @@ fn decode_range(r: &mut Reader<'_>) -> Result<RangeOpening, DecodeError> {
     Ok(RangeOpening {
         layer,
         first_pos,
-        elem,
         rows,
         proof: RangeProof { siblings },
     })

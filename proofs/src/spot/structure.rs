@@ -77,8 +77,7 @@ pub(crate) fn verify_cell_rows(receipt: &Receipt, c: &CellOpening) -> Result<(),
             .map_err(|source| SpotError::Opening { layer, pos, source })
     };
     let is = |o: &RangeOpening, group: u32, first: u32, n: usize, width: usize| {
-        (o.layer, o.first_pos, o.rows.len()) == (group, first, n)
-            && o.rows.iter().all(|r| r.len() == width)
+        (o.layer, o.first_pos, o.rows.len()) == (group, first, n) && o.rows.width() == width
     };
     let (block_first, block_rows) = block_of(receipt, pos);
     if !is(&c.output, layer, block_first, block_rows, d) {

@@ -115,14 +115,20 @@ fn run(args: &Args) -> Result<Outcome, String> {
             ModelDims::from_engine(m.config()).ok_or("the model's dimensions do not fit in u32")?;
         anchor = anchor.with_model(m.model_id(), dims);
     }
-    match receipt.verify_offline(&anchor) {
+    // The audits' openings are checked beside the receipt's own checks;
+    // their lines come after those, and only if those pass.
+    let (offline, found) = rayon::join(
+        || receipt.verify_offline(&anchor),
+        || audits::check(&receipt, model.as_ref()),
+    );
+    match offline {
         Ok(report) => {
             report
                 .checks
                 .iter()
                 .for_each(|c| out.pass(c.id(), At::default(), c.describe().to_string()));
             out.report = Some(report);
-            audits::recheck(&receipt, model.as_ref(), &mut out);
+            audits::report(&receipt, found, &mut out);
         }
         Err(e) => out.fail(e.check_id(), At::default(), e.to_string()),
     }
