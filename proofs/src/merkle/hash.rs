@@ -134,8 +134,9 @@ impl DType {
 pub enum Elem {
     /// 32-bit IEEE floats.
     F32,
-    /// IEEE binary16 (rows in memory and in openings hold them widened to
-    /// f32, which is exact; a value that no f16 widens to is not a row).
+    /// IEEE binary16 (the sink keeps them two to a 32-bit word, openings
+    /// as f16 values; the public [`leaf_hash`] takes them widened to f32,
+    /// which is exact, and refuses a value that no f16 widens to).
     F16,
 }
 
