@@ -71,12 +71,4 @@ pub enum EncodeError {
         /// The largest allowed.
         max: u64,
     },
-    /// Parts of a value disagree (e.g. rows of different widths).
-    #[error("`{field}`: {problem}")]
-    Inconsistent {
-        /// The field.
-        field: &'static str,
-        /// What disagrees.
-        problem: &'static str,
-    },
 }
