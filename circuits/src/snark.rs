@@ -3,7 +3,7 @@
 use ark_bn254::Bn254;
 use ark_groth16::{Groth16, PreparedVerifyingKey, prepare_verifying_key};
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem, SynthesisMode};
-use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, SerializationError};
 use ark_snark::SNARK;
 use rand_chacha::{
     ChaCha20Rng,
@@ -175,12 +175,9 @@ pub fn vk_to_prepared_bytes(vk: &VerifyingKey) -> Vec<u8> {
 /// from elsewhere go through [`vk_from_bytes`].
 pub(crate) fn vk_from_trusted_prepared(bytes: &[u8]) -> Result<VerifyingKey, CircuitError> {
     const WHAT: &str = "prepared verifying key";
-    let mut reader = bytes;
-    let prepared = PreparedVerifyingKey::<Bn254>::deserialize_uncompressed_unchecked(&mut reader)
-        .map_err(|e| malformed(WHAT, e.to_string()))?;
-    if !reader.is_empty() {
-        return Err(malformed(WHAT, format!("{} trailing bytes", reader.len())));
-    }
+    let prepared = decode_whole(WHAT, bytes, |r| {
+        PreparedVerifyingKey::<Bn254>::deserialize_uncompressed_unchecked(r)
+    })?;
     check_vk_shape(WHAT, &prepared.vk)?;
     Ok(VerifyingKey {
         vk: prepared.vk.clone(),
@@ -236,9 +233,17 @@ fn encode<T: CanonicalSerialize>(value: &T) -> Vec<u8> {
 
 /// Validated compressed decoding that also rejects trailing bytes.
 fn decode<T: CanonicalDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, CircuitError> {
+    decode_whole(what, bytes, |r| T::deserialize_compressed(r))
+}
+
+/// `read` over `bytes`, which must consume them all.
+fn decode_whole<T>(
+    what: &'static str,
+    bytes: &[u8],
+    read: impl FnOnce(&mut &[u8]) -> Result<T, SerializationError>,
+) -> Result<T, CircuitError> {
     let mut reader = bytes;
-    let value =
-        T::deserialize_compressed(&mut reader).map_err(|e| malformed(what, e.to_string()))?;
+    let value = read(&mut reader).map_err(|e| malformed(what, e.to_string()))?;
     if !reader.is_empty() {
         return Err(malformed(what, format!("{} trailing bytes", reader.len())));
     }

@@ -3,13 +3,12 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use forge_engine::f16;
 use half::slice::HalfBitsSliceExt;
 
 use super::recycle;
 use super::store::{BlockStore, StoredBlock};
 use super::worker::{HashedGroup, Recorded};
-use super::{CommitError, OpenedRows, RangeOpening};
+use super::{CommitError, OpenedRows, RangeOpening, Values};
 use crate::merkle::{DType, Elem, Hash, MerkleTree, RowGroup, TreeLayout, rows_covering};
 
 /// A Merkle commitment to every layer's output rows and every layer's key
@@ -314,7 +313,7 @@ impl Commitment {
         group: usize,
         block: &StoredBlock,
         range: std::ops::Range<usize>,
-        into: &mut RowBuffer,
+        into: &mut Values,
     ) -> Result<(), CommitError> {
         let (width, elem) = self.shape(group);
         let words = self
@@ -322,9 +321,9 @@ impl Commitment {
             .read(block, elem.words(width), range)
             .map_err(CommitError::Spill)?;
         match into {
-            RowBuffer::F32(v) => v.extend_from_slice(&words),
+            Values::F32(v) => v.extend_from_slice(&words),
             // Two f16 to a word, as the sink packed them.
-            RowBuffer::F16(v) => {
+            Values::F16(v) => {
                 v.extend_from_slice(bytemuck::cast_slice::<f32, u16>(&words).reinterpret_cast())
             }
         }
@@ -349,7 +348,7 @@ impl Commitment {
         );
         let proof = self.tree.prove_range(a, b)?;
         let (width, elem) = self.shape(group);
-        let mut rows = RowBuffer::new(elem, (last - first + 1) * width);
+        let mut rows = Values::with_capacity(elem, (last - first + 1) * width);
         for (i, stored) in self.blocks[a..=b].iter().enumerate() {
             let block_first = first + i * block;
             let n = (last + 1 - block_first).min(block);
@@ -360,7 +359,7 @@ impl Commitment {
         Ok(RangeOpening {
             layer: group as u32,
             first_pos: first as u32,
-            rows: rows.into_rows(width)?,
+            rows: OpenedRows::new(width, rows)?,
             proof,
         })
     }
@@ -371,9 +370,9 @@ impl Commitment {
         let at = (pos - self.start) % self.kind(group).block();
         let block = &self.blocks[self.block_index(group, pos)];
         let (width, elem) = self.shape(group);
-        let mut row = RowBuffer::new(elem, width);
+        let mut row = Values::with_capacity(elem, width);
         self.read_rows(group, block, at..at + 1, &mut row)?;
-        row.into_rows(width)?
+        OpenedRows::new(width, row)?
             .row_f32(0)
             .map(Cow::into_owned)
             .ok_or(CommitError::Spill(std::io::Error::other("empty block")))
@@ -404,27 +403,5 @@ impl Drop for Commitment {
             StoredBlock::Memory(rows) => Some(rows),
             StoredBlock::Disk(_) => None,
         }));
-    }
-}
-
-/// Rows being read out of their stored blocks, in their element type.
-enum RowBuffer {
-    F32(Vec<f32>),
-    F16(Vec<f16>),
-}
-
-impl RowBuffer {
-    fn new(elem: Elem, capacity: usize) -> Self {
-        match elem {
-            Elem::F32 => Self::F32(Vec::with_capacity(capacity)),
-            Elem::F16 => Self::F16(Vec::with_capacity(capacity)),
-        }
-    }
-
-    fn into_rows(self, width: usize) -> Result<OpenedRows, CommitError> {
-        Ok(match self {
-            Self::F32(v) => OpenedRows::from_f32(width, v)?,
-            Self::F16(v) => OpenedRows::from_f16(width, v)?,
-        })
     }
 }

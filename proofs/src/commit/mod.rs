@@ -12,6 +12,7 @@ mod worker;
 
 pub use commitment::{CommitCost, Commitment};
 pub use error::CommitError;
+pub(crate) use opened_rows::Values;
 pub use opened_rows::{OpenedRows, RowsRef};
 pub use opening::RangeOpening;
 pub use sink::{CommitmentSink, SinkOptions};

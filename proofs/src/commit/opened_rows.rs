@@ -22,10 +22,29 @@ pub struct OpenedRows {
     values: Values,
 }
 
+/// Row values in their element type (also what a commitment reads its
+/// stored blocks into when it answers an opening).
 #[derive(Debug, Clone, PartialEq)]
-enum Values {
+pub(crate) enum Values {
     F32(Vec<f32>),
     F16(Vec<f16>),
+}
+
+impl Values {
+    /// No values yet, room for `capacity` of element type `elem`.
+    pub(crate) fn with_capacity(elem: Elem, capacity: usize) -> Self {
+        match elem {
+            Elem::F32 => Self::F32(Vec::with_capacity(capacity)),
+            Elem::F16 => Self::F16(Vec::with_capacity(capacity)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::F16(v) => v.len(),
+        }
+    }
 }
 
 /// A block of rows of an [`OpenedRows`], borrowed.
@@ -40,20 +59,25 @@ pub enum RowsRef<'a> {
 impl OpenedRows {
     /// f32 rows of `width` values, from their values row after row.
     pub fn from_f32(width: usize, values: Vec<f32>) -> Result<Self, MerkleError> {
-        whole_rows(width, values.len())?;
-        Ok(Self {
-            width,
-            values: Values::F32(values),
-        })
+        Self::new(width, Values::F32(values))
     }
 
     /// f16 rows of `width` values, from their values row after row.
     pub fn from_f16(width: usize, values: Vec<f16>) -> Result<Self, MerkleError> {
-        whole_rows(width, values.len())?;
-        Ok(Self {
-            width,
-            values: Values::F16(values),
-        })
+        Self::new(width, Values::F16(values))
+    }
+
+    /// Rows of `width` values, from their values row after row; whole rows
+    /// of a width above 0, or [`MerkleError::RaggedRows`].
+    pub(crate) fn new(width: usize, values: Values) -> Result<Self, MerkleError> {
+        let n = values.len();
+        if width == 0 || !n.is_multiple_of(width) {
+            return Err(MerkleError::RaggedRows {
+                values: n as u64,
+                width: width as u64,
+            });
+        }
+        Ok(Self { width, values })
     }
 
     /// The element type the rows were committed in.
@@ -71,7 +95,7 @@ impl OpenedRows {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.values().len() / self.width
+        self.values.len() / self.width
     }
 
     /// Whether there are no rows.
@@ -168,16 +192,6 @@ impl RowsRef<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-fn whole_rows(width: usize, values: usize) -> Result<(), MerkleError> {
-    if width == 0 || !values.is_multiple_of(width) {
-        return Err(MerkleError::RaggedRows {
-            values: values as u64,
-            width: width as u64,
-        });
-    }
-    Ok(())
 }
 
 /// The JSON view: a list of rows of numbers (f16 values widened).
