@@ -146,21 +146,26 @@ fn rejected_receipts_exit_one() {
     let vk = f.vk.to_str().unwrap();
     let mut forged = f.receipt.clone();
     forged.cost.flops += 1;
+    let forged_bytes = forged.to_bytes().unwrap();
     let (code, stdout, stderr) = verify(&f.write(&forged), &["--vk", vk, "--json"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("✗ FLOPs") && stderr.contains("REJECTED"),
         "{stderr}"
     );
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["verified"],
-        false
-    );
+    let json = serde_json::from_str::<serde_json::Value>(&stdout).unwrap();
+    assert_eq!(json["verified"], false);
+    // Without a report the hash is the file's own (a verified receipt's
+    // comes from the report: the honest test above).
+    let file_hash = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+    assert_eq!(json["receipt_hash"], file_hash(&forged_bytes));
 
     let bytes = f.receipt.to_bytes().unwrap();
     // Not a well-formed receipt: exit 2 (decode error), with the failing field named.
-    let (code, _, stderr) = verify(&f.write_bytes(&bytes[..100]), &["--vk", vk]);
+    let (code, stdout, stderr) = verify(&f.write_bytes(&bytes[..100]), &["--vk", vk, "--json"]);
     assert_eq!(code, 2);
+    let json = serde_json::from_str::<serde_json::Value>(&stdout).unwrap();
+    assert_eq!(json["receipt_hash"], file_hash(&bytes[..100]));
     assert!(
         stderr.contains("✗ canonical encoding: truncated")
             && stderr.contains("not a well-formed receipt"),

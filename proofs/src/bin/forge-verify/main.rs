@@ -101,11 +101,12 @@ fn run(args: &Args) -> Result<Outcome, String> {
         None => None,
     };
 
-    let mut out = Outcome::new(&bytes);
+    let mut out = Outcome::new();
     let receipt = match Receipt::from_bytes(&bytes) {
         Ok(r) => r,
         Err(e) => {
             out.malformed(format!("canonical encoding: {e}"));
+            out.identify(&bytes);
             return Ok(out);
         }
     };
@@ -133,5 +134,6 @@ fn run(args: &Args) -> Result<Outcome, String> {
         Err(e) => out.fail(e.check_id(), At::default(), e.to_string()),
     }
     out.receipt = Some(receipt);
+    out.identify(&bytes);
     Ok(out)
 }
