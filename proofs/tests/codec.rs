@@ -74,6 +74,34 @@ fn a_hashing_writer_hashes_exactly_the_bytes_a_buffer_would_hold() {
     a.f32s(&many);
     b.f32s(&many);
     assert_eq!(b.finalize(), *blake3::hash(a.as_bytes()).as_bytes());
+    // A byte string of megabytes (an audit's openings) is hashed split
+    // across the pool; after an odd number of bytes, so that it starts
+    // inside a chunk, and inside a pool of two threads as verifiers run.
+    let blob: Vec<u8> = (0..(3 << 20) + 7)
+        .map(|i: u32| (i * 31 % 251) as u8)
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for key in [None, Some("forge.test")] {
+        let hasher = || key.map_or_else(blake3::Hasher::new, blake3::Hasher::new_derive_key);
+        let write = |w: &mut Writer| {
+            w.u8(1);
+            w.bytes("blob", &blob, u32::MAX).unwrap();
+            w.u16(2);
+        };
+        let mut a = Writer::new();
+        write(&mut a);
+        let mut expected = hasher();
+        expected.update(a.as_bytes());
+        let hashed = pool.install(|| {
+            let mut b = Writer::hashing(hasher());
+            write(&mut b);
+            b.finalize()
+        });
+        assert_eq!(hashed, *expected.finalize().as_bytes());
+    }
 }
 
 #[test]
