@@ -1,6 +1,6 @@
 //! What `forge-verify` does without the model, and its parts, on SmolLM2
 //! receipts with large openings: the proofs benchmark's prefill prompt
-//! (about 520 tokens, 64 greedy tokens) is generated and committed, a
+//! (about 520 tokens, then MAX_TOKENS greedy ones) is generated and committed, a
 //! receipt is signed with a fixed key, and the draws of the first SEEDS
 //! seeds (blake3 of 0, 1, ... as u64; 8 cells each) are opened. Then, on a
 //! 2-thread pool, the median of ITERS calls each:
@@ -13,11 +13,11 @@
 //! A draw's total is `offline + decode + verify` one after the other. The
 //! receipt with its own (non-interactive) audit is then checked as
 //! `forge-verify` checks it without the model: the offline checks beside
-//! the audit's openings. With a third argument PATH, that receipt is
+//! the audit's openings. With a fourth argument PATH, that receipt is
 //! written there (to time the `forge-verify` process on it).
 //!
 //! `cargo run --release -p forge-benches --example verify_timing -- [ITERS]
-//! [SEEDS] [PATH]` (defaults 50 and 8).
+//! [SEEDS] [MAX_TOKENS] [PATH]` (defaults 50, 8 and 64).
 
 use anyhow::{Context, Result};
 use forge_benches::prompts::prompt_set;
@@ -33,6 +33,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let iters: usize = positional_arg(&args, 0, 50)?;
     let seeds: u64 = positional_arg(&args, 1, 8)?;
+    let max_tokens: usize = positional_arg(&args, 2, 64)?;
     let prompt = prompt_set().pop().context("the prompt set is empty")?;
     let Receipted {
         pool,
@@ -42,7 +43,7 @@ fn main() -> Result<()> {
         commitment,
         receipt,
         ..
-    } = receipted(&prompt, 64)?;
+    } = receipted(&prompt, max_tokens)?;
     let anchor = TrustAnchor::new(forge_circuits::canonical_vk().clone());
     println!(
         "{} prompt tokens ({}), {} generated",
@@ -96,7 +97,7 @@ fn main() -> Result<()> {
         bytes.len() as f64 / 1e6,
         median_ms(&|| drop(whole()))
     );
-    if let Some(path) = args.get(2) {
+    if let Some(path) = args.get(3) {
         std::fs::write(path, &bytes).with_context(|| format!("writing {path}"))?;
         println!("written to {path}");
     }
