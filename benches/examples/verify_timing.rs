@@ -1,9 +1,9 @@
 //! What `forge-verify` does without the model, and its parts, on SmolLM2
 //! receipts with large openings: the proofs benchmark's prefill prompt
-//! (about 520 tokens, then MAX_TOKENS greedy ones) is generated and committed, a
-//! receipt is signed with a fixed key, and the draws of the first SEEDS
-//! seeds (blake3 of 0, 1, ... as u64; 8 cells each) are opened. Then, on a
-//! 2-thread pool, the median of ITERS calls each:
+//! (about 520 tokens, then MAX_TOKENS greedy ones) is generated and
+//! committed, a receipt is signed with a fixed key, and the draws of the
+//! first SEEDS seeds (blake3 of 0, 1, ... as u64; 8 cells each) are
+//! opened. Then, on a 2-thread pool, the median of ITERS calls each:
 //!
 //! - `offline`: `Receipt::verify_offline` (format, signature, CU proof);
 //! - per draw, `decode`: `SpotOpenings::from_bytes` of its openings, and

@@ -101,17 +101,28 @@ fn run(args: &Args) -> Result<Outcome, String> {
         None => None,
     };
 
+    let mut out = check(&bytes, vk, model.as_ref())?;
+    out.identify(&bytes);
+    Ok(out)
+}
+
+/// Decodes and checks the receipt in `bytes` (the outcome's receipt hash
+/// is left to [`Outcome::identify`]).
+fn check(
+    bytes: &[u8],
+    vk: forge_circuits::VerifyingKey,
+    model: Option<&Model>,
+) -> Result<Outcome, String> {
     let mut out = Outcome::new();
-    let receipt = match Receipt::from_bytes(&bytes) {
+    let receipt = match Receipt::from_bytes(bytes) {
         Ok(r) => r,
         Err(e) => {
             out.malformed(format!("canonical encoding: {e}"));
-            out.identify(&bytes);
             return Ok(out);
         }
     };
     let mut anchor = TrustAnchor::new(vk);
-    if let Some(m) = &model {
+    if let Some(m) = model {
         let dims =
             ModelDims::from_engine(m.config()).ok_or("the model's dimensions do not fit in u32")?;
         anchor = anchor.with_model(m.model_id(), dims);
@@ -120,7 +131,7 @@ fn run(args: &Args) -> Result<Outcome, String> {
     // their lines come after those, and only if those pass.
     let (offline, found) = rayon::join(
         || receipt.verify_offline(&anchor),
-        || audits::check(&receipt, model.as_ref()),
+        || audits::check(&receipt, model),
     );
     match offline {
         Ok(report) => {
@@ -134,6 +145,5 @@ fn run(args: &Args) -> Result<Outcome, String> {
         Err(e) => out.fail(e.check_id(), At::default(), e.to_string()),
     }
     out.receipt = Some(receipt);
-    out.identify(&bytes);
     Ok(out)
 }
