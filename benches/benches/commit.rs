@@ -17,6 +17,12 @@
 //!   by side, is the commitment's wall-clock overhead on decoding. Skipped
 //!   with a message when `$FORGE_HOME/models` lacks the model.
 //!
+//! - `commit/open_kv@smollm2_768`: what a node spends answering one
+//!   spot-check cell's key/value opening: the `[k | v]` rows of one layer
+//!   at positions 0..=767 (a 518-token prompt and 250 generated tokens;
+//!   f16 rows, 590 KB) with their Merkle range proof, from a commitment
+//!   over SmolLM2-shaped rows kept in memory.
+//!
 //! `cargo bench -p forge-benches --bench commit`
 
 use std::hint::black_box;
@@ -120,6 +126,41 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// One layer's key/value prefix opened from a 768-position commitment.
+fn open(c: &mut Criterion) {
+    const POSITIONS: usize = 768;
+    let out: Vec<Vec<f32>> = (0..LAYERS).map(|l| rows(D_MODEL, l)).collect();
+    // The sink keeps key/value rows in f16: values that are f16 already.
+    let kv: Vec<Vec<f32>> = (0..LAYERS)
+        .map(|l| {
+            let r = rows(KV_WIDTH, l + 100);
+            r.iter()
+                .map(|&x| forge_engine::f16::from_f32(x).to_f32())
+                .collect()
+        })
+        .collect();
+    let mut sink = CommitmentSink::new(D_MODEL).expect("sink");
+    for pos in 0..POSITIONS {
+        for l in 0..LAYERS {
+            sink.record_kv(l, pos, KV_WIDTH, &kv[l]);
+            sink.record(l, pos, &out[l]);
+        }
+    }
+    let commitment = sink.finish().expect("commitment");
+    let mut g = c.benchmark_group("commit");
+    g.throughput(Throughput::Bytes((POSITIONS * KV_WIDTH * 2) as u64));
+    g.bench_function("open_kv@smollm2_768", |b| {
+        b.iter(|| {
+            black_box(
+                commitment
+                    .open_kv_range(15, 0, POSITIONS - 1)
+                    .expect("opening"),
+            )
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -130,6 +171,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = token, decode
+    targets = token, decode, open
 }
 criterion_main!(benches);

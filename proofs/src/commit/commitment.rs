@@ -316,18 +316,15 @@ impl Commitment {
         into: &mut Values,
     ) -> Result<(), CommitError> {
         let (width, elem) = self.shape(group);
-        let words = self
-            .store
-            .read(block, elem.words(width), range)
-            .map_err(CommitError::Spill)?;
-        match into {
-            Values::F32(v) => v.extend_from_slice(&words),
-            // Two f16 to a word, as the sink packed them.
-            Values::F16(v) => {
-                v.extend_from_slice(bytemuck::cast_slice::<f32, u16>(&words).reinterpret_cast())
-            }
-        }
-        Ok(())
+        self.store
+            .read_with(block, elem.words(width), range, |words| match into {
+                Values::F32(v) => v.extend_from_slice(words),
+                // Two f16 to a word, as the sink packed them.
+                Values::F16(v) => {
+                    v.extend_from_slice(bytemuck::cast_slice::<f32, u16>(words).reinterpret_cast())
+                }
+            })
+            .map_err(CommitError::Spill)
     }
 
     /// The whole blocks of row group `group` around rows `first..=last`;

@@ -93,21 +93,26 @@ impl BlockStore {
         Ok(())
     }
 
-    /// Rows `rows` (indices within the block) of `block`, whose rows are
-    /// `width` floats wide, from a sealed store: their floats, row after
-    /// row.
-    pub(crate) fn read(
+    /// Hands `take` rows `rows` (indices within the block) of `block`,
+    /// whose rows are `width` floats wide, from a sealed store: their
+    /// floats, row after row. A block in memory is lent as it is (an
+    /// opening's rows are copied once, into the opening); one in the spill
+    /// file is read into a buffer first.
+    pub(crate) fn read_with(
         &self,
         block: &StoredBlock,
         width: usize,
         rows: std::ops::Range<usize>,
-    ) -> std::io::Result<Vec<f32>> {
+        take: impl FnOnce(&[f32]),
+    ) -> std::io::Result<()> {
         let (a, b) = (rows.start * width, rows.end * width);
         match block {
-            StoredBlock::Memory(floats) => floats
-                .get(a..b)
-                .map(<[f32]>::to_vec)
-                .ok_or_else(|| std::io::Error::other("row out of its block")),
+            StoredBlock::Memory(floats) => {
+                let rows = floats
+                    .get(a..b)
+                    .ok_or_else(|| std::io::Error::other("row out of its block"))?;
+                take(rows);
+            }
             StoredBlock::Disk(at) => {
                 let file = self
                     .file
@@ -115,11 +120,13 @@ impl BlockStore {
                     .ok_or_else(|| std::io::Error::other("spill file not sealed"))?;
                 let mut bytes = vec![0u8; (b - a) * 4];
                 file.read_exact_at(&mut bytes, (at + a as u64) * 4)?;
-                Ok(bytes
+                let floats: Vec<f32> = bytes
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect())
+                    .collect();
+                take(&floats);
             }
         }
+        Ok(())
     }
 }
