@@ -44,25 +44,47 @@ fn rows(width: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
+/// SmolLM2-shaped rows per layer: output rows, and key/value rows rounded
+/// to f16 (the sink keeps those in f16, as the CPU engine's cache does,
+/// and refuses a value that is not one).
+fn layer_rows() -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let out = (0..LAYERS).map(|l| rows(D_MODEL, l)).collect();
+    let kv = (0..LAYERS)
+        .map(|l| {
+            rows(KV_WIDTH, l + 100)
+                .into_iter()
+                .map(|x| forge_engine::f16::from_f32(x).to_f32())
+                .collect()
+        })
+        .collect();
+    (out, kv)
+}
+
+/// A sink with every layer's rows at positions `0..positions`, recorded
+/// one position at a time as a decode loop hands them over.
+fn recorded(positions: usize, out: &[Vec<f32>], kv: &[Vec<f32>]) -> CommitmentSink {
+    let mut sink = CommitmentSink::new(D_MODEL).expect("sink");
+    for pos in 0..positions {
+        for l in 0..LAYERS {
+            sink.record_kv(l, pos, KV_WIDTH, &kv[l]);
+            sink.record(l, pos, &out[l]);
+        }
+    }
+    sink
+}
+
 fn token(c: &mut Criterion) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .expect("one-thread pool");
-    let out: Vec<Vec<f32>> = (0..LAYERS).map(|l| rows(D_MODEL, l)).collect();
-    let kv: Vec<Vec<f32>> = (0..LAYERS).map(|l| rows(KV_WIDTH, l + 100)).collect();
+    let (out, kv) = layer_rows();
     let mut g = c.benchmark_group("commit");
     g.throughput(Throughput::Elements(TOKENS as u64));
     g.bench_function("token@smollm2", |b| {
         b.iter(|| {
             pool.install(|| {
-                let mut sink = CommitmentSink::new(D_MODEL).expect("sink");
-                for pos in 0..TOKENS {
-                    for l in 0..LAYERS {
-                        sink.record_kv(l, pos, KV_WIDTH, &kv[l]);
-                        sink.record(l, pos, &out[l]);
-                    }
-                }
+                let sink = recorded(TOKENS, &out, &kv);
                 black_box(sink.finish().expect("commitment").root())
             })
         })
@@ -129,24 +151,8 @@ fn decode(c: &mut Criterion) {
 /// One layer's key/value prefix opened from a 768-position commitment.
 fn open(c: &mut Criterion) {
     const POSITIONS: usize = 768;
-    let out: Vec<Vec<f32>> = (0..LAYERS).map(|l| rows(D_MODEL, l)).collect();
-    // The sink keeps key/value rows in f16: values that are f16 already.
-    let kv: Vec<Vec<f32>> = (0..LAYERS)
-        .map(|l| {
-            let r = rows(KV_WIDTH, l + 100);
-            r.iter()
-                .map(|&x| forge_engine::f16::from_f32(x).to_f32())
-                .collect()
-        })
-        .collect();
-    let mut sink = CommitmentSink::new(D_MODEL).expect("sink");
-    for pos in 0..POSITIONS {
-        for l in 0..LAYERS {
-            sink.record_kv(l, pos, KV_WIDTH, &kv[l]);
-            sink.record(l, pos, &out[l]);
-        }
-    }
-    let commitment = sink.finish().expect("commitment");
+    let (out, kv) = layer_rows();
+    let commitment = recorded(POSITIONS, &out, &kv).finish().expect("commitment");
     let mut g = c.benchmark_group("commit");
     g.throughput(Throughput::Bytes((POSITIONS * KV_WIDTH * 2) as u64));
     g.bench_function("open_kv@smollm2_768", |b| {
