@@ -29,12 +29,20 @@
 //! `MODE:BASE` (say `commit:plain`) sets MODE's sink against BASE's in
 //! each pair instead of against no sink.
 //!
+//! An argument `raw=PATH` (anywhere) also writes each pair's two times to
+//! PATH as it goes (a header line, then `seconds-without seconds-with` per
+//! pair); `commit_ab pool PATH...` prints the summary of several such runs
+//! taken together, and of each, so that runs made hours apart (the
+//! machine's other tenants change what a step costs) are read as one
+//! sample as well as apart.
+//!
 //! `cargo run --release -p forge-benches --example commit_ab -- MODE[:BASE]
 //! [PAIRS] [STEPS] [AT] [traced-prefill]`: PAIRS pairs (default 200) of STEPS decode
 //! steps (default 32) after a prompt of AT tokens (default 64); with
 //! `traced-prefill` the sink also takes the prompt's rows (the prefill runs
 //! in every measurement, outside the timed steps).
 
+use std::io::{BufRead, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -221,7 +229,14 @@ const MODES: [&str; 7] = [
 ];
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "pool") {
+        return pool_runs(&args[1..]);
+    }
+    let raw_path = args
+        .iter()
+        .position(|a| a.starts_with("raw="))
+        .map(|i| args.remove(i)[4..].to_string());
     // MODE, or MODE:BASE to measure MODE against BASE's sink instead of
     // none.
     let spec = args.first().map(String::as_str).unwrap_or("commit");
@@ -274,6 +289,15 @@ fn main() -> Result<()> {
     };
     run(false)?;
     run(true)?;
+    let mut raw = raw_path
+        .map(|p| {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&p).with_context(|| format!("creating {p}"))?,
+            );
+            writeln!(f, "# commit_ab {} | steps {steps}", args.join(" "))?;
+            anyhow::Ok(f)
+        })
+        .transpose()?;
     let (mut overheads, mut off_total, mut on_total) = (Vec::new(), 0.0, 0.0);
     let label = |n: usize| {
         let traced = if traced_prefill {
@@ -299,6 +323,10 @@ fn main() -> Result<()> {
         off_total += off;
         on_total += on;
         overheads.push(100.0 * (on / off - 1.0));
+        if let Some(f) = raw.as_mut() {
+            writeln!(f, "{off:.9} {on:.9}")?;
+            f.flush()?;
+        }
         let done = i + 1;
         if done % PROGRESS_EVERY == 0 && done < pairs {
             let so_far = summary(&label(done), &overheads, off_total, on_total, steps);
@@ -321,5 +349,61 @@ fn main() -> Result<()> {
             per_step(&|c| c.1.as_secs_f64()),
         );
     }
+    Ok(())
+}
+
+/// `pool PATH...`: the summary of each `raw=` file and of all their pairs
+/// together (every file must hold pairs of the same step count).
+fn pool_runs(paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        bail!("pool needs at least one file written with raw=PATH");
+    }
+    let (mut all, mut off_all, mut on_all, mut steps_all) = (Vec::new(), 0.0, 0.0, None);
+    for path in paths {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        let (mut overheads, mut off_total, mut on_total, mut steps) = (Vec::new(), 0.0, 0.0, None);
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line?;
+            if let Some(header) = line.strip_prefix('#') {
+                let s = header
+                    .rsplit_once("steps ")
+                    .map(|(_, s)| s.trim().parse::<usize>());
+                steps = Some(
+                    s.and_then(Result::ok)
+                        .with_context(|| format!("{path}: bad header"))?,
+                );
+                continue;
+            }
+            let mut times = line.split_whitespace().map(str::parse::<f64>);
+            let (Some(Ok(off)), Some(Ok(on)), None) = (times.next(), times.next(), times.next())
+            else {
+                bail!("{path}:{}: expected two times, got {line:?}", n + 1);
+            };
+            if !(off > 0.0 && on > 0.0) {
+                bail!("{path}:{}: times must be positive, got {line:?}", n + 1);
+            }
+            off_total += off;
+            on_total += on;
+            overheads.push(100.0 * (on / off - 1.0));
+        }
+        let steps = steps.with_context(|| format!("{path}: no header line"))?;
+        if overheads.is_empty() {
+            bail!("{path}: no pairs");
+        }
+        if *steps_all.get_or_insert(steps) != steps {
+            bail!("{path}: {steps} steps per run, the files before it had another count");
+        }
+        let label = format!("{path}: {} pairs", overheads.len());
+        println!(
+            "{}",
+            summary(&label, &overheads, off_total, on_total, steps)
+        );
+        all.extend(overheads);
+        off_all += off_total;
+        on_all += on_total;
+    }
+    let label = format!("pooled, {} files: {} pairs", paths.len(), all.len());
+    let steps = steps_all.unwrap_or(1);
+    println!("{}", summary(&label, &all, off_all, on_all, steps));
     Ok(())
 }
