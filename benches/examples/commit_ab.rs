@@ -42,11 +42,12 @@
 //! `traced-prefill` the sink also takes the prompt's rows (the prefill runs
 //! in every measurement, outside the timed steps).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use forge_benches::pair_times;
 use forge_benches::util::{
     default_model_path, median, median_ci, positional_arg, synthetic_prompt,
 };
@@ -294,7 +295,7 @@ fn main() -> Result<()> {
             let mut f = std::io::BufWriter::new(
                 std::fs::File::create(&p).with_context(|| format!("creating {p}"))?,
             );
-            writeln!(f, "# commit_ab {} | steps {steps}", args.join(" "))?;
+            pair_times::write_header(&mut f, &format!("commit_ab {}", args.join(" ")), steps)?;
             anyhow::Ok(f)
         })
         .transpose()?;
@@ -324,7 +325,7 @@ fn main() -> Result<()> {
         on_total += on;
         overheads.push(100.0 * (on / off - 1.0));
         if let Some(f) = raw.as_mut() {
-            writeln!(f, "{off:.9} {on:.9}")?;
+            pair_times::write_pair(f, off, on)?;
             f.flush()?;
         }
         let done = i + 1;
@@ -360,43 +361,19 @@ fn pool_runs(paths: &[String]) -> Result<()> {
     }
     let (mut all, mut off_all, mut on_all, mut steps_all) = (Vec::new(), 0.0, 0.0, None);
     for path in paths {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-        let (mut overheads, mut off_total, mut on_total, mut steps) = (Vec::new(), 0.0, 0.0, None);
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line?;
-            if let Some(header) = line.strip_prefix('#') {
-                let s = header
-                    .rsplit_once("steps ")
-                    .map(|(_, s)| s.trim().parse::<usize>());
-                steps = Some(
-                    s.and_then(Result::ok)
-                        .with_context(|| format!("{path}: bad header"))?,
-                );
-                continue;
-            }
-            let mut times = line.split_whitespace().map(str::parse::<f64>);
-            let (Some(Ok(off)), Some(Ok(on)), None) = (times.next(), times.next(), times.next())
-            else {
-                bail!("{path}:{}: expected two times, got {line:?}", n + 1);
-            };
-            if !(off > 0.0 && on > 0.0) {
-                bail!("{path}:{}: times must be positive, got {line:?}", n + 1);
-            }
-            off_total += off;
-            on_total += on;
-            overheads.push(100.0 * (on / off - 1.0));
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        let run = pair_times::parse(path, &text)?;
+        if *steps_all.get_or_insert(run.steps) != run.steps {
+            bail!(
+                "{path}: {} steps per run, the files before it had another count",
+                run.steps
+            );
         }
-        let steps = steps.with_context(|| format!("{path}: no header line"))?;
-        if overheads.is_empty() {
-            bail!("{path}: no pairs");
-        }
-        if *steps_all.get_or_insert(steps) != steps {
-            bail!("{path}: {steps} steps per run, the files before it had another count");
-        }
+        let (overheads, (off_total, on_total)) = (run.overheads(), run.totals());
         let label = format!("{path}: {} pairs", overheads.len());
         println!(
             "{}",
-            summary(&label, &overheads, off_total, on_total, steps)
+            summary(&label, &overheads, off_total, on_total, run.steps)
         );
         all.extend(overheads);
         off_all += off_total;

@@ -16,11 +16,13 @@
 //! - [`llama_cpp`]: the llama.cpp reference, run through llama-cpp-python;
 //! - [`prompts`], [`mem`], [`util`]: the prompt set, `/proc` memory figures,
 //!   small helpers; [`receipted`]: a prompt generated, committed and
-//!   receipted, for the examples that time the checks.
+//!   receipted, for the examples that time the checks; [`pair_times`]:
+//!   the file of A/B pair times that `commit_ab` writes and pools.
 
 pub mod decode;
 pub mod llama_cpp;
 pub mod mem;
+pub mod pair_times;
 pub mod prompts;
 pub mod proofs;
 pub mod receipted;
