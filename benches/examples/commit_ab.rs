@@ -47,7 +47,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use forge_benches::pair_times;
+use forge_benches::pair_times::{self, PairTimes};
 use forge_benches::util::{
     default_model_path, median, median_ci, positional_arg, synthetic_prompt,
 };
@@ -201,13 +201,14 @@ impl Sink {
 /// on the clock, never on what the summary says).
 const PROGRESS_EVERY: usize = 250;
 
-/// The summary line of the pairs so far: `label` (what ran, their count
+/// The summary line of the pairs `times`: `label` (what ran, their count
 /// included), the median overhead, its 95% confidence interval, the
 /// interquartile range, the overhead of the summed times and the mean
 /// step time on the other side (no sink, or BASE's).
-fn summary(label: &str, overheads: &[f64], off_total: f64, on_total: f64, steps: usize) -> String {
-    let mut sorted = overheads.to_vec();
+fn summary(label: &str, times: &PairTimes) -> String {
+    let mut sorted = times.overheads();
     sorted.sort_by(f64::total_cmp);
+    let (off_total, on_total) = times.totals();
     let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
     format!(
         "{}: overhead median {:+.2}%{} (interquartile {:+.2}% to {:+.2}%), of the summed times \
@@ -220,7 +221,7 @@ fn summary(label: &str, overheads: &[f64], off_total: f64, on_total: f64, steps:
         q(0.25),
         q(0.75),
         100.0 * (on_total / off_total - 1.0),
-        1e3 * off_total / (sorted.len() * steps) as f64,
+        1e3 * off_total / (sorted.len() * times.steps) as f64,
     )
 }
 
@@ -299,7 +300,10 @@ fn main() -> Result<()> {
             anyhow::Ok(f)
         })
         .transpose()?;
-    let (mut overheads, mut off_total, mut on_total) = (Vec::new(), 0.0, 0.0);
+    let mut times = PairTimes {
+        steps,
+        pairs: Vec::with_capacity(pairs),
+    };
     let label = |n: usize| {
         let traced = if traced_prefill {
             " (prefill traced)"
@@ -321,23 +325,18 @@ fn main() -> Result<()> {
             let on = run(true)?;
             (run(false)?, on)
         };
-        off_total += off;
-        on_total += on;
-        overheads.push(100.0 * (on / off - 1.0));
+        times.pairs.push((off, on));
         if let Some(f) = raw.as_mut() {
             pair_times::write_pair(f, off, on)?;
             f.flush()?;
         }
         let done = i + 1;
         if done % PROGRESS_EVERY == 0 && done < pairs {
-            let so_far = summary(&label(done), &overheads, off_total, on_total, steps);
+            let so_far = summary(&label(done), &times);
             eprintln!("so far, {so_far}");
         }
     }
-    println!(
-        "{}",
-        summary(&label(pairs), &overheads, off_total, on_total, steps)
-    );
+    println!("{}", summary(&label(pairs), &times));
     let costs = COSTS.lock().map(|c| c.clone()).unwrap_or_default();
     if !costs.is_empty() {
         let per_step = |f: &dyn Fn(&(std::time::Duration, std::time::Duration)) -> f64| {
@@ -356,31 +355,25 @@ fn main() -> Result<()> {
 /// `pool PATH...`: the summary of each `raw=` file and of all their pairs
 /// together (every file must hold pairs of the same step count).
 fn pool_runs(paths: &[String]) -> Result<()> {
-    if paths.is_empty() {
-        bail!("pool needs at least one file written with raw=PATH");
-    }
-    let (mut all, mut off_all, mut on_all, mut steps_all) = (Vec::new(), 0.0, 0.0, None);
+    let mut all: Option<PairTimes> = None;
     for path in paths {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
         let run = pair_times::parse(path, &text)?;
-        if *steps_all.get_or_insert(run.steps) != run.steps {
-            bail!(
-                "{path}: {} steps per run, the files before it had another count",
-                run.steps
-            );
-        }
-        let (overheads, (off_total, on_total)) = (run.overheads(), run.totals());
-        let label = format!("{path}: {} pairs", overheads.len());
         println!(
             "{}",
-            summary(&label, &overheads, off_total, on_total, run.steps)
+            summary(&format!("{path}: {} pairs", run.pairs.len()), &run)
         );
-        all.extend(overheads);
-        off_all += off_total;
-        on_all += on_total;
+        match all.as_mut() {
+            None => all = Some(run),
+            Some(all) if all.steps == run.steps => all.pairs.extend(run.pairs),
+            Some(_) => bail!(
+                "{path}: {} steps per run, the files before it had another count",
+                run.steps
+            ),
+        }
     }
-    let label = format!("pooled, {} files: {} pairs", paths.len(), all.len());
-    let steps = steps_all.unwrap_or(1);
-    println!("{}", summary(&label, &all, off_all, on_all, steps));
+    let all = all.context("pool needs at least one file written with raw=PATH")?;
+    let label = format!("pooled, {} files: {} pairs", paths.len(), all.pairs.len());
+    println!("{}", summary(&label, &all));
     Ok(())
 }
